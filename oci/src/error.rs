@@ -1,0 +1,50 @@
+//! The error type of the `oci` crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading specs, finding entrypoints or writing images.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    /// The bundle's `config.json` could not be read or parsed.
+    #[error("cannot read OCI runtime spec {path}: {reason}")]
+    Spec {
+        /// The `config.json` path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// `process.args` is missing or empty.
+    #[error("the container has no command: process.args is empty (set an entrypoint or command)")]
+    NoArgs,
+    /// `args[0]` does not name a file in the rootfs.
+    #[error("entrypoint {0:?} not found in the container's rootfs")]
+    EntrypointNotFound(String),
+    /// `args[0]` names something that is not a regular file.
+    #[error("entrypoint {0:?} is not a regular file")]
+    EntrypointNotAFile(String),
+    /// A symlink loop or a chain too long to follow.
+    #[error("too many levels of symbolic links while resolving {0:?}")]
+    SymlinkLoop(String),
+    /// An I/O error with the path it happened on.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bad input to the image builder.
+    #[error("image: {0}")]
+    Image(String),
+}
+
+impl OciError {
+    /// Wraps an I/O error with the operation and path.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| OciError::Io { op, path, source }
+    }
+}

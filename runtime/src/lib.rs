@@ -1,0 +1,23 @@
+//! Everything Wasm in wasmpod: the Wasmtime engine configuration, compiling a workload, building
+//! its WASI context, running it to an exit code, and stopping it on SIGTERM.
+//!
+//! This crate knows Wasmtime and nothing of containerd. It runs *inside* the container process,
+//! after the container's namespaces, cgroup and rootfs are in place:
+//! 1. [`signals::TerminationWatch::install`] first, before any thread exists.
+//! 2. [`Prepared::compile`] turns the Wasm bytes into a module or component whose imports
+//!    are known to be satisfiable (done at create time, so bad Wasm fails `Create`).
+//! 3. [`Prepared::run`] runs it with a [`GuestSetup`] and returns a [`GuestOutcome`], whose
+//!    [`GuestOutcome::exit_code`] is the container's exit status.
+#![deny(missing_docs)]
+
+pub mod engine;
+pub mod error;
+pub mod outcome;
+pub mod run;
+pub mod signals;
+pub mod wasi;
+
+pub use error::RuntimeError;
+pub use outcome::GuestOutcome;
+pub use run::Prepared;
+pub use wasi::GuestSetup;

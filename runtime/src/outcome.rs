@@ -1,0 +1,101 @@
+//! How a guest ended, and the exit status that reports it.
+
+use wasmtime::Trap;
+use wasmtime_wasi::I32Exit;
+
+/// How a guest run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestOutcome {
+    /// The guest finished: `proc_exit(n)`, a return from `_start` (0), or a component's
+    /// `wasi:cli/run` result (0 or 1).
+    Exited(i32),
+    /// The guest trapped; the string is a one-line reason.
+    Trapped(String),
+    /// The container was told to stop with this signal.
+    Terminated(i32),
+}
+
+/// The status a trap is reported with: 134 (SIGABRT's status), never 137, which operators
+/// read as "OOM killed".
+pub const TRAP_EXIT_CODE: i32 = 134;
+
+impl GuestOutcome {
+    /// The container's exit status for this outcome.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            GuestOutcome::Exited(code) => *code,
+            GuestOutcome::Trapped(_) => TRAP_EXIT_CODE,
+            GuestOutcome::Terminated(signal) => 128 + signal,
+        }
+    }
+
+    /// Classifies the error a guest call returned.
+    pub fn from_error(err: &wasmtime::Error, terminated_by: Option<i32>) -> GuestOutcome {
+        if let Some(exit) = err.downcast_ref::<I32Exit>() {
+            return GuestOutcome::Exited(exit.0);
+        }
+        if let Some(signal) = terminated_by {
+            return GuestOutcome::Terminated(signal);
+        }
+        if let Some(trap) = err.downcast_ref::<Trap>() {
+            return GuestOutcome::Trapped(format!("{trap}"));
+        }
+        // Host errors and anything else: the first line of the chain, plus the root cause.
+        let root = err.root_cause().to_string();
+        let top = err.to_string();
+        let reason = if root == top {
+            top
+        } else {
+            format!("{top}: {root}")
+        };
+        GuestOutcome::Trapped(reason.lines().next().unwrap_or("unknown error").to_string())
+    }
+
+    /// The line written to the container's stderr for a trap, if any.
+    pub fn stderr_line(&self) -> Option<String> {
+        match self {
+            GuestOutcome::Trapped(reason) => {
+                Some(format!("wasmpod: the Wasm guest trapped: {reason}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(GuestOutcome::Exited(42).exit_code(), 42);
+        assert_eq!(GuestOutcome::Trapped("x".into()).exit_code(), 134);
+        assert_eq!(GuestOutcome::Terminated(15).exit_code(), 143);
+        assert_eq!(GuestOutcome::Terminated(2).exit_code(), 130);
+    }
+
+    #[test]
+    fn classifies_errors() {
+        let exit = wasmtime::Error::new(I32Exit(7));
+        assert_eq!(
+            GuestOutcome::from_error(&exit, None),
+            GuestOutcome::Exited(7)
+        );
+        // An explicit exit wins over a stop request that raced with it.
+        assert_eq!(
+            GuestOutcome::from_error(&exit, Some(15)),
+            GuestOutcome::Exited(7)
+        );
+        let trap = wasmtime::Error::new(Trap::UnreachableCodeReached);
+        assert_eq!(
+            GuestOutcome::from_error(&trap, Some(15)),
+            GuestOutcome::Terminated(15)
+        );
+        match GuestOutcome::from_error(&trap, None) {
+            GuestOutcome::Trapped(r) => assert!(r.contains("unreachable"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+        let line = GuestOutcome::Trapped("boom".into()).stderr_line().unwrap();
+        assert!(!line.contains('\n'));
+    }
+}

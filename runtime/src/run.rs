@@ -1,0 +1,207 @@
+//! Compiling a workload ([`Prepared::compile`]) and running it to a [`GuestOutcome`]
+//! ([`Prepared::run`]).
+
+use std::path::Path;
+
+use wasmpod_oci::WasmKind;
+use wasmtime::component::{Component, Linker as ComponentLinker, ResourceTable};
+use wasmtime::{Engine, InstancePre, Linker, Module, Store, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::signals::TerminationWatch;
+use crate::{engine, GuestOutcome, GuestSetup, RuntimeError};
+
+/// Store state of a component guest.
+pub struct ComponentState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+enum Workload {
+    /// A WASI preview1 command module, linked and ready to instantiate.
+    Module(InstancePre<WasiP1Ctx>),
+    /// A `wasi:cli/command` component, linked and ready to instantiate.
+    Component(CommandPre<ComponentState>),
+}
+
+/// A compiled workload whose imports are known to be satisfiable.
+pub struct Prepared {
+    engine: Engine,
+    workload: Workload,
+}
+
+impl Prepared {
+    /// Reads and compiles `path`.
+    pub fn from_file(path: &Path, kind: WasmKind) -> Result<Prepared, RuntimeError> {
+        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Prepared::compile(&bytes, kind)
+    }
+
+    /// Compiles `bytes` as `kind` and links it against WASI.
+    pub fn compile(bytes: &[u8], kind: WasmKind) -> Result<Prepared, RuntimeError> {
+        let engine = engine::new_engine()?;
+        let workload = match kind {
+            WasmKind::CoreModule => {
+                let what = "module";
+                let module = Module::new(&engine, bytes).map_err(|e| RuntimeError::Compile {
+                    what,
+                    reason: format!("{e:#}"),
+                })?;
+                let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+                wasmtime_wasi::p1::add_to_linker_async(&mut linker, |cx| cx)
+                    .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+                let pre = linker
+                    .instantiate_pre(&module)
+                    .map_err(|e| RuntimeError::Link {
+                        what,
+                        reason: format!("{e:#}"),
+                    })?;
+                match module.get_export("_start") {
+                    Some(wasmtime::ExternType::Func(_)) => {}
+                    _ => return Err(RuntimeError::NoStart),
+                }
+                Workload::Module(pre)
+            }
+            WasmKind::Component => {
+                let what = "component";
+                let component =
+                    Component::new(&engine, bytes).map_err(|e| RuntimeError::Compile {
+                        what,
+                        reason: format!("{e:#}"),
+                    })?;
+                let mut linker: ComponentLinker<ComponentState> = ComponentLinker::new(&engine);
+                wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                    .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+                let pre = linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| RuntimeError::Link {
+                        what,
+                        reason: format!("{e:#}"),
+                    })?;
+                let pre = CommandPre::new(pre)
+                    .map_err(|e| RuntimeError::NotACommand(format!("{e:#}")))?;
+                Workload::Component(pre)
+            }
+        };
+        Ok(Prepared { engine, workload })
+    }
+
+    /// Runs the guest to completion, or until `watch` sees a stop signal.
+    pub fn run(
+        self,
+        setup: &GuestSetup,
+        watch: &TerminationWatch,
+    ) -> Result<GuestOutcome, RuntimeError> {
+        let wasi = setup.builder()?;
+        watch.attach(&self.engine);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
+        Ok(rt.block_on(self.run_async(wasi, watch)))
+    }
+
+    async fn run_async(
+        self,
+        mut wasi: wasmtime_wasi::WasiCtxBuilder,
+        watch: &TerminationWatch,
+    ) -> GuestOutcome {
+        let guest = async {
+            match self.workload {
+                Workload::Module(pre) => {
+                    let mut store = Store::new(&self.engine, wasi.build_p1());
+                    interrupt_on_stop(&mut store, watch);
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    start.call_async(&mut store, ()).await?;
+                    Ok::<i32, wasmtime::Error>(0)
+                }
+                Workload::Component(pre) => {
+                    let state = ComponentState {
+                        ctx: wasi.build(),
+                        table: ResourceTable::new(),
+                    };
+                    let mut store = Store::new(&self.engine, state);
+                    interrupt_on_stop(&mut store, watch);
+                    let command = pre.instantiate_async(&mut store).await?;
+                    let result = command.wasi_cli_run().call_run(&mut store).await?;
+                    Ok(if result.is_ok() { 0 } else { 1 })
+                }
+            }
+        };
+        tokio::select! {
+            result = guest => match result {
+                Ok(code) => GuestOutcome::Exited(code),
+                Err(err) => GuestOutcome::from_error(&err, watch.signal()),
+            },
+            sig = watch.stopped() => GuestOutcome::Terminated(sig),
+        }
+    }
+}
+
+/// The epoch only moves when a stop signal arrives; the callback then ends the guest.
+fn interrupt_on_stop<T>(store: &mut Store<T>, watch: &TerminationWatch) {
+    let watch = watch.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| match watch.signal() {
+        Some(sig) => Err(wasmtime::Error::msg(format!("stopped by signal {sig}"))),
+        None => Ok(UpdateDeadline::Continue(1)),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(wat: &str) -> Vec<u8> {
+        wat::parse_str(wat).unwrap()
+    }
+
+    #[test]
+    fn rejects_truncated_modules() {
+        let bytes = module(r#"(module (func (export "_start")))"#);
+        let err = Prepared::compile(&bytes[..bytes.len() - 3], WasmKind::CoreModule)
+            .err()
+            .unwrap();
+        assert!(matches!(err, RuntimeError::Compile { .. }), "{err}");
+    }
+
+    #[test]
+    fn rejects_unknown_imports() {
+        let bytes = module(r#"(module (import "env" "nope" (func)) (func (export "_start")))"#);
+        let err = Prepared::compile(&bytes, WasmKind::CoreModule)
+            .err()
+            .unwrap();
+        assert!(matches!(err, RuntimeError::Link { .. }), "{err}");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn requires_start() {
+        let bytes = module(r#"(module (func (export "main")))"#);
+        let err = Prepared::compile(&bytes, WasmKind::CoreModule)
+            .err()
+            .unwrap();
+        assert!(matches!(err, RuntimeError::NoStart), "{err}");
+    }
+
+    #[test]
+    fn module_is_not_a_component() {
+        let bytes = module(r#"(module (func (export "_start")))"#);
+        assert!(Prepared::compile(&bytes, WasmKind::Component).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Stopping a guest when the container is told to stop.
+//!
+//! The guest runs as PID 1 of its PID namespace, where a signal with the default action is
+//! dropped, so SIGTERM and SIGINT get a real (empty) handler, are blocked in every thread, and
+//! are taken by one watcher thread with `sigwait`. On a signal the watcher:
+//! 1. records it (the first one wins),
+//! 2. bumps the engine's epoch, so a guest spinning in Wasm code traps at its next check,
+//! 3. wakes the async runner, which abandons a guest blocked in a host call,
+//! 4. and, as a last resort, ends the process with `128 + signal` if it is still alive after
+//!    [`BACKSTOP`], or at once if no guest is running yet.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use wasmtime::Engine;
+
+/// How long the process may take to stop on its own after a stop signal.
+pub const BACKSTOP: Duration = Duration::from_secs(2);
+
+struct Shared {
+    /// The first stop signal received, or 0.
+    signal: AtomicI32,
+    /// Wakes the runner on a stop signal.
+    notify: Notify,
+    /// The engine of the running guest; `None` until a guest starts.
+    engine: Mutex<Option<Engine>>,
+}
+
+/// A handle on the watcher thread. Install it once, before any other thread starts.
+#[derive(Clone)]
+pub struct TerminationWatch {
+    shared: Arc<Shared>,
+}
+
+extern "C" fn ignore(_: libc::c_int) {}
+
+const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
+
+impl TerminationWatch {
+    /// Installs the handlers, blocks the stop signals in the calling thread (threads started
+    /// later inherit the mask) and starts the watcher thread.
+    pub fn install() -> std::io::Result<TerminationWatch> {
+        let shared = Arc::new(Shared {
+            signal: AtomicI32::new(0),
+            notify: Notify::new(),
+            engine: Mutex::new(None),
+        });
+        // SAFETY: plain libc signal-mask calls on locals; the handler is async-signal-safe.
+        let set = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in STOP_SIGNALS {
+                libc::sigaddset(&mut set, sig);
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = ignore as *const () as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                if libc::sigaction(sig, &action, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(std::io::Error::from_raw_os_error(rc));
+            }
+            set
+        };
+        let watcher = shared.clone();
+        std::thread::Builder::new()
+            .name("wasmpod-signals".into())
+            .spawn(move || watch(watcher, set))?;
+        Ok(TerminationWatch { shared })
+    }
+
+    /// Tells the watcher which engine runs the guest, so a stop signal can interrupt it.
+    /// If a stop signal already arrived, the epoch is bumped at once.
+    pub fn attach(&self, engine: &Engine) {
+        if let Ok(mut slot) = self.shared.engine.lock() {
+            *slot = Some(engine.clone());
+        }
+        if self.signal().is_some() {
+            engine.increment_epoch();
+        }
+    }
+
+    /// The stop signal received so far, if any.
+    pub fn signal(&self) -> Option<i32> {
+        match self.shared.signal.load(Ordering::SeqCst) {
+            0 => None,
+            sig => Some(sig),
+        }
+    }
+
+    /// Resolves with the stop signal once one arrives.
+    pub async fn stopped(&self) -> i32 {
+        loop {
+            let notified = self.shared.notify.notified();
+            if let Some(sig) = self.signal() {
+                return sig;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn watch(shared: Arc<Shared>, set: libc::sigset_t) {
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is a valid, initialised signal set.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            continue;
+        }
+        let first = shared
+            .signal
+            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if !first {
+            continue;
+        }
+        let engine = shared.engine.lock().ok().and_then(|e| e.clone());
+        match engine {
+            Some(engine) => {
+                engine.increment_epoch();
+                shared.notify.notify_waiters();
+                shared.notify.notify_one();
+                let backstop_sig = sig;
+                std::thread::spawn(move || {
+                    std::thread::sleep(BACKSTOP);
+                    // SAFETY: ends the process; nothing is left to clean up in the guest.
+                    unsafe { libc::_exit(128 + backstop_sig) };
+                });
+            }
+            // No guest runs yet: nothing to drain.
+            // SAFETY: as above.
+            None => unsafe { libc::_exit(128 + sig) },
+        }
+    }
+}

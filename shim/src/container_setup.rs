@@ -1,0 +1,157 @@
+//! The helper-mode `main`: reads one [`HelperRequest`] from stdin, does it with libcontainer,
+//! and writes a [`HelperResponse`] to stdout. It runs in a freshly exec'd, single-threaded
+//! process, the only kind of process in which libcontainer may fork.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+
+use crate::executor::WasmpodExecutor;
+use crate::helper::{HelperRequest, HelperResponse};
+
+/// Entry point of helper mode; never returns.
+pub fn main() -> ! {
+    let mut input = String::new();
+    let response = match std::io::stdin().read_to_string(&mut input) {
+        Err(e) => HelperResponse::Error {
+            message: format!("read request: {e}"),
+        },
+        Ok(_) => match serde_json::from_str::<HelperRequest>(&input) {
+            Err(e) => HelperResponse::Error {
+                message: format!("bad request: {e}"),
+            },
+            Ok(request) => match handle(request) {
+                Ok(pid) => HelperResponse::Ok { pid },
+                Err(message) => HelperResponse::Error { message },
+            },
+        },
+    };
+    let out = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    std::process::exit(0)
+}
+
+fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
+    match request {
+        HelperRequest::Create {
+            root,
+            id,
+            bundle,
+            entrypoint,
+            payload,
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            let executor = WasmpodExecutor::new(entrypoint, payload);
+            let builder = ContainerBuilder::new(id, SyscallType::default())
+                .with_executor(executor)
+                .with_root_path(&root)
+                .map_err(|e| chain(&e))?
+                .with_stdin(open_stdin(&stdin)?)
+                .with_stdout(open_output(&stdout)?)
+                .with_stderr(open_output(&stderr)?);
+            let container = builder
+                .as_init(&bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+                .map_err(|e| chain(&e))?;
+            Ok(container.pid().map(|p| p.as_raw()))
+        }
+        HelperRequest::Start { root, id } => {
+            let mut container = Container::load(root.join(&id)).map_err(|e| chain(&e))?;
+            container.start().map_err(|e| chain(&e))?;
+            Ok(None)
+        }
+        HelperRequest::Delete { root, id } => {
+            let dir = root.join(&id);
+            if !dir.exists() {
+                return Ok(None);
+            }
+            let mut container = Container::load(dir).map_err(|e| chain(&e))?;
+            container.delete(true).map_err(|e| chain(&e))?;
+            Ok(None)
+        }
+    }
+}
+
+/// The container's stdin: containerd's FIFO, opened without waiting for a writer, or
+/// `/dev/null`.
+fn open_stdin(path: &str) -> Result<OwnedFd, String> {
+    if path.is_empty() {
+        return dev_null();
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("open stdin {path}: {e}"))?;
+    clear_nonblock(&file).map_err(|e| format!("stdin {path}: {e}"))?;
+    Ok(file.into())
+}
+
+/// stdout or stderr: a FIFO is opened read-write, so opening never waits for containerd's
+/// reader; a file is appended to; no path means `/dev/null`.
+fn open_output(path: &str) -> Result<OwnedFd, String> {
+    if path.is_empty() {
+        return dev_null();
+    }
+    let is_fifo = std::fs::metadata(path)
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false);
+    let mut opts = OpenOptions::new();
+    if is_fifo {
+        opts.read(true).write(true);
+    } else {
+        opts.append(true).create(true);
+    }
+    let file = opts
+        .open(path)
+        .map_err(|e| format!("open output {path}: {e}"))?;
+    Ok(file.into())
+}
+
+fn dev_null() -> Result<OwnedFd, String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(Path::new("/dev/null"))
+        .map(Into::into)
+        .map_err(|e| format!("open /dev/null: {e}"))
+}
+
+fn clear_nonblock(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// An error and its sources on one line.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}

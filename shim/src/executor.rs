@@ -1,0 +1,105 @@
+//! The libcontainer [`Executor`] that runs inside the container's init process, after its
+//! namespaces, cgroup, rootfs (`pivot_root`), capabilities and seccomp are in place:
+//! - `validate` (at create time) compiles the Wasm, so a corrupt module or an unsatisfiable
+//!   import fails `Create` with a clear message;
+//! - `exec` (at start) runs the guest and ends the process with the guest's exit status.
+//!
+//! Native payloads are handed to libcontainer's default executor (`execve`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::workload::{
+    default::get_executor, Executor, ExecutorError, ExecutorValidationError,
+};
+use wasmpod_runtime::signals::TerminationWatch;
+use wasmpod_runtime::{GuestSetup, Prepared};
+
+use crate::helper::Payload;
+
+/// State carried from `validate` to `exec` inside the init process.
+struct Compiled {
+    prepared: Prepared,
+    watch: TerminationWatch,
+}
+
+/// Runs the container's payload.
+#[derive(Clone)]
+pub struct WasmpodExecutor {
+    entrypoint: PathBuf,
+    payload: Payload,
+    /// Filled by `validate`, taken by `exec`; both run in the init process, one after the other.
+    compiled: Arc<Mutex<Option<Compiled>>>,
+}
+
+impl WasmpodExecutor {
+    /// An executor for `entrypoint` (a path inside the container).
+    pub fn new(entrypoint: PathBuf, payload: Payload) -> WasmpodExecutor {
+        WasmpodExecutor {
+            entrypoint,
+            payload,
+            compiled: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl Executor for WasmpodExecutor {
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let kind = match self.payload {
+            Payload::Native => return get_executor().validate(spec),
+            Payload::Wasm(kind) => kind,
+        };
+        let watch = TerminationWatch::install().map_err(|e| {
+            ExecutorValidationError::ArgValidationError(format!(
+                "cannot watch for stop signals: {e}"
+            ))
+        })?;
+        let prepared = Prepared::from_file(&self.entrypoint, kind).map_err(|e| {
+            ExecutorValidationError::ArgValidationError(format!(
+                "{}: {e}",
+                self.entrypoint.display()
+            ))
+        })?;
+        if let Ok(mut slot) = self.compiled.lock() {
+            *slot = Some(Compiled { prepared, watch });
+        }
+        Ok(())
+    }
+
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if self.payload == Payload::Native {
+            return get_executor().exec(spec);
+        }
+        let compiled = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take())
+            .ok_or_else(|| ExecutorError::Other("the Wasm guest was not prepared".into()))?;
+        let process = spec.process().as_ref();
+        let args = process.and_then(|p| p.args().clone()).unwrap_or_default();
+        // setup_envs has put the container's environment into this process.
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let cwd = process
+            .map(|p| p.cwd().to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".into());
+        let setup = GuestSetup::for_container(args, env, cwd);
+        let code = match compiled.prepared.run(&setup, &compiled.watch) {
+            Ok(outcome) => {
+                if let Some(line) = outcome.stderr_line() {
+                    eprintln!("{line}");
+                }
+                outcome.exit_code()
+            }
+            Err(e) => {
+                eprintln!("wasmpod: {e}");
+                wasmpod_runtime::outcome::TRAP_EXIT_CODE
+            }
+        };
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        std::process::exit(code)
+    }
+}

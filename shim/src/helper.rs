@@ -1,0 +1,201 @@
+//! The shim's side of the container helper: a fresh, single-threaded copy of this binary
+//! (`<exe> __wasmpod-container`) that does every libcontainer operation. libcontainer forks and
+//! changes process-wide state (the working directory), which must never happen inside the
+//! multi-threaded shim. A request goes in as JSON on stdin; the answer comes back as JSON on
+//! stdout.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::reaper::Reaper;
+
+/// The first argument that puts the binary in helper mode.
+pub const HELPER_ARG: &str = "__wasmpod-container";
+
+/// What the workload is, as decided by the shim before the container is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    /// A Wasm module or component, run by wasmpod's runtime inside the container.
+    Wasm(wasmpod_oci::WasmKind),
+    /// A native program, executed as any container's would be.
+    Native,
+}
+
+/// One libcontainer operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum HelperRequest {
+    /// Create the container (namespaces, cgroup, rootfs) and leave its init waiting for start.
+    Create {
+        /// libcontainer's state directory.
+        root: PathBuf,
+        /// The container id.
+        id: String,
+        /// The bundle (with `config.json`; the rootfs already mounted).
+        bundle: PathBuf,
+        /// The entrypoint as the container sees it.
+        entrypoint: PathBuf,
+        /// What the entrypoint is.
+        payload: Payload,
+        /// containerd's stdio FIFOs (empty: none).
+        stdin: String,
+        /// containerd's stdout FIFO or file.
+        stdout: String,
+        /// containerd's stderr FIFO or file.
+        stderr: String,
+    },
+    /// Let a created container's init run its payload.
+    Start {
+        /// libcontainer's state directory.
+        root: PathBuf,
+        /// The container id.
+        id: String,
+    },
+    /// Remove a container: kill what is left, remove its cgroup and state.
+    Delete {
+        /// libcontainer's state directory.
+        root: PathBuf,
+        /// The container id.
+        id: String,
+    },
+}
+
+/// The helper's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum HelperResponse {
+    /// Done; `pid` is the container init's pid (host pid namespace) after Create.
+    Ok {
+        /// The init pid, for Create.
+        pid: Option<i32>,
+    },
+    /// Failed, with a message meant for the user.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// How the shim waits for the helper process.
+#[derive(Clone)]
+pub enum ChildWait {
+    /// Through the shim's reaper (the serving shim, which reaps all children).
+    Reaper(Arc<Reaper>),
+    /// With a plain `wait` (the short-lived `delete` action, which has no reaper).
+    Direct,
+}
+
+/// Runs helper requests.
+#[derive(Clone)]
+pub struct HelperRunner {
+    exe: PathBuf,
+    wait: ChildWait,
+}
+
+impl HelperRunner {
+    /// A runner that executes this binary (through `/proc/self/exe`, so an upgrade of the
+    /// file on disk does not mix versions within one shim).
+    pub fn new(wait: ChildWait) -> HelperRunner {
+        HelperRunner {
+            exe: PathBuf::from("/proc/self/exe"),
+            wait,
+        }
+    }
+
+    /// Runs one request to completion.
+    pub async fn run(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
+        let input = serde_json::to_vec(request).map_err(|e| format!("encode request: {e}"))?;
+        let mut child = Command::new(&self.exe)
+            .arg(HELPER_ARG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the container helper: {e}"))?;
+        let pid = child.id() as i32;
+        let exited = match &self.wait {
+            ChildWait::Reaper(r) => Some(r.watch(pid)),
+            ChildWait::Direct => None,
+        };
+        let mut stdin = child.stdin.take();
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let io = tokio::task::spawn_blocking(move || {
+            if let Some(mut s) = stdin.take() {
+                let _ = s.write_all(&input);
+            }
+            let err_reader = std::thread::spawn(move || {
+                let mut buf = String::new();
+                if let Some(mut e) = stderr.take() {
+                    let _ = e.read_to_string(&mut buf);
+                }
+                buf
+            });
+            let mut out = Vec::new();
+            if let Some(mut o) = stdout.take() {
+                let _ = o.read_to_end(&mut out);
+            }
+            (out, err_reader.join().unwrap_or_default())
+        });
+        let (out, err) = io.await.map_err(|e| format!("helper I/O: {e}"))?;
+        let status = match exited {
+            Some(rx) => rx.await.unwrap_or(-1),
+            None => tokio::task::spawn_blocking(move || child.wait())
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .and_then(|s| s.code())
+                .unwrap_or(-1),
+        };
+        for line in err.lines().filter(|l| !l.trim().is_empty()) {
+            log::debug!("container helper: {line}");
+        }
+        match serde_json::from_slice::<HelperResponse>(&out) {
+            Ok(HelperResponse::Ok { pid }) => Ok(pid),
+            Ok(HelperResponse::Error { message }) => Err(message),
+            Err(_) => Err(format!(
+                "the container helper failed (status {status}): {}",
+                last_line(&err)
+            )),
+        }
+    }
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_roundtrip() {
+        let req = HelperRequest::Create {
+            root: "/run/x".into(),
+            id: "c".into(),
+            bundle: "/b".into(),
+            entrypoint: "/hello.wasm".into(),
+            payload: Payload::Wasm(wasmpod_oci::WasmKind::CoreModule),
+            stdin: String::new(),
+            stdout: "/o".into(),
+            stderr: "/e".into(),
+        };
+        let s = serde_json::to_string(&req).unwrap();
+        assert!(s.contains(r#""op":"create""#), "{s}");
+        let back: HelperRequest = serde_json::from_str(&s).unwrap();
+        assert!(matches!(back, HelperRequest::Create { .. }));
+        let resp = HelperResponse::Error {
+            message: "no".into(),
+        };
+        let s = serde_json::to_string(&resp).unwrap();
+        assert_eq!(serde_json::from_str::<HelperResponse>(&s).unwrap(), resp);
+    }
+}

@@ -1,0 +1,33 @@
+//! `containerd-shim-wasmpod-v1`: the wasmpod containerd shim (also installed as
+//! `containerd-shim-spin-v2` and `containerd-shim-wasmtime-v1`).
+//!
+//! One binary, three modes:
+//! - containerd's shim protocol: `start`, `delete`, and the serving daemon ([`shim_cmd`]);
+//! - `__wasmpod-container`: the single-threaded container helper ([`container_setup`]), which
+//!   creates containers with libcontainer; its container init then runs the Wasm guest
+//!   ([`executor`]).
+
+mod cgroup;
+mod container_setup;
+mod error;
+mod events;
+mod executor;
+mod helper;
+mod lifecycle;
+mod reaper;
+mod rootfs;
+mod service;
+mod shim_cmd;
+mod task;
+
+fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .map(|a| a == helper::HELPER_ARG)
+        .unwrap_or(false)
+    {
+        container_setup::main();
+    }
+    std::process::exit(shim_cmd::main(&args));
+}

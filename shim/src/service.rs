@@ -1,0 +1,468 @@
+//! The containerd task service (ttrpc `containerd.task.v2.Task`, also served as `v3`). Each
+//! handler looks the task up, checks its lifecycle, delegates (to the container helper, the
+//! reaper or the cgroup), maps errors and queues events. The `task_*` methods take no ttrpc
+//! context so they can be called directly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use containerd_shim::protos::api::{
+    self, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
+    DeleteResponse, Empty, KillRequest, PidsRequest, PidsResponse, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, WaitRequest,
+    WaitResponse,
+};
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskIO};
+use containerd_shim::protos::shim_async::Task as TaskApi;
+use containerd_shim::protos::topics::{TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC};
+use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
+use containerd_shim::protos::ttrpc::Result as TtrpcResult;
+use containerd_shim::protos::types::task::Status;
+use containerd_shim::ExitSignal;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use wasmpod_oci::resolve::resolve_entrypoint;
+use wasmpod_oci::{EntrypointKind, WorkloadSpec};
+
+use crate::cgroup;
+use crate::error::{ShimError, ShimResult};
+use crate::events::EventSink;
+use crate::helper::{HelperRequest, HelperRunner, Payload};
+use crate::lifecycle::Lifecycle;
+use crate::reaper::Reaper;
+use crate::rootfs;
+use crate::task::{timestamp, Stdio, Task};
+
+/// How long Delete waits for a created-but-never-started init to die after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// The task service of one shim process (one pod, or one container outside Kubernetes).
+pub struct TaskService {
+    /// Guards the task table (id -> task).
+    tasks: Mutex<HashMap<String, Arc<Task>>>,
+    events: EventSink,
+    reaper: Arc<Reaper>,
+    helper: HelperRunner,
+    /// libcontainer's state directory for this namespace.
+    state_root: PathBuf,
+    exit: Arc<ExitSignal>,
+}
+
+impl TaskService {
+    /// A service that queues events on `events` and reaps through `reaper`.
+    pub fn new(
+        events: EventSink,
+        reaper: Arc<Reaper>,
+        helper: HelperRunner,
+        state_root: PathBuf,
+        exit: Arc<ExitSignal>,
+    ) -> TaskService {
+        TaskService {
+            tasks: Mutex::new(HashMap::new()),
+            events,
+            reaper,
+            helper,
+            state_root,
+            exit,
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Task>>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &str) -> ShimResult<Arc<Task>> {
+        self.table()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ShimError::NotFound(format!("task {id} not found")))
+    }
+
+    fn no_exec(exec_id: &str) -> ShimResult<()> {
+        if exec_id.is_empty() {
+            Ok(())
+        } else {
+            Err(ShimError::NotFound(format!("exec {exec_id} not found")))
+        }
+    }
+
+    /// Create: mount the rootfs, find and classify the entrypoint, create the container.
+    pub async fn task_create(&self, req: CreateTaskRequest) -> ShimResult<CreateTaskResponse> {
+        let id = req.id.clone();
+        if id.is_empty() {
+            return Err(ShimError::InvalidArgument("task id is empty".into()));
+        }
+        if self.table().contains_key(&id) {
+            return Err(ShimError::AlreadyExists(id));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let mounted = rootfs::mount(&bundle, &req.rootfs)?;
+        match self.create_container(&req, &bundle, mounted.clone()).await {
+            Ok(resp) => Ok(resp),
+            Err(e) => {
+                log::warn!("create {id} failed: {e}");
+                if let Err(cleanup) = self.helper.run(&self.delete_request(&id)).await {
+                    log::warn!("cleanup of {id} after failed create: {cleanup}");
+                }
+                if let Some(target) = mounted {
+                    rootfs::unmount(&target);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_container(
+        &self,
+        req: &CreateTaskRequest,
+        bundle: &Path,
+        mounted: Option<PathBuf>,
+    ) -> ShimResult<CreateTaskResponse> {
+        let spec = WorkloadSpec::from_bundle(bundle)?;
+        if spec.terminal || req.terminal {
+            return Err(ShimError::FailedPrecondition(
+                "a terminal (tty) is not supported by wasmpod yet; run without -t".into(),
+            ));
+        }
+        let entry =
+            resolve_entrypoint(&spec.rootfs, &spec.args[0], &spec.cwd, spec.env_var("PATH"))?;
+        let kind = EntrypointKind::of_file(&entry.on_host)?;
+        let payload = match kind {
+            EntrypointKind::Wasm(kind) => Payload::Wasm(kind),
+            EntrypointKind::Native(_) => Payload::Native,
+            EntrypointKind::Unknown => return Err(ShimError::FailedPrecondition(format!(
+                "entrypoint {} is {}: it must be a Wasm module or component (or a native program)",
+                entry.in_container.display(),
+                kind.describe()
+            ))),
+        };
+        log::info!(
+            "create {}: {} ({})",
+            req.id,
+            entry.in_container.display(),
+            kind.describe()
+        );
+        let stdio = Stdio {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let pid = self
+            .helper
+            .run(&HelperRequest::Create {
+                root: self.state_root.clone(),
+                id: req.id.clone(),
+                bundle: bundle.to_path_buf(),
+                entrypoint: entry.in_container.clone(),
+                payload,
+                stdin: stdio.stdin.clone(),
+                stdout: stdio.stdout.clone(),
+                stderr: stdio.stderr.clone(),
+            })
+            .await
+            .map_err(ShimError::FailedPrecondition)?
+            .ok_or_else(|| ShimError::Internal("the container helper returned no pid".into()))?;
+        let task = Arc::new(Task::new(
+            req.id.clone(),
+            bundle.to_path_buf(),
+            mounted,
+            stdio.clone(),
+            spec.cgroups_path.clone(),
+            pid,
+        ));
+        self.watch_exit(task.clone(), pid);
+        self.table().insert(req.id.clone(), task);
+        self.events.send(
+            TASK_CREATE_EVENT_TOPIC,
+            TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: Some(TaskIO {
+                    stdin: stdio.stdin,
+                    stdout: stdio.stdout,
+                    stderr: stdio.stderr,
+                    terminal: stdio.terminal,
+                    ..Default::default()
+                })
+                .into(),
+                pid: pid as u32,
+                ..Default::default()
+            },
+        );
+        Ok(CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    fn watch_exit(&self, task: Arc<Task>, pid: i32) {
+        let rx = self.reaper.watch(pid);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            if let Ok(code) = rx.await {
+                log::info!("task {} (pid {pid}) exited with status {code}", task.id);
+                task.exited(code, &events);
+            }
+        });
+    }
+
+    fn delete_request(&self, id: &str) -> HelperRequest {
+        HelperRequest::Delete {
+            root: self.state_root.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// Start: let the created init run its payload.
+    pub async fn task_start(&self, req: StartRequest) -> ShimResult<StartResponse> {
+        Self::no_exec(&req.exec_id)?;
+        let task = self.get(&req.id)?;
+        let pid = task.begin_start()?;
+        let started = self
+            .helper
+            .run(&HelperRequest::Start {
+                root: self.state_root.clone(),
+                id: req.id.clone(),
+            })
+            .await;
+        match started {
+            Ok(_) => {
+                task.finish_start(&self.events);
+                Ok(StartResponse {
+                    pid: pid as u32,
+                    ..Default::default()
+                })
+            }
+            Err(message) => {
+                task.abort_start(&self.events);
+                Err(ShimError::FailedPrecondition(message))
+            }
+        }
+    }
+
+    /// Kill: signal the init (and with `all`, every process of the container's cgroup).
+    pub async fn task_kill(&self, req: KillRequest) -> ShimResult<()> {
+        Self::no_exec(&req.exec_id)?;
+        let task = self.get(&req.id)?;
+        let signal = Signal::try_from(req.signal as i32)
+            .map_err(|_| ShimError::InvalidArgument(format!("invalid signal {}", req.signal)))?;
+        let pid = task.lifecycle().check_kill().map_err(|_| {
+            ShimError::NotFound(format!("process of task {} already finished", req.id))
+        })?;
+        if req.all {
+            for p in cgroup::pids(task.cgroups_path.as_deref()).unwrap_or_default() {
+                let _ = kill(Pid::from_raw(p), signal);
+            }
+        }
+        match kill(Pid::from_raw(pid), signal) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::ESRCH) => Err(ShimError::NotFound(format!(
+                "process of task {} already finished",
+                req.id
+            ))),
+            Err(e) => Err(ShimError::Internal(format!("kill {pid}: {e}"))),
+        }
+    }
+
+    /// Wait: until the init exits.
+    pub async fn task_wait(&self, req: WaitRequest) -> ShimResult<WaitResponse> {
+        Self::no_exec(&req.exec_id)?;
+        let task = self.get(&req.id)?;
+        let exit = task.wait().await;
+        Ok(WaitResponse {
+            exit_status: exit.code,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    /// Delete: remove a stopped (or never started) task and everything it owns on the node.
+    pub async fn task_delete(&self, req: DeleteRequest) -> ShimResult<DeleteResponse> {
+        Self::no_exec(&req.exec_id)?;
+        let task = self.get(&req.id)?;
+        if let Lifecycle::Created { pid } = task.lifecycle() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            if tokio::time::timeout(KILL_WAIT, task.wait()).await.is_err() {
+                return Err(ShimError::Internal(format!(
+                    "task {} did not die after SIGKILL",
+                    req.id
+                )));
+            }
+        }
+        let exit = task.lifecycle().check_delete()?;
+        if let Err(e) = self.helper.run(&self.delete_request(&req.id)).await {
+            log::error!("delete {}: {e}", req.id);
+        }
+        if let Some(target) = &task.mounted_rootfs {
+            rootfs::unmount(target);
+        }
+        self.table().remove(&req.id);
+        let pid = task.lifecycle().pid() as u32;
+        self.events.send(
+            TASK_DELETE_EVENT_TOPIC,
+            TaskDelete {
+                container_id: req.id.clone(),
+                id: req.id.clone(),
+                pid,
+                exit_status: exit.code,
+                exited_at: Some(timestamp(exit.at)).into(),
+                ..Default::default()
+            },
+        );
+        Ok(DeleteResponse {
+            pid,
+            exit_status: exit.code,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    /// State: the task as it is now.
+    pub async fn task_state(&self, req: StateRequest) -> ShimResult<StateResponse> {
+        Self::no_exec(&req.exec_id)?;
+        let task = self.get(&req.id)?;
+        let l = task.lifecycle();
+        let status = match l {
+            Lifecycle::Created { .. } => Status::CREATED,
+            Lifecycle::Starting { .. } => Status::CREATED,
+            Lifecycle::Running { .. } => Status::RUNNING,
+            Lifecycle::Stopped { .. } => Status::STOPPED,
+        };
+        let mut resp = StateResponse {
+            id: task.id.clone(),
+            bundle: task.bundle.display().to_string(),
+            pid: l.pid() as u32,
+            status: status.into(),
+            stdin: task.stdio.stdin.clone(),
+            stdout: task.stdio.stdout.clone(),
+            stderr: task.stdio.stderr.clone(),
+            terminal: task.stdio.terminal,
+            ..Default::default()
+        };
+        if let Some(exit) = l.exit() {
+            resp.exit_status = exit.code;
+            resp.exited_at = Some(timestamp(exit.at)).into();
+        }
+        Ok(resp)
+    }
+
+    /// Pids: the processes in the container's cgroup.
+    pub async fn task_pids(&self, req: PidsRequest) -> ShimResult<PidsResponse> {
+        let task = self.get(&req.id)?;
+        let pids = cgroup::pids(task.cgroups_path.as_deref())
+            .map_err(|e| ShimError::Internal(format!("list pids of {}: {e}", req.id)))?;
+        Ok(PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| api::ProcessInfo {
+                    pid: pid as u32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    /// Stats: the container cgroup's metrics in containerd's cgroups metrics types.
+    pub async fn task_stats(&self, req: StatsRequest) -> ShimResult<StatsResponse> {
+        let task = self.get(&req.id)?;
+        let stats = cgroup::metrics(task.cgroups_path.as_deref())
+            .map_err(|e| ShimError::Internal(format!("stats of {}: {e}", req.id)))?;
+        Ok(StatsResponse {
+            stats: Some(stats).into(),
+            ..Default::default()
+        })
+    }
+
+    /// Connect: the shim's and the task's pids.
+    pub async fn task_connect(&self, req: ConnectRequest) -> ShimResult<ConnectResponse> {
+        let task = self.get(&req.id)?;
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid: task.lifecycle().pid() as u32,
+            ..Default::default()
+        })
+    }
+
+    /// Shutdown: the shim exits once it serves no task.
+    pub async fn task_shutdown(&self, _req: ShutdownRequest) -> ShimResult<()> {
+        if self.table().is_empty() {
+            log::info!("no tasks left: shutting down");
+            self.exit.signal();
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TaskApi for TaskService {
+    async fn create(
+        &self,
+        _: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
+        Ok(self.task_create(req).await?)
+    }
+    async fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        Ok(self.task_start(req).await?)
+    }
+    async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        self.task_kill(req).await?;
+        Ok(Empty::new())
+    }
+    async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        Ok(self.task_wait(req).await?)
+    }
+    async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        Ok(self.task_delete(req).await?)
+    }
+    async fn state(&self, _: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        Ok(self.task_state(req).await?)
+    }
+    async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        Ok(self.task_pids(req).await?)
+    }
+    async fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        Ok(self.task_stats(req).await?)
+    }
+    async fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        Ok(self.task_connect(req).await?)
+    }
+    async fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
+        self.task_shutdown(req).await?;
+        Ok(Empty::new())
+    }
+    async fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
+        // The container holds containerd's FIFOs directly; the shim keeps no copy of stdin,
+        // so there is nothing for it to close: the writer (containerd) closes its end.
+        self.get(&req.id)?;
+        Ok(Empty::new())
+    }
+    async fn exec(&self, _: &TtrpcContext, _: api::ExecProcessRequest) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("Exec").into())
+    }
+    async fn resize_pty(&self, _: &TtrpcContext, _: api::ResizePtyRequest) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("ResizePty").into())
+    }
+    async fn pause(&self, _: &TtrpcContext, _: api::PauseRequest) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("Pause").into())
+    }
+    async fn resume(&self, _: &TtrpcContext, _: api::ResumeRequest) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("Resume").into())
+    }
+    async fn update(&self, _: &TtrpcContext, _: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("Update").into())
+    }
+    async fn checkpoint(
+        &self,
+        _: &TtrpcContext,
+        _: api::CheckpointTaskRequest,
+    ) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("Checkpoint").into())
+    }
+}
