@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# A private containerd for wasmpod's tests and demo: its own root, state, sockets and config,
+# all under one directory, with the built shim first on its PATH.
+#
+#   containerd.sh start DIR SHIM_DIR [cri]   start it (cri: with the CRI plugin and CNI)
+#   containerd.sh stop DIR                    stop it, its shims, and clean up
+#   containerd.sh env DIR                     print the variables the tests read
+set -euo pipefail
+
+cmd=${1:?usage: containerd.sh start|stop|env DIR [SHIM_DIR]}
+dir=${2:?directory}
+
+write_config() {
+  local dir=$1
+  cat >"$dir/config.toml" <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$dir/containerd.sock"
+[ttrpc]
+  address = "$dir/containerd.sock.ttrpc"
+[debug]
+  address = "$dir/debug.sock"
+  level = "debug"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$dir/opt"
+TOML
+}
+
+case "$cmd" in
+start)
+  shim_dir=${3:?shim directory}
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  if [ -f "$dir/containerd.pid" ] && kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; then
+    echo "containerd already runs for $dir" >&2
+    exit 0
+  fi
+  write_config "$dir"
+  PATH="$shim_dir:$PATH" setsid containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
+  echo $! >"$dir/containerd.pid"
+  for _ in $(seq 1 100); do
+    if ctr --address "$dir/containerd.sock" version >/dev/null 2>&1; then
+      echo "containerd ready at $dir/containerd.sock (pid $(cat "$dir/containerd.pid"))"
+      exit 0
+    fi
+    sleep 0.1
+  done
+  echo "containerd did not start; its log:" >&2
+  tail -n 30 "$dir/containerd.log" >&2
+  exit 1
+  ;;
+stop)
+  [ -d "$dir" ] || exit 0
+  dir=$(cd "$dir" && pwd)
+  addr="$dir/containerd.sock"
+  if [ -S "$addr" ]; then
+    for ns in $(ctr --address "$addr" namespaces ls -q 2>/dev/null); do
+      for t in $(ctr --address "$addr" -n "$ns" tasks ls -q 2>/dev/null); do
+        ctr --address "$addr" -n "$ns" tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
+        ctr --address "$addr" -n "$ns" tasks delete -f "$t" >/dev/null 2>&1 || true
+      done
+      for c in $(ctr --address "$addr" -n "$ns" containers ls -q 2>/dev/null); do
+        ctr --address "$addr" -n "$ns" containers delete "$c" >/dev/null 2>&1 || true
+      done
+    done
+  fi
+  if [ -f "$dir/containerd.pid" ]; then
+    pid=$(cat "$dir/containerd.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$dir/containerd.pid"
+  fi
+  # Shims of this containerd that are still alive (they were given its address).
+  pkill -9 -f -- "-address $dir/containerd.sock" 2>/dev/null || true
+  # Mounts left under the private state directory.
+  grep -o " $dir/[^ ]*" /proc/self/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  ;;
+env)
+  dir=$(cd "$dir" && pwd)
+  echo "WASMPOD_CONTAINERD_ADDRESS=$dir/containerd.sock"
+  ;;
+*)
+  echo "unknown command $cmd" >&2
+  exit 2
+  ;;
+esac

@@ -1,0 +1,96 @@
+//! A thin client for the private containerd: runs `ctr` against its socket and imports images.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wasmpod_oci::image::ImageBuilder;
+
+/// The three runtime names wasmpod answers to.
+pub const RUNTIMES: [&str; 3] = [
+    "io.containerd.wasmpod.v1",
+    "io.containerd.spin.v2",
+    "io.containerd.wasmtime.v1",
+];
+
+/// The runtime name the tests use by default.
+pub const WASMPOD: &str = RUNTIMES[0];
+
+/// The containerd socket under test.
+pub fn address() -> String {
+    std::env::var("WASMPOD_CONTAINERD_ADDRESS")
+        .expect("WASMPOD_CONTAINERD_ADDRESS is not set: run the e2e tests with `make e2e`")
+}
+
+/// The containerd namespace the tests use.
+pub fn namespace() -> String {
+    std::env::var("WASMPOD_NAMESPACE").unwrap_or_else(|_| "wasmpod-e2e".into())
+}
+
+/// A `ctr` command against the private containerd, in the test namespace.
+pub fn ctr() -> Command {
+    let mut c = Command::new("ctr");
+    c.args(["--address", &address(), "--namespace", &namespace()]);
+    c
+}
+
+/// What a finished command printed and how it ended.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(o: Output) -> Ran {
+        Ran {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `ctr ARGS...` to completion with no stdin.
+pub fn run_ctr(args: &[&str]) -> Ran {
+    ctr()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ctr")
+        .into()
+}
+
+/// A fresh container id with `prefix`.
+pub fn unique_id(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Writes `image` as a tarball and imports it; returns the image name.
+pub fn import(image: &ImageBuilder, name: &str, dir: &Path) -> String {
+    let tar = dir.join(format!("{}.tar", name.replace(['/', ':'], "_")));
+    image.write_tar(&tar).expect("write image tar");
+    let ran = run_ctr(&["images", "import", "--all-platforms", tar.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "import {name}: {ran:?}");
+    name.to_string()
+}
+
+/// An image holding `wasm` at `/app.wasm` with that as its entrypoint.
+pub fn wasm_image(name: &str, wasm: &[u8]) -> ImageBuilder {
+    ImageBuilder::new(name)
+        .entrypoint(["/app.wasm"])
+        .file("/app.wasm", wasm.to_vec(), 0o755)
+}
+
+/// `ctr run --rm --runtime RUNTIME IMAGE ID ARGS...`.
+pub fn run_image(runtime: &str, image: &str, args: &[&str]) -> Ran {
+    let id = unique_id("run");
+    let mut all = vec!["run", "--rm", "--runtime", runtime, image, &id];
+    all.extend_from_slice(args);
+    run_ctr(&all)
+}

@@ -1,0 +1,93 @@
+//! Wasm fixtures, made offline: WAT modules through the `wat` crate, and the C probe
+//! (`test/fixtures/probe.c`) through clang for wasm32-wasi.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Prints `hello from wasmpod` and returns from `_start` (exit 0).
+pub const HELLO_WAT: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from wasmpod\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 19))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+"#;
+
+/// Calls `proc_exit(42)`.
+pub const EXIT42_WAT: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 42))))
+"#;
+
+/// Executes `unreachable`.
+pub const TRAP_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "_start") unreachable))
+"#;
+
+/// Spins forever in Wasm code (no host calls).
+pub const SPIN_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))
+"#;
+
+/// Imports a function no host provides.
+pub const BAD_IMPORT_WAT: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "no_such_function" (func))
+  (memory (export "memory") 1)
+  (func (export "_start")))
+"#;
+
+/// Compiles WAT text to Wasm bytes.
+pub fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("fixture WAT is valid")
+}
+
+/// Where built fixtures go: `$WASMPOD_FIXTURES`, else `target/fixtures`.
+pub fn dir() -> PathBuf {
+    let dir = std::env::var_os("WASMPOD_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
+    std::fs::create_dir_all(&dir).expect("create fixtures dir");
+    dir
+}
+
+/// The clang able to target wasm32-wasi (`$WASMPOD_CLANG`, else `clang-19`).
+pub fn clang() -> String {
+    std::env::var("WASMPOD_CLANG").unwrap_or_else(|_| "clang-19".into())
+}
+
+/// Compiles a C source from `test/fixtures` to a WASI preview1 module, once per process.
+pub fn c_module(name: &str) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{name}.c"));
+    let out = dir().join(format!("{name}.wasm"));
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap();
+    if !built.contains(name) {
+        let status = Command::new(clang())
+            .args(["--target=wasm32-wasi", "--sysroot=/usr", "-O2"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .status()
+            .unwrap_or_else(|e| panic!("run {} (install it with `make setup`): {e}", clang()));
+        assert!(status.success(), "clang failed on {}", src.display());
+        built.insert(name.to_string());
+    }
+    out
+}
+
+/// The probe (`test/fixtures/probe.c`) as Wasm bytes.
+pub fn probe() -> Vec<u8> {
+    std::fs::read(c_module("probe")).expect("read probe.wasm")
+}

@@ -1,0 +1,50 @@
+//! Counting what a container could leave behind on the node: mounts, cgroup directories,
+//! shim processes and shim sockets.
+
+use std::path::Path;
+
+/// Mount points whose path contains `needle`.
+pub fn mounts_containing(needle: &str) -> usize {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1).map(|m| m.contains(needle)).unwrap_or(false))
+        .count()
+}
+
+/// Sub-directories of a cgroup v1 controller's directory for `namespace`.
+pub fn cgroup_dirs(controller: &str, namespace: &str) -> usize {
+    let dir = Path::new("/sys/fs/cgroup").join(controller).join(namespace);
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(Result::ok).filter(|e| e.path().is_dir()).count())
+        .unwrap_or(0)
+}
+
+/// Live wasmpod shim processes (any of the three names) serving `address`.
+pub fn shim_processes(address: &str) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_shim = args
+            .first()
+            .map(|a| a.contains("containerd-shim-wasmpod") || a.contains("containerd-shim-spin") || a.contains("containerd-shim-wasmtime"))
+            .unwrap_or(false);
+        if is_shim && args.iter().any(|a| a == address) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Unix sockets in containerd's shim socket directory.
+pub fn shim_sockets() -> usize {
+    std::fs::read_dir("/run/containerd/s")
+        .map(|rd| rd.filter_map(Result::ok).count())
+        .unwrap_or(0)
+}

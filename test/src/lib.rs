@@ -1,0 +1,8 @@
+//! wasmpod's end-to-end test kit: Wasm fixtures built from our own sources at test time, OCI
+//! image tarballs written with the `oci` crate, and a thin `ctr` client for the private
+//! containerd that `test/lib/containerd.sh` starts (its socket is in
+//! `WASMPOD_CONTAINERD_ADDRESS`).
+
+pub mod ctr;
+pub mod fixtures;
+pub mod leaks;
