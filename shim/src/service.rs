@@ -133,11 +133,13 @@ impl TaskService {
         let payload = match kind {
             EntrypointKind::Wasm(kind) => Payload::Wasm(kind),
             EntrypointKind::Native(_) => Payload::Native,
-            EntrypointKind::Unknown => return Err(ShimError::FailedPrecondition(format!(
+            EntrypointKind::Unknown => {
+                return Err(ShimError::FailedPrecondition(format!(
                 "entrypoint {} is {}: it must be a Wasm module or component (or a native program)",
                 entry.in_container.display(),
                 kind.describe()
-            ))),
+            )))
+            }
         };
         log::info!(
             "create {}: {} ({})",

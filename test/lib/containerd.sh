@@ -77,7 +77,7 @@ stop)
   # Shims of this containerd that are still alive (they were given its address).
   pkill -9 -f -- "-address $dir/containerd.sock" 2>/dev/null || true
   # Mounts left under the private state directory.
-  grep -o " $dir/[^ ]*" /proc/self/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $dir/[^ ]*" /proc/self/mounts 2>/dev/null || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   ;;
 env)
   dir=$(cd "$dir" && pwd)

@@ -68,7 +68,11 @@ pub fn run_ctr(args: &[&str]) -> Ran {
 /// A fresh container id with `prefix`.
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Writes `image` as a tarball and imports it; returns the image name.

@@ -69,7 +69,9 @@ pub fn clang() -> String {
 /// Compiles a C source from `test/fixtures` to a WASI preview1 module, once per process.
 pub fn c_module(name: &str) -> PathBuf {
     static BUILT: OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = OnceLock::new();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{name}.c"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("{name}.c"));
     let out = dir().join(format!("{name}.wasm"));
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap();

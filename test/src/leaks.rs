@@ -8,7 +8,12 @@ pub fn mounts_containing(needle: &str) -> usize {
     std::fs::read_to_string("/proc/self/mounts")
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.split_whitespace().nth(1).map(|m| m.contains(needle)).unwrap_or(false))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .map(|m| m.contains(needle))
+                .unwrap_or(false)
+        })
         .count()
 }
 
@@ -16,7 +21,11 @@ pub fn mounts_containing(needle: &str) -> usize {
 pub fn cgroup_dirs(controller: &str, namespace: &str) -> usize {
     let dir = Path::new("/sys/fs/cgroup").join(controller).join(namespace);
     std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(Result::ok).filter(|e| e.path().is_dir()).count())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.path().is_dir())
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -33,7 +42,11 @@ pub fn shim_processes(address: &str) -> usize {
             .collect();
         let is_shim = args
             .first()
-            .map(|a| a.contains("containerd-shim-wasmpod") || a.contains("containerd-shim-spin") || a.contains("containerd-shim-wasmtime"))
+            .map(|a| {
+                a.contains("containerd-shim-wasmpod")
+                    || a.contains("containerd-shim-spin")
+                    || a.contains("containerd-shim-wasmtime")
+            })
             .unwrap_or(false);
         if is_shim && args.iter().any(|a| a == address) {
             n += 1;

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wasmpod_e2e::ctr::{self, import, run_ctr, run_image, unique_id, wasm_image, Ran, RUNTIMES, WASMPOD};
+use wasmpod_e2e::ctr::{
+    self, import, run_ctr, run_image, unique_id, wasm_image, Ran, RUNTIMES, WASMPOD,
+};
 use wasmpod_e2e::fixtures::{self, wat};
 use wasmpod_e2e::leaks;
 use wasmpod_oci::image::ImageBuilder;
@@ -37,8 +39,16 @@ fn assert_ok(ran: &Ran) {
 /// `ctr run --rm` in the background, so the test can signal the task.
 fn spawn_run(id: &str, extra: &[&str], image: &str, args: &[&str]) -> Child {
     let mut c = ctr::ctr();
-    c.args(["run", "--rm", "--runtime", WASMPOD]).args(extra).arg(image).arg(id).args(args);
-    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ctr run")
+    c.args(["run", "--rm", "--runtime", WASMPOD])
+        .args(extra)
+        .arg(image)
+        .arg(id)
+        .args(args);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctr run")
 }
 
 fn task_status(id: &str) -> Option<String> {
@@ -84,8 +94,14 @@ fn ctr_run_with_a_rootfs_directory() {
     std::fs::write(rootfs.path().join("hello.wasm"), wat(fixtures::HELLO_WAT)).unwrap();
     let id = unique_id("rootfs");
     let ran = run_ctr(&[
-        "run", "--rm", "--runtime", "io.containerd.spin.v2", "--rootfs",
-        rootfs.path().to_str().unwrap(), &id, "/hello.wasm",
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.spin.v2",
+        "--rootfs",
+        rootfs.path().to_str().unwrap(),
+        &id,
+        "/hello.wasm",
     ]);
     assert_ok(&ran);
     assert_eq!(ran.stdout, "hello from wasmpod\n");
@@ -96,16 +112,42 @@ fn args_env_and_cwd_reach_the_guest() {
     let image = probe_image();
     let ran = run_image(WASMPOD, &image, &["/app.wasm", "args", "one", "two words"]);
     assert_ok(&ran);
-    assert_eq!(ran.stdout, "arg[0]=/app.wasm\narg[1]=args\narg[2]=one\narg[3]=two words\n");
+    assert_eq!(
+        ran.stdout,
+        "arg[0]=/app.wasm\narg[1]=args\narg[2]=one\narg[3]=two words\n"
+    );
 
     let id = unique_id("env");
-    let ran = run_ctr(&["run", "--rm", "--runtime", WASMPOD, "--env", "FROM_CTR=yes", &image, &id, "/app.wasm", "env"]);
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--env",
+        "FROM_CTR=yes",
+        &image,
+        &id,
+        "/app.wasm",
+        "env",
+    ]);
     assert_ok(&ran);
     assert!(ran.stdout.contains("FROM_CTR=yes\n"), "{ran:?}");
     assert!(ran.stdout.contains("IMAGE_VAR=from-image\n"), "{ran:?}");
 
     let id = unique_id("cwd");
-    let ran = run_ctr(&["run", "--rm", "--runtime", WASMPOD, "--cwd", "/work", &image, &id, "/app.wasm", "cat", "rel.txt"]);
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--cwd",
+        "/work",
+        &image,
+        &id,
+        "/app.wasm",
+        "cat",
+        "rel.txt",
+    ]);
     assert_ok(&ran);
     assert_eq!(ran.stdout, "relative to cwd\n");
 }
@@ -118,20 +160,55 @@ fn files_in_the_rootfs_and_in_a_bind_mount() {
     assert_eq!(ran.stdout, "data in the image\n");
 
     // Writes to the container's own (writable) rootfs work.
-    let ran = run_image(WASMPOD, &image, &["/app.wasm", "write", "/data/new.txt", "x"]);
+    let ran = run_image(
+        WASMPOD,
+        &image,
+        &["/app.wasm", "write", "/data/new.txt", "x"],
+    );
     assert_ok(&ran);
 
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("from-host.txt"), "host file\n").unwrap();
-    let mount = format!("type=bind,src={},dst=/mnt,options=rbind:rw", host.path().display());
+    let mount = format!(
+        "type=bind,src={},dst=/mnt,options=rbind:rw",
+        host.path().display()
+    );
     let id = unique_id("bind");
-    let ran = run_ctr(&["run", "--rm", "--runtime", WASMPOD, "--mount", &mount, &image, &id, "/app.wasm", "cat", "/mnt/from-host.txt"]);
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--mount",
+        &mount,
+        &image,
+        &id,
+        "/app.wasm",
+        "cat",
+        "/mnt/from-host.txt",
+    ]);
     assert_ok(&ran);
     assert_eq!(ran.stdout, "host file\n");
     let id = unique_id("bind");
-    let ran = run_ctr(&["run", "--rm", "--runtime", WASMPOD, "--mount", &mount, &image, &id, "/app.wasm", "write", "/mnt/from-guest.txt", "written by wasm"]);
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--mount",
+        &mount,
+        &image,
+        &id,
+        "/app.wasm",
+        "write",
+        "/mnt/from-guest.txt",
+        "written by wasm",
+    ]);
     assert_ok(&ran);
-    assert_eq!(std::fs::read_to_string(host.path().join("from-guest.txt")).unwrap(), "written by wasm");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("from-guest.txt")).unwrap(),
+        "written by wasm"
+    );
 }
 
 #[test]
@@ -139,7 +216,16 @@ fn stdin_reaches_the_guest() {
     let image = probe_image();
     let id = unique_id("stdin");
     let mut child = ctr::ctr()
-        .args(["run", "--rm", "--runtime", WASMPOD, &image, &id, "/app.wasm", "stdin"])
+        .args([
+            "run",
+            "--rm",
+            "--runtime",
+            WASMPOD,
+            &image,
+            &id,
+            "/app.wasm",
+            "stdin",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -161,12 +247,19 @@ fn exit_codes_and_traps() {
     assert_eq!(run_image(WASMPOD, &exit42, &[]).code, 42);
 
     let probe = probe_image();
-    assert_eq!(run_image(WASMPOD, &probe, &["/app.wasm", "exit", "3"]).code, 3);
+    assert_eq!(
+        run_image(WASMPOD, &probe, &["/app.wasm", "exit", "3"]).code,
+        3
+    );
 
     let trap = image_of("docker.io/wasmpod/trap:e2e", &wat(fixtures::TRAP_WAT));
     let ran = run_image(WASMPOD, &trap, &[]);
     assert_eq!(ran.code, 134, "{ran:?}");
-    let line = ran.stderr.lines().find(|l| l.contains("wasmpod: the Wasm guest trapped")).unwrap_or_else(|| panic!("{ran:?}"));
+    let line = ran
+        .stderr
+        .lines()
+        .find(|l| l.contains("wasmpod: the Wasm guest trapped"))
+        .unwrap_or_else(|| panic!("{ran:?}"));
     assert!(line.contains("unreachable"), "{line}");
 }
 
@@ -205,17 +298,36 @@ fn the_guest_runs_in_the_container_cgroup_and_is_visible_to_ps_and_metrics() {
     wait_running(&id);
     let ps = run_ctr(&["tasks", "ps", &id]);
     assert_ok(&ps);
-    let pid: i32 = ps.stdout.lines().nth(1).and_then(|l| l.split_whitespace().next()).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{ps:?}"));
-    let procs_file = Path::new("/sys/fs/cgroup/memory").join(ctr::namespace()).join(&id).join("cgroup.procs");
-    let procs = std::fs::read_to_string(&procs_file).unwrap_or_else(|e| panic!("{}: {e}", procs_file.display()));
-    assert!(procs.lines().any(|l| l.trim() == pid.to_string()), "pid {pid} not in {procs:?}");
+    let pid: i32 = ps
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{ps:?}"));
+    let procs_file = Path::new("/sys/fs/cgroup/memory")
+        .join(ctr::namespace())
+        .join(&id)
+        .join("cgroup.procs");
+    let procs = std::fs::read_to_string(&procs_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", procs_file.display()));
+    assert!(
+        procs.lines().any(|l| l.trim() == pid.to_string()),
+        "pid {pid} not in {procs:?}"
+    );
     // The guest is in the container's pid namespace, as its pid 1.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
     assert!(nspid.trim_end().ends_with("\t1"), "{nspid}");
     let metrics = run_ctr(&["tasks", "metrics", &id]);
     assert_ok(&metrics);
-    let usage: u64 = metrics.stdout.lines().find(|l| l.starts_with("memory.usage_in_bytes")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{metrics:?}"));
+    let usage: u64 = metrics
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("memory.usage_in_bytes"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics:?}"));
     assert!(usage > 0, "{metrics:?}");
     assert_ok(&run_ctr(&["tasks", "kill", "--signal", "SIGKILL", &id]));
     let (ran, _) = finish(child);
@@ -226,49 +338,109 @@ fn the_guest_runs_in_the_container_cgroup_and_is_visible_to_ps_and_metrics() {
 fn expect_create_error(image: &str, args: &[&str], needle: &str) {
     let ran = run_image(WASMPOD, image, args);
     assert_ne!(ran.code, 0, "{ran:?}");
-    assert!(ran.stderr.contains(needle), "expected {needle:?} in {:?}", ran.stderr);
+    assert!(
+        ran.stderr.contains(needle),
+        "expected {needle:?} in {:?}",
+        ran.stderr
+    );
 }
 
 #[test]
 fn bad_input_fails_with_a_clear_message_and_leaks_nothing() {
     let address = ctr::address();
-    let state_dir = Path::new(&address).parent().unwrap().to_str().unwrap().to_string();
-    let before = (leaks::mounts_containing(&state_dir), leaks::cgroup_dirs("memory", &ctr::namespace()), leaks::shim_processes(&address));
+    let state_dir = Path::new(&address)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let before = (
+        leaks::mounts_containing(&state_dir),
+        leaks::cgroup_dirs("memory", &ctr::namespace()),
+        leaks::shim_processes(&address),
+    );
 
     let probe = probe_image();
     expect_create_error(&probe, &["/missing.wasm"], "\"/missing.wasm\" not found");
-    expect_create_error(&probe, &["/data/in.txt"], "neither Wasm nor a native executable");
+    expect_create_error(
+        &probe,
+        &["/data/in.txt"],
+        "neither Wasm nor a native executable",
+    );
     let hello = wat(fixtures::HELLO_WAT);
     let truncated = image_of("docker.io/wasmpod/truncated:e2e", &hello[..hello.len() - 5]);
     expect_create_error(&truncated, &[], "invalid Wasm module");
-    let bad_import = image_of("docker.io/wasmpod/badimport:e2e", &wat(fixtures::BAD_IMPORT_WAT));
+    let bad_import = image_of(
+        "docker.io/wasmpod/badimport:e2e",
+        &wat(fixtures::BAD_IMPORT_WAT),
+    );
     expect_create_error(&bad_import, &[], "no_such_function");
     // An image without entrypoint or command gives the container no args.
     let dir = tempfile::tempdir().unwrap();
-    let noargs = import(&ImageBuilder::new("docker.io/wasmpod/noargs:e2e").file("/app.wasm", hello.clone(), 0o755), "docker.io/wasmpod/noargs:e2e", dir.path());
+    let noargs = import(
+        &ImageBuilder::new("docker.io/wasmpod/noargs:e2e").file("/app.wasm", hello.clone(), 0o755),
+        "docker.io/wasmpod/noargs:e2e",
+        dir.path(),
+    );
     expect_create_error(&noargs, &[], "process.args is empty");
 
     // A shim serving a pod keeps serving it after a bad container.
     let group = format!("io.kubernetes.cri.sandbox-id={}", unique_id("grp"));
     let sleeper = unique_id("sleeper");
-    let child = spawn_run(&sleeper, &["--annotation", &group], &probe, &["/app.wasm", "sleep", "300"]);
+    let child = spawn_run(
+        &sleeper,
+        &["--annotation", &group],
+        &probe,
+        &["/app.wasm", "sleep", "300"],
+    );
     wait_running(&sleeper);
     let shims = leaks::shim_processes(&address);
     let bad = unique_id("bad");
-    let ran = run_ctr(&["run", "--rm", "--runtime", WASMPOD, "--annotation", &group, &truncated, &bad]);
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--annotation",
+        &group,
+        &truncated,
+        &bad,
+    ]);
     assert_ne!(ran.code, 0);
     let good = unique_id("good");
-    let ran = run_ctr(&["run", "--rm", "--runtime", WASMPOD, "--annotation", &group, &probe, &good, "/app.wasm", "args"]);
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--annotation",
+        &group,
+        &probe,
+        &good,
+        "/app.wasm",
+        "args",
+    ]);
     assert_ok(&ran);
-    assert_eq!(leaks::shim_processes(&address), shims, "the pod's containers share one shim");
+    assert_eq!(
+        leaks::shim_processes(&address),
+        shims,
+        "the pod's containers share one shim"
+    );
     assert_eq!(task_status(&sleeper).as_deref(), Some("RUNNING"));
     assert_ok(&run_ctr(&["tasks", "kill", &sleeper]));
     let (ran, _) = finish(child);
     assert_eq!(ran.code, 143);
 
     wait_for_quiet(&address);
-    let after = (leaks::mounts_containing(&state_dir), leaks::cgroup_dirs("memory", &ctr::namespace()), leaks::shim_processes(&address));
-    assert_eq!(before, after, "(mounts, cgroup dirs, shims) before vs after");
+    let after = (
+        leaks::mounts_containing(&state_dir),
+        leaks::cgroup_dirs("memory", &ctr::namespace()),
+        leaks::shim_processes(&address),
+    );
+    assert_eq!(
+        before, after,
+        "(mounts, cgroup dirs, shims) before vs after"
+    );
 }
 
 /// Shims exit asynchronously after their last Delete; wait for that.
@@ -292,13 +464,21 @@ fn native_programs_run_as_ordinary_containers() {
     let ran = run_image(WASMPOD, &image, &["/bin/busybox", "echo", "native hello"]);
     assert_ok(&ran);
     assert_eq!(ran.stdout, "native hello\n");
-    assert_eq!(run_image(WASMPOD, &image, &["/bin/busybox", "sh", "-c", "exit 5"]).code, 5);
+    assert_eq!(
+        run_image(WASMPOD, &image, &["/bin/busybox", "sh", "-c", "exit 5"]).code,
+        5
+    );
 }
 
 #[test]
 fn events_arrive_in_order() {
     let image = image_of("docker.io/wasmpod/hello:e2e", &wat(fixtures::HELLO_WAT));
-    let mut events = ctr::ctr().args(["events"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut events = ctr::ctr()
+        .args(["events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let id = unique_id("events");
     let ran = run_ctr(&["run", "--rm", "--runtime", WASMPOD, &image, &id]);
@@ -312,22 +492,49 @@ fn events_arrive_in_order() {
         .filter(|l| l.contains(&id))
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
         .collect();
-    assert_eq!(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], "{text}");
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "{text}"
+    );
 }
 
 #[test]
 fn fifty_sequential_runs_leak_nothing() {
     let address = ctr::address();
-    let state_dir = Path::new(&address).parent().unwrap().to_str().unwrap().to_string();
+    let state_dir = Path::new(&address)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let image = image_of("docker.io/wasmpod/hello:e2e", &wat(fixtures::HELLO_WAT));
     wait_for_quiet(&address);
-    let before = (leaks::mounts_containing(&state_dir), leaks::cgroup_dirs("memory", &ctr::namespace()), leaks::shim_processes(&address), leaks::shim_sockets());
+    let before = (
+        leaks::mounts_containing(&state_dir),
+        leaks::cgroup_dirs("memory", &ctr::namespace()),
+        leaks::shim_processes(&address),
+        leaks::shim_sockets(),
+    );
     for _ in 0..50 {
         let ran = run_image(WASMPOD, &image, &[]);
         assert_ok(&ran);
     }
     wait_for_quiet(&address);
-    let after = (leaks::mounts_containing(&state_dir), leaks::cgroup_dirs("memory", &ctr::namespace()), leaks::shim_processes(&address), leaks::shim_sockets());
-    assert_eq!(before, after, "(mounts, cgroup dirs, shims, shim sockets) before vs after 50 runs");
+    let after = (
+        leaks::mounts_containing(&state_dir),
+        leaks::cgroup_dirs("memory", &ctr::namespace()),
+        leaks::shim_processes(&address),
+        leaks::shim_sockets(),
+    );
+    assert_eq!(
+        before, after,
+        "(mounts, cgroup dirs, shims, shim sockets) before vs after 50 runs"
+    );
     let _ = Command::new("true").status();
 }

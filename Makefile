@@ -1,0 +1,70 @@
+# wasmpod: build, install, test, demo and benchmark.
+#   make demo    set up this machine, start a private containerd, run Wasm containers on it
+#   make test    set up, build once, run the unit tests and the end-to-end tests
+#   make bench   wasmpod vs runc: `ctr run --rm` round trips, medians and ratio
+
+PREFIX ?= /usr/local
+CARGO ?= cargo
+WORK ?= $(CURDIR)/.work
+PROFILE ?= debug
+TARGET := $(CURDIR)/target/$(PROFILE)
+SHIM := containerd-shim-wasmpod-v1
+ALIASES := containerd-shim-spin-v2 containerd-shim-wasmtime-v1
+CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
+
+# Debian packages the build, the tests and the demo need.
+APT_PACKAGES := containerd runc containernetworking-plugins busybox-static \
+	protobuf-compiler libseccomp-dev pkg-config \
+	clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc
+
+.PHONY: all setup build install install-local unit e2e test demo bench fmt clippy clean
+
+all: build
+
+setup:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "setup: all packages present"; fi
+
+build:
+	$(CARGO) build --workspace --all-targets $(CARGO_PROFILE_FLAG)
+
+# Installs the shim and its two compatibility names (links to the same file).
+install:
+	install -D -m 0755 $(TARGET)/$(SHIM) $(DESTDIR)$(PREFIX)/bin/$(SHIM)
+	for a in $(ALIASES); do ln -sf $(SHIM) $(DESTDIR)$(PREFIX)/bin/$$a; done
+
+# The install the tests, demo and benchmark use: under .work, never system-wide.
+install-local:
+	$(MAKE) --no-print-directory install PREFIX=$(WORK)/prefix DESTDIR=
+
+unit:
+	$(CARGO) test --workspace --exclude wasmpod-e2e $(CARGO_PROFILE_FLAG)
+
+# End-to-end tests against a private containerd (started and always stopped here).
+e2e: install-local
+	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/e2e.sh
+
+test: setup build unit e2e
+
+demo: setup
+	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)
+	$(MAKE) --no-print-directory install-local
+	WORK=$(WORK) TARGET=$(TARGET) test/demo.sh
+
+bench: setup
+	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)
+	$(MAKE) --no-print-directory install-local
+	WORK=$(WORK) TARGET=$(TARGET) test/bench.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(WORK)

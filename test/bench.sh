@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Benchmark: `ctr run --rm` of the hello Wasm module through wasmpod vs runc running busybox
+# `echo hello`, interleaved, ROUNDS rounds each, on one private containerd. Prints the
+# medians and the ratio (wasmpod / runc; lower is better). A benchmark, not a test.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+work=${WORK:-$here/../.work}
+target=${TARGET:-$here/../target/debug}
+rounds=${ROUNDS:-20}
+dir="$work/bench-containerd"
+"$here/lib/containerd.sh" stop "$dir" || true
+trap '"$here/lib/containerd.sh" stop "$dir"' EXIT
+"$here/lib/containerd.sh" start "$dir" "$work/prefix/bin" >/dev/null
+ctr="ctr --address $dir/containerd.sock --namespace bench"
+
+"$target/wasmpod-testkit" hello-image "$work/bench-hello.tar" docker.io/wasmpod/hello:bench
+"$target/wasmpod-testkit" busybox-image "$work/bench-busybox.tar" docker.io/wasmpod/busybox:bench
+$ctr images import --all-platforms "$work/bench-hello.tar" >/dev/null
+$ctr images import "$work/bench-busybox.tar" >/dev/null
+
+now_us() { echo $(( $(date +%s%N) / 1000 )); }
+time_run() { # runtime image args...
+  local rt=$1 image=$2; shift 2
+  local id="b$RANDOM$RANDOM" t0 t1
+  t0=$(now_us)
+  $ctr run --rm --runtime "$rt" "$image" "$id" "$@" >/dev/null
+  t1=$(now_us)
+  echo $(( t1 - t0 ))
+}
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
+
+# Warm-up: page cache, snapshots, first shim start.
+time_run io.containerd.runc.v2 docker.io/wasmpod/busybox:bench /bin/busybox echo hello >/dev/null
+time_run io.containerd.wasmpod.v1 docker.io/wasmpod/hello:bench >/dev/null
+
+wasm_times=(); runc_times=()
+for _ in $(seq 1 "$rounds"); do
+  wasm_times+=("$(time_run io.containerd.wasmpod.v1 docker.io/wasmpod/hello:bench)")
+  runc_times+=("$(time_run io.containerd.runc.v2 docker.io/wasmpod/busybox:bench /bin/busybox echo hello)")
+done
+w=$(printf '%s\n' "${wasm_times[@]}" | median)
+r=$(printf '%s\n' "${runc_times[@]}" | median)
+awk -v w="$w" -v r="$r" -v n="$rounds" 'BEGIN {
+  printf "\nctr run --rm, %d interleaved rounds (median)\n", n
+  printf "  %-40s %8.1f ms\n", "wasmpod: hello.wasm", w / 1000
+  printf "  %-40s %8.1f ms\n", "runc: busybox echo hello", r / 1000
+  printf "  %-40s %8.2fx  (target: <= 0.50x)\n", "ratio wasmpod / runc", w / r
+}'

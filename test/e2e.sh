@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the end-to-end tests against a private containerd that this script starts and always
+# stops, with the locally installed shim (make install-local) first on containerd's PATH.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+work=${WORK:-$here/../.work}
+dir="$work/e2e-containerd"
+"$here/lib/containerd.sh" stop "$dir" || true
+trap '"$here/lib/containerd.sh" stop "$dir"' EXIT
+"$here/lib/containerd.sh" start "$dir" "$work/prefix/bin"
+export WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock"
+export WASMPOD_FIXTURES="$work/fixtures"
+# The e2e tests share one containerd and count leaks: run them one at a time.
+${CARGO:-cargo} test -p wasmpod-e2e ${CARGO_PROFILE_FLAG:-} -- --test-threads=1
