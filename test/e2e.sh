@@ -11,4 +11,4 @@ trap '"$here/lib/containerd.sh" stop "$dir"' EXIT
 export WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock"
 export WASMPOD_FIXTURES="$work/fixtures"
 # The e2e tests share one containerd and count leaks: run them one at a time.
-${CARGO:-cargo} test -p wasmpod-e2e ${CARGO_PROFILE_FLAG:-} -- --test-threads=1
+${CARGO:-cargo} test -p wasmpod-e2e ${CARGO_PROFILE_FLAG:-} --test '*' -- --test-threads=1

@@ -109,7 +109,10 @@ impl HelperRunner {
     /// Runs one request to completion.
     pub async fn run(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
         let input = serde_json::to_vec(request).map_err(|e| format!("encode request: {e}"))?;
-        let mut child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        // The container's init is a fork of the helper: name it for `ps` on the node.
+        std::os::unix::process::CommandExt::arg0(&mut command, "wasmpod-init");
+        let mut child = command
             .arg(HELPER_ARG)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

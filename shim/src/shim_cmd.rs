@@ -134,6 +134,11 @@ async fn start(flags: &Flags) -> Result<(), String> {
     let address = containerd_shim::socket_address(&flags.address, &flags.namespace, &group);
     if !is_serving(&address) {
         let mut cmd = Command::new("/proc/self/exe");
+        // Keep the name containerd started us under, so `ps` shows which shim this is.
+        let argv0 = std::env::args_os()
+            .next()
+            .unwrap_or_else(|| "containerd-shim-wasmpod-v1".into());
+        std::os::unix::process::CommandExt::arg0(&mut cmd, argv0);
         cmd.current_dir(&bundle)
             .args(["-namespace", &flags.namespace, "-id", &flags.id])
             .args(["-address", &flags.address, "-socket", &address])

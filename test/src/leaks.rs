@@ -61,3 +61,30 @@ pub fn shim_sockets() -> usize {
         .map(|rd| rd.filter_map(Result::ok).count())
         .unwrap_or(0)
 }
+
+/// The pid of the shim started for task `id` of the containerd at `address`.
+pub fn shim_pid(address: &str, id: &str) -> Option<i32> {
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let has = |flag: &str, value: &str| args.windows(2).any(|w| w[0] == flag && w[1] == value);
+        if args
+            .first()
+            .map(|a| a.contains("containerd-shim-"))
+            .unwrap_or(false)
+            && has("-address", address)
+            && has("-id", id)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}

@@ -538,3 +538,49 @@ fn fifty_sequential_runs_leak_nothing() {
     );
     let _ = Command::new("true").status();
 }
+
+#[test]
+fn a_killed_shim_is_cleaned_up_by_the_delete_action() {
+    let address = ctr::address();
+    let state_dir = Path::new(&address)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let image = probe_image();
+    let id = unique_id("orphan");
+    let ran = run_ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        WASMPOD,
+        &image,
+        &id,
+        "/app.wasm",
+        "sleep",
+        "300",
+    ]);
+    assert_ok(&ran);
+    wait_running(&id);
+    let cgroup = Path::new("/sys/fs/cgroup/memory")
+        .join(ctr::namespace())
+        .join(&id);
+    assert!(cgroup.exists());
+    let shim = leaks::shim_pid(&address, &id).expect("the task's shim");
+    // SAFETY: sending a signal to a pid we just looked up.
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    // containerd notices, runs `containerd-shim-wasmpod-v1 delete`, and publishes the exit.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while task_status(&id).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(task_status(&id), None, "the task is gone");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cgroup.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!cgroup.exists(), "cgroup {} left behind", cgroup.display());
+    assert_ok(&run_ctr(&["containers", "rm", &id]));
+    assert_eq!(leaks::mounts_containing(&format!("{state_dir}/state")), 0);
+}
