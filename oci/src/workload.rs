@@ -34,6 +34,8 @@ pub struct WorkloadSpec {
     pub memory_limit: Option<u64>,
     /// The spec's annotations.
     pub annotations: HashMap<String, String>,
+    /// Whether the spec has `poststart` hooks (which only libcontainer's start runs).
+    pub has_poststart_hooks: bool,
 }
 
 impl WorkloadSpec {
@@ -93,6 +95,12 @@ impl WorkloadSpec {
             cgroups_path,
             memory_limit,
             annotations: spec.annotations().clone().unwrap_or_default(),
+            has_poststart_hooks: spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.poststart().as_ref())
+                .map(|v| !v.is_empty())
+                .unwrap_or(false),
         })
     }
 

@@ -64,6 +64,17 @@ pub enum HelperRequest {
     },
 }
 
+impl HelperRequest {
+    /// The operation's name, for logs.
+    pub fn op(&self) -> &'static str {
+        match self {
+            HelperRequest::Create { .. } => "create",
+            HelperRequest::Start { .. } => "start",
+            HelperRequest::Delete { .. } => "delete",
+        }
+    }
+}
+
 /// The helper's answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -108,6 +119,13 @@ impl HelperRunner {
 
     /// Runs one request to completion.
     pub async fn run(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
+        let started = std::time::Instant::now();
+        let result = self.run_inner(request).await;
+        log::debug!("container helper {}: {:?}", request.op(), started.elapsed());
+        result
+    }
+
+    async fn run_inner(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
         let input = serde_json::to_vec(request).map_err(|e| format!("encode request: {e}"))?;
         let mut command = Command::new(&self.exe);
         // The container's init is a fork of the helper: name it for `ps` on the node.

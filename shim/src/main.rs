@@ -18,6 +18,7 @@ mod reaper;
 mod rootfs;
 mod service;
 mod shim_cmd;
+mod start_signal;
 mod task;
 
 fn main() {

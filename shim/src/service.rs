@@ -34,6 +34,7 @@ use crate::helper::{HelperRequest, HelperRunner, Payload};
 use crate::lifecycle::Lifecycle;
 use crate::reaper::Reaper;
 use crate::rootfs;
+use crate::start_signal;
 use crate::task::{timestamp, Stdio, Task};
 
 /// How long Delete waits for a created-but-never-started init to die after SIGKILL.
@@ -174,6 +175,7 @@ impl TaskService {
             mounted,
             stdio.clone(),
             spec.cgroups_path.clone(),
+            spec.has_poststart_hooks,
             pid,
         ));
         self.watch_exit(task.clone(), pid);
@@ -225,13 +227,17 @@ impl TaskService {
         Self::no_exec(&req.exec_id)?;
         let task = self.get(&req.id)?;
         let pid = task.begin_start()?;
-        let started = self
-            .helper
-            .run(&HelperRequest::Start {
-                root: self.state_root.clone(),
-                id: req.id.clone(),
-            })
-            .await;
+        let started = if task.start_with_hooks {
+            self.helper
+                .run(&HelperRequest::Start {
+                    root: self.state_root.clone(),
+                    id: req.id.clone(),
+                })
+                .await
+                .map(|_| ())
+        } else {
+            start_signal::send(&self.state_root.join(&req.id)).await
+        };
         match started {
             Ok(_) => {
                 task.finish_start(&self.events);

@@ -178,13 +178,17 @@ async fn start(flags: &Flags) -> Result<(), String> {
 /// remove its cgroup, state and rootfs mount, and report it as killed.
 async fn delete(flags: &Flags) -> Result<(), String> {
     let bundle = bundle_dir(flags);
-    let helper = HelperRunner::new(ChildWait::Direct);
-    let request = HelperRequest::Delete {
-        root: state_root(&flags.address, &flags.namespace),
-        id: flags.id.clone(),
-    };
-    if let Err(e) = helper.run(&request).await {
-        eprintln!("wasmpod: delete {}: {e}", flags.id);
+    let root = state_root(&flags.address, &flags.namespace);
+    // containerd also runs `delete` after a clean shutdown; then nothing of the container is left.
+    if root.join(&flags.id).exists() {
+        let helper = HelperRunner::new(ChildWait::Direct);
+        let request = HelperRequest::Delete {
+            root,
+            id: flags.id.clone(),
+        };
+        if let Err(e) = helper.run(&request).await {
+            eprintln!("wasmpod: delete {}: {e}", flags.id);
+        }
     }
     rootfs::unmount(&bundle.join("rootfs"));
     let resp = DeleteResponse {

@@ -39,6 +39,8 @@ pub struct Task {
     pub stdio: Stdio,
     /// `linux.cgroupsPath` of the spec.
     pub cgroups_path: Option<String>,
+    /// Whether Start must go through libcontainer (to run `poststart` hooks).
+    pub start_with_hooks: bool,
     /// The lifecycle; only the methods below change it.
     lifecycle: Mutex<Lifecycle>,
     /// Resolves once init has exited (for Wait).
@@ -53,6 +55,7 @@ impl Task {
         mounted_rootfs: Option<PathBuf>,
         stdio: Stdio,
         cgroups_path: Option<String>,
+        start_with_hooks: bool,
         pid: i32,
     ) -> Task {
         Task {
@@ -61,6 +64,7 @@ impl Task {
             mounted_rootfs,
             stdio,
             cgroups_path,
+            start_with_hooks,
             lifecycle: Mutex::new(Lifecycle::Created { pid }),
             exited: watch::channel(None).0,
         }
