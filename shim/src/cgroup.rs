@@ -10,8 +10,10 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::Message;
 use libcgroups::common::{
     create_cgroup_manager, get_cgroup_setup, CgroupConfig, CgroupManager, CgroupSetup,
+    ControllerOpt, FreezerState,
 };
 use libcgroups::stats::Stats;
+use libcontainer::oci_spec::runtime::LinuxResources;
 
 /// The type URL containerd expects for cgroup v1 metrics.
 pub const V1_METRICS_TYPE: &str = "io.containerd.cgroups.v1.Metrics";
@@ -26,6 +28,32 @@ fn manager(cgroups_path: Option<&str>) -> Result<libcgroups::common::AnyCgroupMa
         container_name: String::new(),
     })
     .map_err(|e| e.to_string())
+}
+
+/// Freezes (`true`) or thaws the container's cgroup.
+pub fn freeze(cgroups_path: Option<&str>, frozen: bool) -> Result<(), String> {
+    let state = if frozen {
+        FreezerState::Frozen
+    } else {
+        FreezerState::Thawed
+    };
+    manager(cgroups_path)?
+        .freeze(state)
+        .map_err(|e| e.to_string())
+}
+
+/// Applies new resource limits (an OCI `LinuxResources` as JSON) to the container's cgroup.
+pub fn update(cgroups_path: Option<&str>, resources_json: &[u8]) -> Result<(), String> {
+    let resources: LinuxResources = serde_json::from_slice(resources_json)
+        .map_err(|e| format!("resources are not OCI LinuxResources JSON: {e}"))?;
+    manager(cgroups_path)?
+        .apply(&ControllerOpt {
+            resources: &resources,
+            freezer_state: None,
+            oom_score_adj: None,
+            disable_oom_killer: false,
+        })
+        .map_err(|e| e.to_string())
 }
 
 /// The pids in the container's cgroup.

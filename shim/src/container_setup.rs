@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::container::Container;
+use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
 
 use crate::executor::WasmpodExecutor;
@@ -67,6 +67,32 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
                 .map_err(|e| chain(&e))?;
             Ok(container.pid().map(|p| p.as_raw()))
         }
+        HelperRequest::Exec {
+            root,
+            id,
+            process,
+            entrypoint,
+            payload,
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            mark_running(&root.join(&id))?;
+            let executor = WasmpodExecutor::new(entrypoint, payload);
+            let pid = ContainerBuilder::new(id, SyscallType::default())
+                .with_executor(executor)
+                .with_root_path(&root)
+                .map_err(|e| chain(&e))?
+                .with_stdin(open_stdin(&stdin)?)
+                .with_stdout(open_output(&stdout)?)
+                .with_stderr(open_output(&stderr)?)
+                .as_tenant()
+                .with_process(Some(&process))
+                .with_detach(true)
+                .build()
+                .map_err(|e| chain(&e))?;
+            Ok(Some(pid.as_raw()))
+        }
         HelperRequest::Start { root, id } => {
             let mut container = Container::load(root.join(&id)).map_err(|e| chain(&e))?;
             container.start().map_err(|e| chain(&e))?;
@@ -82,6 +108,19 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             Ok(None)
         }
     }
+}
+
+/// The shim starts containers through the notify socket, so libcontainer's record may still
+/// say `Created`; the shim only asks for an exec when its own state says the task runs.
+fn mark_running(container_dir: &Path) -> Result<(), String> {
+    let mut container = Container::load(container_dir.to_path_buf()).map_err(|e| chain(&e))?;
+    if container.status() == ContainerStatus::Created {
+        container
+            .set_status(ContainerStatus::Running)
+            .save()
+            .map_err(|e| chain(&e))?;
+    }
+    Ok(())
 }
 
 /// The container's stdin: containerd's FIFO, opened without waiting for a writer, or

@@ -86,6 +86,9 @@ impl Executor for WasmpodExecutor {
             .map(|p| p.cwd().to_string_lossy().into_owned())
             .unwrap_or_else(|| "/".into());
         let setup = GuestSetup::for_container(args, env, cwd);
+        // What execve would do: close-on-exec descriptors (libcontainer's sockets and pipes,
+        // one of which tells `exec` callers that the process has started) go away now.
+        close_cloexec_fds();
         let code = match compiled.prepared.run(&setup, &compiled.watch) {
             Ok(outcome) => {
                 if let Some(line) = outcome.stderr_line() {
@@ -101,5 +104,26 @@ impl Executor for WasmpodExecutor {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         std::process::exit(code)
+    }
+}
+
+/// Closes every descriptor above stderr that has `FD_CLOEXEC` set.
+fn close_cloexec_fds() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl/close on descriptors of this process; the read_dir handle is closed.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
+                libc::close(fd);
+            }
+        }
     }
 }

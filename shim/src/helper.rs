@@ -48,6 +48,25 @@ pub enum HelperRequest {
         /// containerd's stderr FIFO or file.
         stderr: String,
     },
+    /// Run another process in a running container (`ctr task exec`, `kubectl exec`).
+    Exec {
+        /// libcontainer's state directory.
+        root: PathBuf,
+        /// The container id.
+        id: String,
+        /// A file holding the OCI `Process` to run.
+        process: PathBuf,
+        /// The program as the container sees it.
+        entrypoint: PathBuf,
+        /// What the program is.
+        payload: Payload,
+        /// containerd's stdin FIFO (empty: none).
+        stdin: String,
+        /// containerd's stdout FIFO or file.
+        stdout: String,
+        /// containerd's stderr FIFO or file.
+        stderr: String,
+    },
     /// Let a created container's init run its payload.
     Start {
         /// libcontainer's state directory.
@@ -69,6 +88,7 @@ impl HelperRequest {
     pub fn op(&self) -> &'static str {
         match self {
             HelperRequest::Create { .. } => "create",
+            HelperRequest::Exec { .. } => "exec",
             HelperRequest::Start { .. } => "start",
             HelperRequest::Delete { .. } => "delete",
         }

@@ -33,6 +33,11 @@ pub enum Lifecycle {
         /// Init's pid.
         pid: i32,
     },
+    /// The container's processes are frozen (freezer cgroup).
+    Paused {
+        /// Init's pid.
+        pid: i32,
+    },
     /// Init has exited.
     Stopped {
         /// Init's pid (kept for State and Delete).
@@ -70,6 +75,7 @@ impl Lifecycle {
             Lifecycle::Created { .. } => "created",
             Lifecycle::Starting { .. } => "starting",
             Lifecycle::Running { .. } => "running",
+            Lifecycle::Paused { .. } => "paused",
             Lifecycle::Stopped { .. } => "stopped",
         }
     }
@@ -80,6 +86,7 @@ impl Lifecycle {
             Lifecycle::Created { pid }
             | Lifecycle::Starting { pid, .. }
             | Lifecycle::Running { pid }
+            | Lifecycle::Paused { pid }
             | Lifecycle::Stopped { pid, .. } => pid,
         }
     }
@@ -113,6 +120,13 @@ impl Lifecycle {
         }
     }
 
+    /// Sets the pid while Starting (an exec's pid is known only once it is created).
+    pub fn set_pid(&mut self, new_pid: i32) {
+        if let Lifecycle::Starting { pid, .. } = self {
+            *pid = new_pid;
+        }
+    }
+
     /// Starting -> Running, or Stopped if the payload already exited. Returns the held exit.
     pub fn finish_start(&mut self) -> Option<ExitInfo> {
         if let Lifecycle::Starting { pid, early_exit } = *self {
@@ -140,7 +154,7 @@ impl Lifecycle {
     /// Records init's exit.
     pub fn exited(&mut self, exit: ExitInfo) -> ExitEffect {
         match *self {
-            Lifecycle::Created { pid } | Lifecycle::Running { pid } => {
+            Lifecycle::Created { pid } | Lifecycle::Running { pid } | Lifecycle::Paused { pid } => {
                 *self = Lifecycle::Stopped { pid, exit };
                 ExitEffect::Publish(exit)
             }
@@ -155,6 +169,28 @@ impl Lifecycle {
                 ExitEffect::Deferred
             }
             Lifecycle::Starting { .. } | Lifecycle::Stopped { .. } => ExitEffect::Ignored,
+        }
+    }
+
+    /// Running -> Paused.
+    pub fn pause(&mut self) -> Result<i32, LifecycleError> {
+        match *self {
+            Lifecycle::Running { pid } => {
+                *self = Lifecycle::Paused { pid };
+                Ok(pid)
+            }
+            _ => Err(self.refuse("pause")),
+        }
+    }
+
+    /// Paused -> Running.
+    pub fn resume(&mut self) -> Result<i32, LifecycleError> {
+        match *self {
+            Lifecycle::Paused { pid } => {
+                *self = Lifecycle::Running { pid };
+                Ok(pid)
+            }
+            _ => Err(self.refuse("resume")),
         }
     }
 
@@ -223,6 +259,29 @@ mod tests {
         assert_eq!(l, Lifecycle::Created { pid: 7 });
         assert_eq!(l.begin_start(), Ok(7));
         assert_eq!(l.begin_start().unwrap_err().op, "start");
+    }
+
+    #[test]
+    fn pause_and_resume() {
+        let mut l = Lifecycle::Running { pid: 7 };
+        assert_eq!(l.resume().unwrap_err().op, "resume");
+        assert_eq!(l.pause(), Ok(7));
+        assert_eq!(l.name(), "paused");
+        assert!(l.check_delete().is_err());
+        assert_eq!(l.pause().unwrap_err().state, "paused");
+        assert_eq!(l.resume(), Ok(7));
+        l.pause().unwrap();
+        assert_eq!(l.exited(exit(137)), ExitEffect::Publish(exit(137)));
+        assert!(l.pause().is_err());
+    }
+
+    #[test]
+    fn an_exec_gets_its_pid_while_starting() {
+        let mut l = Lifecycle::Created { pid: 0 };
+        l.begin_start().unwrap();
+        l.set_pid(42);
+        l.finish_start();
+        assert_eq!(l, Lifecycle::Running { pid: 42 });
     }
 
     #[test]

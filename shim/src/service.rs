@@ -15,13 +15,19 @@ use containerd_shim::protos::api::{
     StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, WaitRequest,
     WaitResponse,
 };
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskIO};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskIO, TaskPaused, TaskResumed,
+};
 use containerd_shim::protos::shim_async::Task as TaskApi;
-use containerd_shim::protos::topics::{TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC};
+use containerd_shim::protos::topics::{
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC,
+    TASK_PAUSED_EVENT_TOPIC, TASK_RESUMED_EVENT_TOPIC,
+};
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim::protos::ttrpc::Result as TtrpcResult;
 use containerd_shim::protos::types::task::Status;
 use containerd_shim::ExitSignal;
+use libcontainer::oci_spec;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use wasmpod_oci::resolve::resolve_entrypoint;
@@ -35,7 +41,10 @@ use crate::lifecycle::Lifecycle;
 use crate::reaper::Reaper;
 use crate::rootfs;
 use crate::start_signal;
-use crate::task::{timestamp, Stdio, Task};
+use crate::task::{timestamp, Process, Stdio, Task};
+
+/// How long an init's exit waits for its exec'd processes' exits to be published first.
+const EXEC_DRAIN: Duration = Duration::from_secs(2);
 
 /// How long Delete waits for a created-but-never-started init to die after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -80,14 +89,6 @@ impl TaskService {
             .get(id)
             .cloned()
             .ok_or_else(|| ShimError::NotFound(format!("task {id} not found")))
-    }
-
-    fn no_exec(exec_id: &str) -> ShimResult<()> {
-        if exec_id.is_empty() {
-            Ok(())
-        } else {
-            Err(ShimError::NotFound(format!("exec {exec_id} not found")))
-        }
     }
 
     /// Create: mount the rootfs, find and classify the entrypoint, create the container.
@@ -173,6 +174,7 @@ impl TaskService {
             req.id.clone(),
             bundle.to_path_buf(),
             mounted,
+            spec.rootfs.clone(),
             stdio.clone(),
             spec.cgroups_path.clone(),
             spec.has_poststart_hooks,
@@ -210,7 +212,27 @@ impl TaskService {
         tokio::spawn(async move {
             if let Ok(code) = rx.await {
                 log::info!("task {} (pid {pid}) exited with status {code}", task.id);
-                task.exited(code, &events);
+                // The init's exit is published last: exec'd processes die with its PID
+                // namespace, and their exits come first.
+                for exec in task.running_execs() {
+                    let _ = tokio::time::timeout(EXEC_DRAIN, exec.wait()).await;
+                }
+                task.init.exited(code, &events);
+            }
+        });
+    }
+
+    fn watch_exec_exit(&self, process: Arc<Process>, pid: i32) {
+        let rx = self.reaper.watch(pid);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            if let Ok(code) = rx.await {
+                log::info!(
+                    "exec {} of {} (pid {pid}) exited with status {code}",
+                    process.exec_id,
+                    process.container_id
+                );
+                process.exited(code, &events);
             }
         });
     }
@@ -224,9 +246,11 @@ impl TaskService {
 
     /// Start: let the created init run its payload.
     pub async fn task_start(&self, req: StartRequest) -> ShimResult<StartResponse> {
-        Self::no_exec(&req.exec_id)?;
         let task = self.get(&req.id)?;
-        let pid = task.begin_start()?;
+        if !req.exec_id.is_empty() {
+            return self.start_exec(&task, &req.exec_id).await;
+        }
+        let pid = task.init.begin_start()?;
         let started = if task.start_with_hooks {
             self.helper
                 .run(&HelperRequest::Start {
@@ -240,29 +264,205 @@ impl TaskService {
         };
         match started {
             Ok(_) => {
-                task.finish_start(&self.events);
+                task.init.finish_start(&self.events);
                 Ok(StartResponse {
                     pid: pid as u32,
                     ..Default::default()
                 })
             }
             Err(message) => {
-                task.abort_start(&self.events);
+                task.init.abort_start(&self.events);
                 Err(ShimError::FailedPrecondition(message))
             }
         }
     }
 
+    /// Exec: register a process to run in the container; Start runs it.
+    pub async fn task_exec(&self, req: api::ExecProcessRequest) -> ShimResult<()> {
+        let task = self.get(&req.id)?;
+        if req.exec_id.is_empty() {
+            return Err(ShimError::InvalidArgument("exec id is empty".into()));
+        }
+        if req.terminal {
+            return Err(ShimError::FailedPrecondition(
+                "a terminal (tty) for exec is not supported by wasmpod yet".into(),
+            ));
+        }
+        match task.init.lifecycle() {
+            Lifecycle::Running { .. } => {}
+            other => {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "cannot exec in a task in {} state",
+                    other.name()
+                )))
+            }
+        }
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|any| any.value.clone())
+            .ok_or_else(|| ShimError::InvalidArgument("exec has no process spec".into()))?;
+        let process = Arc::new(Process::new_exec(
+            req.id.clone(),
+            req.exec_id.clone(),
+            Stdio {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            },
+            spec,
+        ));
+        if !task.add_exec(process) {
+            return Err(ShimError::AlreadyExists(format!("exec {}", req.exec_id)));
+        }
+        self.events.send(
+            TASK_EXEC_ADDED_EVENT_TOPIC,
+            TaskExecAdded {
+                container_id: req.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(())
+    }
+
+    async fn start_exec(&self, task: &Arc<Task>, exec_id: &str) -> ShimResult<StartResponse> {
+        let process = task
+            .process(exec_id)
+            .ok_or_else(|| ShimError::NotFound(format!("exec {exec_id} not found")))?;
+        process.begin_start()?;
+        match self.run_exec(task, &process).await {
+            Ok(pid) => {
+                process.finish_start(&self.events);
+                Ok(StartResponse {
+                    pid: pid as u32,
+                    ..Default::default()
+                })
+            }
+            Err(e) => {
+                process.abort_start(&self.events);
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_exec(&self, task: &Arc<Task>, process: &Arc<Process>) -> ShimResult<i32> {
+        let spec: oci_spec::runtime::Process = serde_json::from_slice(&process.exec_spec)
+            .map_err(|e| ShimError::InvalidArgument(format!("exec process spec: {e}")))?;
+        let args = spec.args().clone().unwrap_or_default();
+        let arg0 = args
+            .first()
+            .ok_or_else(|| ShimError::InvalidArgument("exec has no command".into()))?;
+        let env: Vec<(String, String)> = spec
+            .env()
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        let path_env = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let cwd = spec.cwd().to_string_lossy().into_owned();
+        let entry = resolve_entrypoint(&task.rootfs, arg0, &cwd, path_env)?;
+        let payload = payload_of(&entry.on_host, &entry.in_container)?;
+        let file = self
+            .state_root
+            .join(&task.id)
+            .join(format!("exec-{}.json", process.exec_id));
+        std::fs::write(&file, &process.exec_spec)
+            .map_err(|e| ShimError::Internal(format!("write {}: {e}", file.display())))?;
+        let result = self
+            .helper
+            .run(&HelperRequest::Exec {
+                root: self.state_root.clone(),
+                id: task.id.clone(),
+                process: file.clone(),
+                entrypoint: entry.in_container.clone(),
+                payload,
+                stdin: process.stdio.stdin.clone(),
+                stdout: process.stdio.stdout.clone(),
+                stderr: process.stdio.stderr.clone(),
+            })
+            .await;
+        let _ = std::fs::remove_file(&file);
+        let pid = result
+            .map_err(ShimError::FailedPrecondition)?
+            .ok_or_else(|| ShimError::Internal("the container helper returned no pid".into()))?;
+        process.set_pid(pid);
+        self.watch_exec_exit(process.clone(), pid);
+        Ok(pid)
+    }
+
+    /// Pause: freeze the container's cgroup.
+    pub async fn task_pause(&self, req: api::PauseRequest) -> ShimResult<()> {
+        let task = self.get(&req.id)?;
+        task.init.pause()?;
+        if let Err(e) = cgroup::freeze(task.cgroups_path.as_deref(), true) {
+            let _ = task.init.resume();
+            return Err(ShimError::Internal(format!("pause {}: {e}", req.id)));
+        }
+        self.events.send(
+            TASK_PAUSED_EVENT_TOPIC,
+            TaskPaused {
+                container_id: req.id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// Resume: thaw the container's cgroup.
+    pub async fn task_resume(&self, req: api::ResumeRequest) -> ShimResult<()> {
+        let task = self.get(&req.id)?;
+        task.init.resume()?;
+        if let Err(e) = cgroup::freeze(task.cgroups_path.as_deref(), false) {
+            let _ = task.init.pause();
+            return Err(ShimError::Internal(format!("resume {}: {e}", req.id)));
+        }
+        self.events.send(
+            TASK_RESUMED_EVENT_TOPIC,
+            TaskResumed {
+                container_id: req.id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// Update: apply new resource limits to the container's cgroup.
+    pub async fn task_update(&self, req: api::UpdateTaskRequest) -> ShimResult<()> {
+        let task = self.get(&req.id)?;
+        let resources = req
+            .resources
+            .as_ref()
+            .ok_or_else(|| ShimError::InvalidArgument("update has no resources".into()))?;
+        cgroup::update(task.cgroups_path.as_deref(), &resources.value)
+            .map_err(|e| ShimError::InvalidArgument(format!("update {}: {e}", req.id)))
+    }
+
     /// Kill: signal the init (and with `all`, every process of the container's cgroup).
     pub async fn task_kill(&self, req: KillRequest) -> ShimResult<()> {
-        Self::no_exec(&req.exec_id)?;
         let task = self.get(&req.id)?;
+        let process = self.process(&task, &req.exec_id)?;
         let signal = Signal::try_from(req.signal as i32)
             .map_err(|_| ShimError::InvalidArgument(format!("invalid signal {}", req.signal)))?;
-        let pid = task.lifecycle().check_kill().map_err(|_| {
-            ShimError::NotFound(format!("process of task {} already finished", req.id))
+        let pid = process.lifecycle().check_kill().map_err(|_| {
+            ShimError::NotFound(format!("process {} already finished", process.id()))
         })?;
-        if req.all {
+        if pid == 0 {
+            return Err(ShimError::FailedPrecondition(format!(
+                "process {} has not started",
+                process.id()
+            )));
+        }
+        if req.all && req.exec_id.is_empty() {
             for p in cgroup::pids(task.cgroups_path.as_deref()).unwrap_or_default() {
                 let _ = kill(Pid::from_raw(p), signal);
             }
@@ -279,9 +479,8 @@ impl TaskService {
 
     /// Wait: until the init exits.
     pub async fn task_wait(&self, req: WaitRequest) -> ShimResult<WaitResponse> {
-        Self::no_exec(&req.exec_id)?;
         let task = self.get(&req.id)?;
-        let exit = task.wait().await;
+        let exit = self.process(&task, &req.exec_id)?.wait().await;
         Ok(WaitResponse {
             exit_status: exit.code,
             exited_at: Some(timestamp(exit.at)).into(),
@@ -291,18 +490,23 @@ impl TaskService {
 
     /// Delete: remove a stopped (or never started) task and everything it owns on the node.
     pub async fn task_delete(&self, req: DeleteRequest) -> ShimResult<DeleteResponse> {
-        Self::no_exec(&req.exec_id)?;
         let task = self.get(&req.id)?;
-        if let Lifecycle::Created { pid } = task.lifecycle() {
+        if !req.exec_id.is_empty() {
+            return self.delete_exec(&task, &req.exec_id);
+        }
+        if let Lifecycle::Created { pid } = task.init.lifecycle() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            if tokio::time::timeout(KILL_WAIT, task.wait()).await.is_err() {
+            if tokio::time::timeout(KILL_WAIT, task.init.wait())
+                .await
+                .is_err()
+            {
                 return Err(ShimError::Internal(format!(
                     "task {} did not die after SIGKILL",
                     req.id
                 )));
             }
         }
-        let exit = task.lifecycle().check_delete()?;
+        let exit = task.init.lifecycle().check_delete()?;
         if let Err(e) = self.helper.run(&self.delete_request(&req.id)).await {
             log::error!("delete {}: {e}", req.id);
         }
@@ -310,7 +514,7 @@ impl TaskService {
             rootfs::unmount(target);
         }
         self.table().remove(&req.id);
-        let pid = task.lifecycle().pid() as u32;
+        let pid = task.init.lifecycle().pid() as u32;
         self.events.send(
             TASK_DELETE_EVENT_TOPIC,
             TaskDelete {
@@ -330,26 +534,55 @@ impl TaskService {
         })
     }
 
-    /// State: the task as it is now.
+    fn delete_exec(&self, task: &Arc<Task>, exec_id: &str) -> ShimResult<DeleteResponse> {
+        let process = self.process(task, exec_id)?;
+        let exit = match process.lifecycle() {
+            Lifecycle::Created { .. } => {
+                process.discard();
+                process.wait_now().unwrap_or(crate::lifecycle::ExitInfo {
+                    code: 0,
+                    at: std::time::SystemTime::now(),
+                })
+            }
+            l => l.check_delete()?,
+        };
+        task.remove_exec(exec_id);
+        Ok(DeleteResponse {
+            pid: process.lifecycle().pid() as u32,
+            exit_status: exit.code,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    fn process(&self, task: &Task, exec_id: &str) -> ShimResult<Arc<Process>> {
+        task.process(exec_id).ok_or_else(|| {
+            ShimError::NotFound(format!("exec {exec_id} not found in task {}", task.id))
+        })
+    }
+
+    /// State: the task (or one of its execs) as it is now.
     pub async fn task_state(&self, req: StateRequest) -> ShimResult<StateResponse> {
-        Self::no_exec(&req.exec_id)?;
         let task = self.get(&req.id)?;
-        let l = task.lifecycle();
+        let process = self.process(&task, &req.exec_id)?;
+        let l = process.lifecycle();
         let status = match l {
             Lifecycle::Created { .. } => Status::CREATED,
             Lifecycle::Starting { .. } => Status::CREATED,
             Lifecycle::Running { .. } => Status::RUNNING,
+            Lifecycle::Paused { .. } => Status::PAUSED,
             Lifecycle::Stopped { .. } => Status::STOPPED,
         };
         let mut resp = StateResponse {
-            id: task.id.clone(),
+            id: process.id().to_string(),
+            exec_id: process.exec_id.clone(),
             bundle: task.bundle.display().to_string(),
             pid: l.pid() as u32,
             status: status.into(),
-            stdin: task.stdio.stdin.clone(),
-            stdout: task.stdio.stdout.clone(),
-            stderr: task.stdio.stderr.clone(),
-            terminal: task.stdio.terminal,
+            stdin: process.stdio.stdin.clone(),
+            stdout: process.stdio.stdout.clone(),
+            stderr: process.stdio.stderr.clone(),
+            terminal: process.stdio.terminal,
             ..Default::default()
         };
         if let Some(exit) = l.exit() {
@@ -392,7 +625,7 @@ impl TaskService {
         let task = self.get(&req.id)?;
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
-            task_pid: task.lifecycle().pid() as u32,
+            task_pid: task.init.lifecycle().pid() as u32,
             ..Default::default()
         })
     }
@@ -404,6 +637,20 @@ impl TaskService {
             self.exit.signal();
         }
         Ok(())
+    }
+}
+
+/// What `on_host` is, as a payload; an error naming `in_container` when it cannot run.
+fn payload_of(on_host: &Path, in_container: &Path) -> ShimResult<Payload> {
+    let kind = EntrypointKind::of_file(on_host)?;
+    match kind {
+        EntrypointKind::Wasm(kind) => Ok(Payload::Wasm(kind)),
+        EntrypointKind::Native(_) => Ok(Payload::Native),
+        EntrypointKind::Unknown => Err(ShimError::FailedPrecondition(format!(
+            "entrypoint {} is {}: it must be a Wasm module or component (or a native program)",
+            in_container.display(),
+            kind.describe()
+        ))),
     }
 }
 
@@ -448,23 +695,28 @@ impl TaskApi for TaskService {
     async fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
         // The container holds containerd's FIFOs directly; the shim keeps no copy of stdin,
         // so there is nothing for it to close: the writer (containerd) closes its end.
-        self.get(&req.id)?;
+        let task = self.get(&req.id)?;
+        self.process(&task, &req.exec_id)?;
         Ok(Empty::new())
     }
-    async fn exec(&self, _: &TtrpcContext, _: api::ExecProcessRequest) -> TtrpcResult<Empty> {
-        Err(ShimError::Unimplemented("Exec").into())
+    async fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
+        self.task_exec(req).await?;
+        Ok(Empty::new())
     }
     async fn resize_pty(&self, _: &TtrpcContext, _: api::ResizePtyRequest) -> TtrpcResult<Empty> {
         Err(ShimError::Unimplemented("ResizePty").into())
     }
-    async fn pause(&self, _: &TtrpcContext, _: api::PauseRequest) -> TtrpcResult<Empty> {
-        Err(ShimError::Unimplemented("Pause").into())
+    async fn pause(&self, _: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {
+        self.task_pause(req).await?;
+        Ok(Empty::new())
     }
-    async fn resume(&self, _: &TtrpcContext, _: api::ResumeRequest) -> TtrpcResult<Empty> {
-        Err(ShimError::Unimplemented("Resume").into())
+    async fn resume(&self, _: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<Empty> {
+        self.task_resume(req).await?;
+        Ok(Empty::new())
     }
-    async fn update(&self, _: &TtrpcContext, _: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
-        Err(ShimError::Unimplemented("Update").into())
+    async fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+        self.task_update(req).await?;
+        Ok(Empty::new())
     }
     async fn checkpoint(
         &self,

@@ -1,20 +1,24 @@
-//! One container served by this shim: its identity, stdio, rootfs mount, cgroup, and its
-//! [`Lifecycle`] behind a lock. Exits are published from here so that TaskStart always comes
-//! before TaskExit.
+//! One container served by this shim: its identity, rootfs mount and cgroup, its init
+//! [`Process`], and the exec'd processes. Exits are published from the process, under its
+//! lifecycle lock, so that TaskStart / TaskExecStarted always come before TaskExit.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use containerd_shim::protos::events::task::{TaskExit, TaskStart};
+use containerd_shim::protos::events::task::{TaskExecStarted, TaskExit, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::topics::{TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC};
+use containerd_shim::protos::topics::{
+    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+};
+use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::events::EventSink;
 use crate::lifecycle::{ExitEffect, ExitInfo, Lifecycle, LifecycleError};
 
-/// containerd's stdio for the task.
+/// containerd's stdio for a process.
 #[derive(Debug, Clone, Default)]
 pub struct Stdio {
     /// stdin FIFO path, or empty.
@@ -27,51 +31,53 @@ pub struct Stdio {
     pub terminal: bool,
 }
 
-/// A task (a container's init process) and what it owns on the node.
-pub struct Task {
+/// A process of a task: its init, or an exec'd process.
+pub struct Process {
     /// The container id.
-    pub id: String,
-    /// The bundle directory.
-    pub bundle: PathBuf,
-    /// The rootfs the shim mounted (to unmount on Delete), if it mounted one.
-    pub mounted_rootfs: Option<PathBuf>,
-    /// The task's stdio.
+    pub container_id: String,
+    /// The exec id; empty for the init process.
+    pub exec_id: String,
+    /// The process's stdio.
     pub stdio: Stdio,
-    /// `linux.cgroupsPath` of the spec.
-    pub cgroups_path: Option<String>,
-    /// Whether Start must go through libcontainer (to run `poststart` hooks).
-    pub start_with_hooks: bool,
+    /// For an exec: the OCI `Process` (JSON) containerd sent.
+    pub exec_spec: Vec<u8>,
     /// The lifecycle; only the methods below change it.
     lifecycle: Mutex<Lifecycle>,
-    /// Resolves once init has exited (for Wait).
+    /// Resolves once the process has exited (for Wait).
     exited: watch::Sender<Option<ExitInfo>>,
 }
 
-impl Task {
-    /// A task whose init (`pid`) has been created.
-    pub fn new(
-        id: String,
-        bundle: PathBuf,
-        mounted_rootfs: Option<PathBuf>,
-        stdio: Stdio,
-        cgroups_path: Option<String>,
-        start_with_hooks: bool,
-        pid: i32,
-    ) -> Task {
-        Task {
-            id,
-            bundle,
-            mounted_rootfs,
+impl Process {
+    /// A process in the Created state (`pid` 0 for an exec that has not started).
+    pub fn new(container_id: String, exec_id: String, stdio: Stdio, pid: i32) -> Process {
+        Process {
+            container_id,
+            exec_id,
             stdio,
-            cgroups_path,
-            start_with_hooks,
+            exec_spec: Vec::new(),
             lifecycle: Mutex::new(Lifecycle::Created { pid }),
             exited: watch::channel(None).0,
         }
     }
 
+    /// An exec'd process, not started yet.
+    pub fn new_exec(container_id: String, exec_id: String, stdio: Stdio, spec: Vec<u8>) -> Process {
+        let mut p = Process::new(container_id, exec_id, stdio, 0);
+        p.exec_spec = spec;
+        p
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
         self.lifecycle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id containerd knows this process by: the exec id, or the container id for init.
+    pub fn id(&self) -> &str {
+        if self.exec_id.is_empty() {
+            &self.container_id
+        } else {
+            &self.exec_id
+        }
     }
 
     /// A copy of the current state.
@@ -84,18 +90,45 @@ impl Task {
         self.lock().begin_start()
     }
 
-    /// Starting -> Running: publishes TaskStart, then a held-back TaskExit.
+    /// Running -> Paused.
+    pub fn pause(&self) -> Result<i32, LifecycleError> {
+        self.lock().pause()
+    }
+
+    /// Paused -> Running.
+    pub fn resume(&self) -> Result<i32, LifecycleError> {
+        self.lock().resume()
+    }
+
+    /// Records the pid of an exec once its helper has created it.
+    pub fn set_pid(&self, pid: i32) {
+        self.lock().set_pid(pid);
+    }
+
+    /// Starting -> Running: publishes TaskStart (or TaskExecStarted), then a held-back exit.
     pub fn finish_start(&self, events: &EventSink) {
         let mut l = self.lock();
         let pid = l.pid();
-        events.send(
-            TASK_START_EVENT_TOPIC,
-            TaskStart {
-                container_id: self.id.clone(),
-                pid: pid as u32,
-                ..Default::default()
-            },
-        );
+        if self.exec_id.is_empty() {
+            events.send(
+                TASK_START_EVENT_TOPIC,
+                TaskStart {
+                    container_id: self.container_id.clone(),
+                    pid: pid as u32,
+                    ..Default::default()
+                },
+            );
+        } else {
+            events.send(
+                TASK_EXEC_STARTED_EVENT_TOPIC,
+                TaskExecStarted {
+                    container_id: self.container_id.clone(),
+                    exec_id: self.exec_id.clone(),
+                    pid: pid as u32,
+                    ..Default::default()
+                },
+            );
+        }
         if let Some(exit) = l.finish_start() {
             self.publish_exit(pid, exit, events);
         }
@@ -110,7 +143,7 @@ impl Task {
         }
     }
 
-    /// Records init's exit status.
+    /// Records the exit status.
     pub fn exited(&self, code: i32, events: &EventSink) {
         let exit = ExitInfo {
             code: code as u32,
@@ -123,12 +156,24 @@ impl Task {
         }
     }
 
+    /// Marks a never-started exec as stopped without publishing anything.
+    pub fn discard(&self) {
+        let exit = ExitInfo {
+            code: 0,
+            at: SystemTime::now(),
+        };
+        let mut l = self.lock();
+        if l.exited(exit) == ExitEffect::Publish(exit) {
+            self.exited.send_replace(Some(exit));
+        }
+    }
+
     fn publish_exit(&self, pid: i32, exit: ExitInfo, events: &EventSink) {
         events.send(
             TASK_EXIT_EVENT_TOPIC,
             TaskExit {
-                container_id: self.id.clone(),
-                id: self.id.clone(),
+                container_id: self.container_id.clone(),
+                id: self.id().to_string(),
                 pid: pid as u32,
                 exit_status: exit.code,
                 exited_at: Some(timestamp(exit.at)).into(),
@@ -138,7 +183,12 @@ impl Task {
         self.exited.send_replace(Some(exit));
     }
 
-    /// Waits until init has exited.
+    /// The exit, if the process has exited.
+    pub fn wait_now(&self) -> Option<ExitInfo> {
+        *self.exited.borrow()
+    }
+
+    /// Waits until the process has exited.
     pub async fn wait(&self) -> ExitInfo {
         let mut rx = self.exited.subscribe();
         loop {
@@ -146,10 +196,96 @@ impl Task {
                 return exit;
             }
             if rx.changed().await.is_err() {
-                // The sender lives as long as the task; this cannot happen while we hold &self.
                 continue;
             }
         }
+    }
+}
+
+/// A task (a container) and what it owns on the node.
+pub struct Task {
+    /// The container id.
+    pub id: String,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// The rootfs the shim mounted (to unmount on Delete), if it mounted one.
+    pub mounted_rootfs: Option<PathBuf>,
+    /// The rootfs as seen from the host (for finding exec'd programs).
+    pub rootfs: PathBuf,
+    /// `linux.cgroupsPath` of the spec.
+    pub cgroups_path: Option<String>,
+    /// Whether Start must go through libcontainer (to run `poststart` hooks).
+    pub start_with_hooks: bool,
+    /// The init process.
+    pub init: Arc<Process>,
+    /// Guards the exec'd processes (exec id -> process).
+    execs: Mutex<HashMap<String, Arc<Process>>>,
+}
+
+impl Task {
+    /// A task whose init (`pid`) has been created.
+    pub fn new(
+        id: String,
+        bundle: PathBuf,
+        mounted_rootfs: Option<PathBuf>,
+        rootfs: PathBuf,
+        stdio: Stdio,
+        cgroups_path: Option<String>,
+        start_with_hooks: bool,
+        pid: i32,
+    ) -> Task {
+        Task {
+            init: Arc::new(Process::new(id.clone(), String::new(), stdio, pid)),
+            id,
+            bundle,
+            mounted_rootfs,
+            rootfs,
+            cgroups_path,
+            start_with_hooks,
+            execs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn exec_table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Process>>> {
+        self.execs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The init process (empty `exec_id`) or an exec'd process.
+    pub fn process(&self, exec_id: &str) -> Option<Arc<Process>> {
+        if exec_id.is_empty() {
+            Some(self.init.clone())
+        } else {
+            self.exec_table().get(exec_id).cloned()
+        }
+    }
+
+    /// Registers a new exec; false if the id is taken.
+    pub fn add_exec(&self, process: Arc<Process>) -> bool {
+        let mut execs = self.exec_table();
+        if execs.contains_key(&process.exec_id) {
+            return false;
+        }
+        execs.insert(process.exec_id.clone(), process);
+        true
+    }
+
+    /// Forgets an exec.
+    pub fn remove_exec(&self, exec_id: &str) -> Option<Arc<Process>> {
+        self.exec_table().remove(exec_id)
+    }
+
+    /// The exec'd processes that have started and not yet exited.
+    pub fn running_execs(&self) -> Vec<Arc<Process>> {
+        self.exec_table()
+            .values()
+            .filter(|p| {
+                matches!(
+                    p.lifecycle(),
+                    Lifecycle::Running { .. } | Lifecycle::Starting { .. }
+                )
+            })
+            .cloned()
+            .collect()
     }
 }
 
