@@ -41,7 +41,7 @@ use crate::lifecycle::Lifecycle;
 use crate::reaper::Reaper;
 use crate::rootfs;
 use crate::start_signal;
-use crate::task::{timestamp, Process, Stdio, Task};
+use crate::task::{timestamp, Process, Stdio, Task, TaskConfig};
 
 /// How long an init's exit waits for its exec'd processes' exits to be published first.
 const EXEC_DRAIN: Duration = Duration::from_secs(2);
@@ -171,13 +171,15 @@ impl TaskService {
             .map_err(ShimError::FailedPrecondition)?
             .ok_or_else(|| ShimError::Internal("the container helper returned no pid".into()))?;
         let task = Arc::new(Task::new(
-            req.id.clone(),
-            bundle.to_path_buf(),
-            mounted,
-            spec.rootfs.clone(),
+            TaskConfig {
+                id: req.id.clone(),
+                bundle: bundle.to_path_buf(),
+                mounted_rootfs: mounted,
+                rootfs: spec.rootfs.clone(),
+                cgroups_path: spec.cgroups_path.clone(),
+                start_with_hooks: spec.has_poststart_hooks,
+            },
             stdio.clone(),
-            spec.cgroups_path.clone(),
-            spec.has_poststart_hooks,
             pid,
         ));
         self.watch_exit(task.clone(), pid);

@@ -202,6 +202,22 @@ impl Process {
     }
 }
 
+/// What a task is made of, besides its init process.
+pub struct TaskConfig {
+    /// The container id.
+    pub id: String,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// The rootfs the shim mounted, if it mounted one.
+    pub mounted_rootfs: Option<PathBuf>,
+    /// The rootfs as seen from the host.
+    pub rootfs: PathBuf,
+    /// `linux.cgroupsPath` of the spec.
+    pub cgroups_path: Option<String>,
+    /// Whether Start must go through libcontainer.
+    pub start_with_hooks: bool,
+}
+
 /// A task (a container) and what it owns on the node.
 pub struct Task {
     /// The container id.
@@ -224,24 +240,15 @@ pub struct Task {
 
 impl Task {
     /// A task whose init (`pid`) has been created.
-    pub fn new(
-        id: String,
-        bundle: PathBuf,
-        mounted_rootfs: Option<PathBuf>,
-        rootfs: PathBuf,
-        stdio: Stdio,
-        cgroups_path: Option<String>,
-        start_with_hooks: bool,
-        pid: i32,
-    ) -> Task {
+    pub fn new(config: TaskConfig, stdio: Stdio, pid: i32) -> Task {
         Task {
-            init: Arc::new(Process::new(id.clone(), String::new(), stdio, pid)),
-            id,
-            bundle,
-            mounted_rootfs,
-            rootfs,
-            cgroups_path,
-            start_with_hooks,
+            init: Arc::new(Process::new(config.id.clone(), String::new(), stdio, pid)),
+            id: config.id,
+            bundle: config.bundle,
+            mounted_rootfs: config.mounted_rootfs,
+            rootfs: config.rootfs,
+            cgroups_path: config.cgroups_path,
+            start_with_hooks: config.start_with_hooks,
             execs: Mutex::new(HashMap::new()),
         }
     }
