@@ -7,7 +7,7 @@ work=${WORK:-$here/../.work}
 dir="$work/e2e-containerd"
 "$here/lib/containerd.sh" stop "$dir" || true
 trap '"$here/lib/containerd.sh" stop "$dir"' EXIT
-"$here/lib/containerd.sh" start "$dir" "$work/prefix/bin"
+"$here/lib/containerd.sh" start "$dir" "$work/prefix/bin" cri
 export WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock"
 export WASMPOD_FIXTURES="$work/fixtures"
 # The e2e tests share one containerd and count leaks: run them one at a time.

@@ -4,16 +4,15 @@
 //!   import fails `Create` with a clear message;
 //! - `exec` (at start) runs the guest and ends the process with the guest's exit status.
 //!
-//! Native payloads are handed to libcontainer's default executor (`execve`).
+//! Native payloads are `execve`d, like any container's process.
 
+use std::ffi::CString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use libcontainer::oci_spec::runtime::Spec;
-use libcontainer::workload::{
-    default::get_executor, Executor, ExecutorError, ExecutorValidationError,
-};
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use wasmpod_runtime::signals::TerminationWatch;
 use wasmpod_runtime::{GuestSetup, Prepared};
 
@@ -45,10 +44,48 @@ impl WasmpodExecutor {
     }
 }
 
+impl WasmpodExecutor {
+    /// The shim resolved the program already (with the container's `PATH` and cwd); check
+    /// that it is still there and executable now that the rootfs is `/`.
+    fn validate_native(&self) -> Result<(), ExecutorValidationError> {
+        nix::unistd::access(&self.entrypoint, nix::unistd::AccessFlags::X_OK).map_err(|e| {
+            ExecutorValidationError::ArgValidationError(format!(
+                "{} is not executable: {e}",
+                self.entrypoint.display()
+            ))
+        })
+    }
+
+    /// `execve` of the resolved program with the container's arguments and environment.
+    fn exec_native(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let args = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default();
+        let to_c = |s: &str| {
+            CString::new(s).map_err(|_| ExecutorError::Other(format!("NUL byte in {s:?}")))
+        };
+        let path = to_c(&self.entrypoint.to_string_lossy())?;
+        let argv = args
+            .iter()
+            .map(|a| to_c(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = std::env::vars()
+            .map(|(k, v)| to_c(&format!("{k}={v}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+        Err(ExecutorError::Other(format!(
+            "exec {}: {err}",
+            self.entrypoint.display()
+        )))
+    }
+}
+
 impl Executor for WasmpodExecutor {
-    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+    fn validate(&self, _spec: &Spec) -> Result<(), ExecutorValidationError> {
         let kind = match self.payload {
-            Payload::Native => return get_executor().validate(spec),
+            Payload::Native => return self.validate_native(),
             Payload::Wasm(kind) => kind,
         };
         let watch = TerminationWatch::install().map_err(|e| {
@@ -70,7 +107,7 @@ impl Executor for WasmpodExecutor {
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         if self.payload == Payload::Native {
-            return get_executor().exec(spec);
+            return self.exec_native(spec);
         }
         let compiled = self
             .compiled

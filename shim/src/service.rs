@@ -46,6 +46,9 @@ use crate::task::{timestamp, Process, Stdio, Task, TaskConfig};
 /// How long an init's exit waits for its exec'd processes' exits to be published first.
 const EXEC_DRAIN: Duration = Duration::from_secs(2);
 
+/// How long Kill waits for a Start in progress.
+const START_WAIT: Duration = Duration::from_secs(5);
+
 /// How long Delete waits for a created-but-never-started init to die after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
@@ -455,6 +458,13 @@ impl TaskService {
         let process = self.process(&task, &req.exec_id)?;
         let signal = Signal::try_from(req.signal as i32)
             .map_err(|_| ShimError::InvalidArgument(format!("invalid signal {}", req.signal)))?;
+        // A signal that races with Start waits for it to finish (it is quick).
+        let deadline = tokio::time::Instant::now() + START_WAIT;
+        while matches!(process.lifecycle(), Lifecycle::Starting { .. })
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let pid = process.lifecycle().check_kill().map_err(|_| {
             ShimError::NotFound(format!("process {} already finished", process.id()))
         })?;

@@ -2,7 +2,7 @@
 # A private containerd for wasmpod's tests and demo: its own root, state, sockets and config,
 # all under one directory, with the built shim first on its PATH.
 #
-#   containerd.sh start DIR SHIM_DIR [cri]   start it (cri: with the CRI plugin and CNI)
+#   containerd.sh start DIR SHIM_DIR [cri]   start it (cri: with the CRI plugin and a CNI bridge)
 #   containerd.sh stop DIR                    stop it, its shims, and clean up
 #   containerd.sh env DIR                     print the variables the tests read
 set -euo pipefail
@@ -11,12 +11,14 @@ cmd=${1:?usage: containerd.sh start|stop|env DIR [SHIM_DIR]}
 dir=${2:?directory}
 
 write_config() {
-  local dir=$1
+  local dir=$1 cri=$2
+  local disabled='disabled_plugins = ["io.containerd.grpc.v1.cri"]'
+  [ "$cri" = cri ] && disabled=''
   cat >"$dir/config.toml" <<TOML
 version = 2
 root = "$dir/root"
 state = "$dir/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+$disabled
 [grpc]
   address = "$dir/containerd.sock"
 [ttrpc]
@@ -27,18 +29,67 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$dir/opt"
 TOML
+  [ "$cri" = cri ] || return 0
+  # The CRI plugin: a pause image imported by the tests, no OOM-score lowering (this VM
+  # cannot), a CNI bridge on a test subnet that routes nothing off the host, and one
+  # handler per wasmpod runtime name.
+  cat >>"$dir/config.toml" <<TOML
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/wasmpod/pause:e2e"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  disable_apparmor = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$dir/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "$dir/runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmpod]
+      runtime_type = "io.containerd.wasmpod.v1"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.spin]
+      runtime_type = "io.containerd.spin.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmtime]
+      runtime_type = "io.containerd.wasmtime.v1"
+TOML
+  mkdir -p "$dir/cni"
+  cat >"$dir/cni/10-wasmpod-test.conflist" <<JSON
+{
+  "cniVersion": "0.4.0",
+  "name": "wasmpod-test",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "wasmpodtest0",
+      "isGateway": false,
+      "ipMasq": false,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "198.18.7.0/24"}]],
+        "dataDir": "$dir/cni-ipam"
+      }
+    }
+  ]
+}
+JSON
 }
 
 case "$cmd" in
 start)
   shim_dir=${3:?shim directory}
+  mode=${4:-plain}
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   if [ -f "$dir/containerd.pid" ] && kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; then
     echo "containerd already runs for $dir" >&2
     exit 0
   fi
-  write_config "$dir"
+  write_config "$dir" "$mode"
   PATH="$shim_dir:$PATH" setsid containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
   echo $! >"$dir/containerd.pid"
   for _ in $(seq 1 100); do
@@ -76,7 +127,13 @@ stop)
   fi
   # Shims of this containerd that are still alive (they were given its address).
   pkill -9 -f -- "-address $dir/containerd.sock" 2>/dev/null || true
-  # Mounts left under the private state directory.
+  # Cgroups the tests' pods and namespaces used (kubelet would own the pod ones).
+  for c in /sys/fs/cgroup/*/wasmpod-e2e; do
+    [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
+  # The test bridge, if the CRI tests made one.
+  if [ -f "$dir/cni/10-wasmpod-test.conflist" ]; then ip link del wasmpodtest0 2>/dev/null || true; fi
+  # Pod network namespaces and mounts left under the private state directory.
   { grep -o " $dir/[^ ]*" /proc/self/mounts 2>/dev/null || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   ;;
 env)

@@ -3,6 +3,7 @@
 //! containerd that `test/lib/containerd.sh` starts (its socket is in
 //! `WASMPOD_CONTAINERD_ADDRESS`).
 
+pub mod cri;
 pub mod ctr;
 pub mod fixtures;
 pub mod leaks;

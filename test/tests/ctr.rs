@@ -584,3 +584,132 @@ fn a_killed_shim_is_cleaned_up_by_the_delete_action() {
     assert_ok(&run_ctr(&["containers", "rm", &id]));
     assert_eq!(leaks::mounts_containing(&format!("{state_dir}/state")), 0);
 }
+
+#[test]
+fn exec_into_wasm_and_native_containers() {
+    let image = probe_image();
+    let id = unique_id("exec");
+    let child = spawn_run(&id, &[], &image, &["/app.wasm", "sleep", "300"]);
+    wait_running(&id);
+    // A second Wasm process in the running Wasm container, in its namespaces and cgroup.
+    let ran = run_ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "/app.wasm",
+        "args",
+        "exec'd",
+    ]);
+    assert_ok(&ran);
+    assert_eq!(ran.stdout, "arg[0]=/app.wasm\narg[1]=args\narg[2]=exec'd\n");
+    let ran = run_ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e2",
+        &id,
+        "/app.wasm",
+        "exit",
+        "9",
+    ]);
+    assert_eq!(ran.code, 9, "{ran:?}");
+    let ran = run_ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e3",
+        &id,
+        "/app.wasm",
+        "cat",
+        "/data/in.txt",
+    ]);
+    assert_eq!(ran.stdout, "data in the image\n");
+    let ran = run_ctr(&["tasks", "exec", "--exec-id", "e4", &id, "/missing.wasm"]);
+    assert_ne!(ran.code, 0);
+    assert!(ran.stderr.contains("not found"), "{ran:?}");
+    // A long-running exec shows in ps and stops on SIGTERM, like the init.
+    let mut long = ctr::ctr()
+        .args([
+            "tasks",
+            "exec",
+            "--exec-id",
+            "e5",
+            &id,
+            "/app.wasm",
+            "sleep",
+            "300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ps = run_ctr(&["tasks", "ps", &id]);
+        if ps.stdout.lines().count() >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "exec never showed in ps: {ps:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_ok(&run_ctr(&["tasks", "kill", "--exec-id", "e5", &id]));
+    let status = long.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert_ok(&run_ctr(&["tasks", "kill", &id]));
+    assert_eq!(finish(child).0.code, 143);
+
+    // Native: a shell in a busybox container.
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read("/bin/busybox").unwrap();
+    let busybox = ImageBuilder::new("docker.io/wasmpod/busybox:e2e")
+        .platform("linux", "amd64")
+        .entrypoint(["/bin/busybox"])
+        .file("/bin/busybox", bytes, 0o755);
+    let busybox = import(&busybox, "docker.io/wasmpod/busybox:e2e", dir.path());
+    let id = unique_id("nexec");
+    let child = spawn_run(&id, &[], &busybox, &["/bin/busybox", "sleep", "300"]);
+    wait_running(&id);
+    let ran = run_ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "n1",
+        &id,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo $$; exit 4",
+    ]);
+    assert_eq!(ran.code, 4, "{ran:?}");
+    assert_ne!(
+        ran.stdout.trim(),
+        "1",
+        "the exec is not the container's init"
+    );
+    assert_ok(&run_ctr(&["tasks", "kill", "--signal", "SIGKILL", &id]));
+    assert_eq!(finish(child).0.code, 137);
+}
+
+#[test]
+fn pause_and_resume_freeze_the_guest() {
+    let image = probe_image();
+    let id = unique_id("pause");
+    let child = spawn_run(&id, &[], &image, &["/app.wasm", "sleep", "300"]);
+    wait_running(&id);
+    assert_ok(&run_ctr(&["tasks", "pause", &id]));
+    assert_eq!(task_status(&id).as_deref(), Some("PAUSED"));
+    let freezer = Path::new("/sys/fs/cgroup/freezer")
+        .join(ctr::namespace())
+        .join(&id)
+        .join("freezer.state");
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "FROZEN");
+    let ran = run_ctr(&["tasks", "pause", &id]);
+    assert_ne!(ran.code, 0, "pausing twice is refused: {ran:?}");
+    assert_ok(&run_ctr(&["tasks", "resume", &id]));
+    assert_eq!(task_status(&id).as_deref(), Some("RUNNING"));
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "THAWED");
+    assert_ok(&run_ctr(&["tasks", "kill", &id]));
+    assert_eq!(finish(child).0.code, 143);
+}

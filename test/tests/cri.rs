@@ -1,0 +1,362 @@
+//! End-to-end tests of the Kubernetes path: the test plays kubelet over containerd's CRI
+//! socket (see `wasmpod_e2e::cri`), with pods whose RuntimeClass handler is wasmpod.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1::ContainerState;
+use wasmpod_e2e::cri::{self, ContainerSpec, Cri, Pod, PodSpec};
+use wasmpod_e2e::ctr;
+use wasmpod_e2e::fixtures::{self, wat};
+use wasmpod_e2e::leaks;
+use wasmpod_oci::image::ImageBuilder;
+
+const PROBE: &str = "docker.io/wasmpod/probe:cri";
+const BUSYBOX: &str = "docker.io/wasmpod/busybox:cri";
+const TRAP: &str = "docker.io/wasmpod/trap:cri";
+
+fn setup() -> Cri {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        cri::ensure_pause_image();
+        cri::import_k8s(
+            &ImageBuilder::new(PROBE)
+                .entrypoint(["/probe.wasm"])
+                .file("/probe.wasm", fixtures::probe(), 0o755)
+                .file("/other.wasm", wat(fixtures::HELLO_WAT), 0o755),
+            PROBE,
+        );
+        cri::import_k8s(
+            &ImageBuilder::new(TRAP).entrypoint(["/trap.wasm"]).file(
+                "/trap.wasm",
+                wat(fixtures::TRAP_WAT),
+                0o755,
+            ),
+            TRAP,
+        );
+        let busybox = std::fs::read("/bin/busybox").expect("busybox-static (make setup)");
+        cri::import_k8s(
+            &ImageBuilder::new(BUSYBOX)
+                .platform("linux", "amd64")
+                .entrypoint(["/bin/busybox"])
+                .file("/bin/busybox", busybox, 0o755)
+                .file(
+                    "/www/index.html",
+                    b"hello from the sidecar\n".to_vec(),
+                    0o644,
+                ),
+            BUSYBOX,
+        );
+    });
+    Cri::connect()
+}
+
+fn probe(name: &str, args: &[&str]) -> ContainerSpec {
+    ContainerSpec {
+        name: name.into(),
+        image: PROBE.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn httpd(name: &str, port: u16) -> ContainerSpec {
+    ContainerSpec {
+        name: name.into(),
+        image: BUSYBOX.into(),
+        command: vec!["/bin/busybox".into()],
+        args: ["httpd", "-f", "-h", "/www", "-p"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("127.0.0.1:{port}")])
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn run(cri: &mut Cri, pod: &Pod, spec: &ContainerSpec) -> String {
+    let id = cri.create_container(pod, spec).expect("create container");
+    cri.start_container(&id).expect("start container");
+    id
+}
+
+fn wait_running(cri: &mut Cri, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if cri
+            .container_status(id)
+            .map(|s| s.state == ContainerState::ContainerRunning as i32)
+            .unwrap_or(false)
+        {
+            std::thread::sleep(Duration::from_millis(200));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{id} never ran");
+}
+
+fn teardown(cri: &mut Cri, pod: &Pod, containers: &[&str]) {
+    for c in containers {
+        let _ = cri.stop_container(c, 10);
+        cri.remove_container(c).expect("remove container");
+    }
+    cri.remove_pod(pod).expect("remove pod");
+}
+
+/// (a) A Wasm container prints, exits 3: log file, exit code, status.
+#[test]
+fn a_wasm_container_logs_and_exit_code() {
+    let mut cri = setup();
+    for handler in ["wasmpod", "spin", "wasmtime"] {
+        let pod = cri.run_pod(handler, &PodSpec::default()).expect("run pod");
+        let id = run(&mut cri, &pod, &probe("app", &["exit", "3"]));
+        let status = cri.wait_exited(&id, Duration::from_secs(20));
+        assert_eq!(
+            status.state,
+            ContainerState::ContainerExited as i32,
+            "{handler}: {status:?}"
+        );
+        assert_eq!(status.exit_code, 3, "{handler}: {status:?}");
+        assert_eq!(status.reason, "Error", "{status:?}");
+        let lines = cri::log_lines(&pod.log_dir.join("app.log"));
+        assert_eq!(
+            lines,
+            vec![("stdout".to_string(), "exiting with 3".to_string())],
+            "{handler}"
+        );
+        teardown(&mut cri, &pod, &[&id]);
+    }
+}
+
+/// A trap's message lands in the container log on stderr; exit code 134.
+#[test]
+fn a_trap_is_reported_in_the_log() {
+    let mut cri = setup();
+    let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
+    let id = run(
+        &mut cri,
+        &pod,
+        &ContainerSpec {
+            name: "trap".into(),
+            image: TRAP.into(),
+            ..Default::default()
+        },
+    );
+    let status = cri.wait_exited(&id, Duration::from_secs(20));
+    assert_eq!(status.exit_code, 134);
+    let lines = cri::log_lines(&pod.log_dir.join("trap.log"));
+    assert!(
+        lines
+            .iter()
+            .any(|(s, t)| s == "stderr" && t.contains("trapped") && t.contains("unreachable")),
+        "{lines:?}"
+    );
+    teardown(&mut cri, &pod, &[&id]);
+}
+
+/// (b) A Wasm container with a native busybox httpd sidecar, reached on 127.0.0.1 inside the
+/// pod's network namespace; (d) ExecSync into both; (e) stats; (f) a quick stop;
+/// (h) one shim for the whole pod, none after it is removed.
+#[test]
+fn b_d_e_f_h_a_pod_with_a_wasm_container_and_a_native_sidecar() {
+    let mut cri = setup();
+    let address = ctr::address();
+    let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
+    let app = run(&mut cri, &pod, &probe("app", &["sleep", "300"]));
+    let web = run(&mut cri, &pod, &httpd("web", 8080));
+    wait_running(&mut cri, &app);
+    wait_running(&mut cri, &web);
+
+    // (b) the sidecar answers on the pod's loopback.
+    let netns = cri.pod_netns(&pod).expect("pod netns path");
+    let out = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args([
+            "/bin/busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:8080/index.html",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the sidecar\n",
+        "{out:?}"
+    );
+
+    // (d) ExecSync: a second Wasm file in the Wasm container, a shell in the sidecar.
+    let (code, stdout, _) = cri.exec_sync(&app, &["/other.wasm"], 10).unwrap();
+    assert_eq!((code, stdout.as_str()), (0, "hello from wasmpod\n"));
+    let (code, stdout, _) = cri
+        .exec_sync(&app, &["/probe.wasm", "exit", "7"], 10)
+        .unwrap();
+    assert_eq!((code, stdout.as_str()), (7, "exiting with 7\n"));
+    let (code, stdout, _) = cri
+        .exec_sync(
+            &web,
+            &["/bin/busybox", "sh", "-c", "echo from sidecar; exit 2"],
+            10,
+        )
+        .unwrap();
+    assert_eq!((code, stdout.as_str()), (2, "from sidecar\n"));
+    assert!(cri.exec_sync(&app, &["/no-such.wasm"], 10).is_err());
+
+    // (e) stats of the running Wasm container.
+    let stats = cri.container_stats(&app).unwrap();
+    let memory = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    let cpu = stats
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(memory > 0 && cpu > 0, "memory {memory}, cpu {cpu}");
+
+    // (h) one shim serves the pod (pause, Wasm app and native sidecar).
+    assert!(
+        leaks::shim_pid(&address, &pod.id).is_some(),
+        "the pod's shim"
+    );
+    assert_eq!(
+        leaks::shim_pid(&address, &app),
+        None,
+        "no shim of its own for the app"
+    );
+    assert_eq!(
+        leaks::shim_pid(&address, &web),
+        None,
+        "no shim of its own for the sidecar"
+    );
+
+    // (f) StopContainer of a sleeping guest returns at once with 143.
+    let start = Instant::now();
+    cri.stop_container(&app, 30).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        start.elapsed()
+    );
+    let status = cri.container_status(&app).unwrap();
+    assert_eq!(status.exit_code, 143, "{status:?}");
+
+    teardown(&mut cri, &pod, &[&app, &web]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leaks::shim_pid(&address, &pod.id).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        leaks::shim_pid(&address, &pod.id),
+        None,
+        "the pod's shim exits with the pod"
+    );
+}
+
+/// (c) A hostNetwork pod: the sidecar listens on the node's loopback.
+#[test]
+fn c_a_host_network_pod() {
+    let mut cri = setup();
+    let pod = cri
+        .run_pod("wasmpod", &PodSpec { host_network: true })
+        .unwrap();
+    let app = run(&mut cri, &pod, &probe("app", &["args", "host"]));
+    let status = cri.wait_exited(&app, Duration::from_secs(20));
+    assert_eq!(status.exit_code, 0);
+    let port = 18000 + (std::process::id() % 1000) as u16;
+    let web = run(&mut cri, &pod, &httpd("web", port));
+    wait_running(&mut cri, &web);
+    let out = Command::new("/bin/busybox")
+        .args([
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://127.0.0.1:{port}/index.html"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the sidecar\n",
+        "{out:?}"
+    );
+    teardown(&mut cri, &pod, &[&app, &web]);
+}
+
+/// (g) A memory limit lands in the container's cgroup, and an update of it too.
+#[test]
+fn g_a_memory_limit_lands_in_the_cgroup() {
+    let mut cri = setup();
+    let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
+    let mut spec = probe("app", &["sleep", "300"]);
+    spec.memory_limit = 64 << 20;
+    let app = run(&mut cri, &pod, &spec);
+    wait_running(&mut cri, &app);
+    let file = Path::new("/sys/fs/cgroup/memory")
+        .join(pod.cgroup_parent.trim_start_matches('/'))
+        .join(&app)
+        .join("memory.limit_in_bytes");
+    let limit =
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    // UpdateContainerResources reaches the cgroup too.
+    cri.update_memory(&app, 96 << 20).expect("update resources");
+    let limit = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(limit.trim(), (96u64 << 20).to_string());
+    teardown(&mut cri, &pod, &[&app]);
+}
+
+/// (i) 20 pods created, run and removed concurrently; nothing leaks.
+#[test]
+fn i_twenty_concurrent_pods_leak_nothing() {
+    let _ = setup();
+    let address = ctr::address();
+    let state = Path::new(&address).parent().unwrap().display().to_string();
+    let count = || {
+        (
+            leaks::mounts_containing(&state),
+            leaks::shim_processes(&address),
+            leaks::cgroup_dirs("memory", cri::CGROUP_PARENT_ROOT.trim_start_matches('/')),
+        )
+    };
+    let before = count();
+    let workers: Vec<_> = (0..20)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let mut cri = Cri::connect();
+                let pod = cri
+                    .run_pod("wasmpod", &PodSpec::default())
+                    .expect("run pod");
+                let app = run(&mut cri, &pod, &probe("app", &["args", &n.to_string()]));
+                let status = cri.wait_exited(&app, Duration::from_secs(60));
+                assert_eq!(status.exit_code, 0, "{status:?}");
+                let lines = cri::log_lines(&pod.log_dir.join("app.log"));
+                assert!(
+                    lines.iter().any(|(_, t)| t == &format!("arg[2]={n}")),
+                    "{lines:?}"
+                );
+                teardown(&mut cri, &pod, &[&app]);
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("pod worker");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count() != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        count(),
+        before,
+        "(mounts, shims, pod cgroups) before vs after"
+    );
+}
