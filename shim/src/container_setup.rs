@@ -50,15 +50,14 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             stdin,
             stdout,
             stderr,
+            console_socket,
         } => {
             let executor = WasmpodExecutor::new(entrypoint, payload);
             let builder = ContainerBuilder::new(id, SyscallType::default())
                 .with_executor(executor)
                 .with_root_path(&root)
-                .map_err(|e| chain(&e))?
-                .with_stdin(open_stdin(&stdin)?)
-                .with_stdout(open_output(&stdout)?)
-                .with_stderr(open_output(&stderr)?);
+                .map_err(|e| chain(&e))?;
+            let builder = with_stdio(builder, &stdin, &stdout, &stderr, console_socket)?;
             let container = builder
                 .as_init(&bundle)
                 .with_systemd(false)
@@ -76,16 +75,15 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             stdin,
             stdout,
             stderr,
+            console_socket,
         } => {
             mark_running(&root.join(&id))?;
             let executor = WasmpodExecutor::new(entrypoint, payload);
-            let pid = ContainerBuilder::new(id, SyscallType::default())
+            let builder = ContainerBuilder::new(id, SyscallType::default())
                 .with_executor(executor)
                 .with_root_path(&root)
-                .map_err(|e| chain(&e))?
-                .with_stdin(open_stdin(&stdin)?)
-                .with_stdout(open_output(&stdout)?)
-                .with_stderr(open_output(&stderr)?)
+                .map_err(|e| chain(&e))?;
+            let pid = with_stdio(builder, &stdin, &stdout, &stderr, console_socket)?
                 .as_tenant()
                 .with_process(Some(&process))
                 .with_detach(true)
@@ -108,6 +106,23 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             Ok(None)
         }
     }
+}
+
+/// Wires the process's stdio: containerd's FIFOs, or a terminal sent to the console socket.
+fn with_stdio(
+    builder: ContainerBuilder,
+    stdin: &str,
+    stdout: &str,
+    stderr: &str,
+    console_socket: Option<std::path::PathBuf>,
+) -> Result<ContainerBuilder, String> {
+    if let Some(socket) = console_socket {
+        return Ok(builder.with_console_socket(Some(socket)));
+    }
+    Ok(builder
+        .with_stdin(open_stdin(stdin)?)
+        .with_stdout(open_output(stdout)?)
+        .with_stderr(open_output(stderr)?))
 }
 
 /// The shim starts containers through the notify socket, so libcontainer's record may still

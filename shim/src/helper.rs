@@ -47,6 +47,8 @@ pub enum HelperRequest {
         stdout: String,
         /// containerd's stderr FIFO or file.
         stderr: String,
+        /// The shim's console socket, when the process has a terminal.
+        console_socket: Option<PathBuf>,
     },
     /// Run another process in a running container (`ctr task exec`, `kubectl exec`).
     Exec {
@@ -66,6 +68,8 @@ pub enum HelperRequest {
         stdout: String,
         /// containerd's stderr FIFO or file.
         stderr: String,
+        /// The shim's console socket, when the process has a terminal.
+        console_socket: Option<PathBuf>,
     },
     /// Let a created container's init run its payload.
     Start {
@@ -228,6 +232,7 @@ mod tests {
             stdin: String::new(),
             stdout: "/o".into(),
             stderr: "/e".into(),
+            console_socket: None,
         };
         let s = serde_json::to_string(&req).unwrap();
         assert!(s.contains(r#""op":"create""#), "{s}");

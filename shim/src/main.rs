@@ -20,6 +20,7 @@ mod service;
 mod shim_cmd;
 mod start_signal;
 mod task;
+mod tty;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -42,6 +42,7 @@ use crate::reaper::Reaper;
 use crate::rootfs;
 use crate::start_signal;
 use crate::task::{timestamp, Process, Stdio, Task, TaskConfig};
+use crate::tty::{Console, ConsoleSocket};
 
 /// How long an init's exit waits for its exec'd processes' exits to be published first.
 const EXEC_DRAIN: Duration = Duration::from_secs(2);
@@ -127,30 +128,16 @@ impl TaskService {
         mounted: Option<PathBuf>,
     ) -> ShimResult<CreateTaskResponse> {
         let spec = WorkloadSpec::from_bundle(bundle)?;
-        if spec.terminal || req.terminal {
-            return Err(ShimError::FailedPrecondition(
-                "a terminal (tty) is not supported by wasmpod yet; run without -t".into(),
-            ));
-        }
         let entry =
             resolve_entrypoint(&spec.rootfs, &spec.args[0], &spec.cwd, spec.env_var("PATH"))?;
-        let kind = EntrypointKind::of_file(&entry.on_host)?;
-        let payload = match kind {
-            EntrypointKind::Wasm(kind) => Payload::Wasm(kind),
-            EntrypointKind::Native(_) => Payload::Native,
-            EntrypointKind::Unknown => {
-                return Err(ShimError::FailedPrecondition(format!(
-                "entrypoint {} is {}: it must be a Wasm module or component (or a native program)",
-                entry.in_container.display(),
-                kind.describe()
-            )))
-            }
-        };
+        let payload = payload_of(&entry.on_host, &entry.in_container)?;
+        let terminal = spec.terminal || req.terminal;
+        check_terminal(terminal, payload)?;
         log::info!(
-            "create {}: {} ({})",
+            "create {}: {} ({:?})",
             req.id,
             entry.in_container.display(),
-            kind.describe()
+            payload
         );
         let stdio = Stdio {
             stdin: req.stdin.clone(),
@@ -158,21 +145,19 @@ impl TaskService {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let pid = self
-            .helper
-            .run(&HelperRequest::Create {
-                root: self.state_root.clone(),
-                id: req.id.clone(),
-                bundle: bundle.to_path_buf(),
-                entrypoint: entry.in_container.clone(),
-                payload,
-                stdin: stdio.stdin.clone(),
-                stdout: stdio.stdout.clone(),
-                stderr: stdio.stderr.clone(),
-            })
-            .await
-            .map_err(ShimError::FailedPrecondition)?
-            .ok_or_else(|| ShimError::Internal("the container helper returned no pid".into()))?;
+        let console = self.console_socket(terminal)?;
+        let request = HelperRequest::Create {
+            root: self.state_root.clone(),
+            id: req.id.clone(),
+            bundle: bundle.to_path_buf(),
+            entrypoint: entry.in_container.clone(),
+            payload,
+            stdin: stdio.stdin.clone(),
+            stdout: stdio.stdout.clone(),
+            stderr: stdio.stderr.clone(),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+        };
+        let (pid, console) = self.run_with_console(&request, console, &stdio).await?;
         let task = Arc::new(Task::new(
             TaskConfig {
                 id: req.id.clone(),
@@ -185,6 +170,9 @@ impl TaskService {
             stdio.clone(),
             pid,
         ));
+        if let Some(console) = console {
+            task.init.set_console(console);
+        }
         self.watch_exit(task.clone(), pid);
         self.table().insert(req.id.clone(), task);
         self.events.send(
@@ -288,11 +276,6 @@ impl TaskService {
         if req.exec_id.is_empty() {
             return Err(ShimError::InvalidArgument("exec id is empty".into()));
         }
-        if req.terminal {
-            return Err(ShimError::FailedPrecondition(
-                "a terminal (tty) for exec is not supported by wasmpod yet".into(),
-            ));
-        }
         match task.init.lifecycle() {
             Lifecycle::Running { .. } => {}
             other => {
@@ -377,32 +360,85 @@ impl TaskService {
         let cwd = spec.cwd().to_string_lossy().into_owned();
         let entry = resolve_entrypoint(&task.rootfs, arg0, &cwd, path_env)?;
         let payload = payload_of(&entry.on_host, &entry.in_container)?;
+        check_terminal(process.stdio.terminal, payload)?;
         let file = self
             .state_root
             .join(&task.id)
             .join(format!("exec-{}.json", process.exec_id));
         std::fs::write(&file, &process.exec_spec)
             .map_err(|e| ShimError::Internal(format!("write {}: {e}", file.display())))?;
+        let console = self.console_socket(process.stdio.terminal)?;
+        let request = HelperRequest::Exec {
+            root: self.state_root.clone(),
+            id: task.id.clone(),
+            process: file.clone(),
+            entrypoint: entry.in_container.clone(),
+            payload,
+            stdin: process.stdio.stdin.clone(),
+            stdout: process.stdio.stdout.clone(),
+            stderr: process.stdio.stderr.clone(),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+        };
         let result = self
-            .helper
-            .run(&HelperRequest::Exec {
-                root: self.state_root.clone(),
-                id: task.id.clone(),
-                process: file.clone(),
-                entrypoint: entry.in_container.clone(),
-                payload,
-                stdin: process.stdio.stdin.clone(),
-                stdout: process.stdio.stdout.clone(),
-                stderr: process.stdio.stderr.clone(),
-            })
+            .run_with_console(&request, console, &process.stdio)
             .await;
         let _ = std::fs::remove_file(&file);
-        let pid = result
-            .map_err(ShimError::FailedPrecondition)?
-            .ok_or_else(|| ShimError::Internal("the container helper returned no pid".into()))?;
+        let (pid, console) = result?;
+        if let Some(console) = console {
+            process.set_console(console);
+        }
         process.set_pid(pid);
         self.watch_exec_exit(process.clone(), pid);
         Ok(pid)
+    }
+
+    fn console_socket(&self, terminal: bool) -> ShimResult<Option<ConsoleSocket>> {
+        if !terminal {
+            return Ok(None);
+        }
+        let dir = self.state_root.with_file_name("tty");
+        ConsoleSocket::bind(&dir)
+            .map(Some)
+            .map_err(|e| ShimError::Internal(format!("console socket in {}: {e}", dir.display())))
+    }
+
+    /// Runs a create or exec request; with a console socket, also receives the terminal
+    /// the new process sends and starts copying it to containerd's FIFOs.
+    async fn run_with_console(
+        &self,
+        request: &HelperRequest,
+        console: Option<ConsoleSocket>,
+        stdio: &Stdio,
+    ) -> ShimResult<(i32, Option<Console>)> {
+        let master = console.map(|c| tokio::task::spawn_blocking(move || c.receive_master()));
+        let pid = self
+            .helper
+            .run(request)
+            .await
+            .map_err(ShimError::FailedPrecondition)?
+            .ok_or_else(|| ShimError::Internal("the container helper returned no pid".into()))?;
+        let Some(master) = master else {
+            return Ok((pid, None));
+        };
+        let fail = |e: String| {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            ShimError::Internal(format!("terminal: {e}"))
+        };
+        let master = master
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+        let console =
+            Console::start(master, &stdio.stdin, &stdio.stdout).map_err(|e| fail(e.to_string()))?;
+        Ok((pid, Some(console)))
+    }
+
+    /// ResizePty: set a process's terminal size.
+    pub async fn task_resize_pty(&self, req: api::ResizePtyRequest) -> ShimResult<()> {
+        let task = self.get(&req.id)?;
+        self.process(&task, &req.exec_id)?
+            .resize(req.width, req.height)
+            .map_err(ShimError::FailedPrecondition)
     }
 
     /// Pause: freeze the container's cgroup.
@@ -652,6 +688,16 @@ impl TaskService {
     }
 }
 
+/// Terminals exist for native processes only: a Wasm guest has no tty to attach.
+fn check_terminal(terminal: bool, payload: Payload) -> ShimResult<()> {
+    if terminal && payload != Payload::Native {
+        return Err(ShimError::FailedPrecondition(
+            "a terminal (tty) is not supported for Wasm workloads; run without -t".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// What `on_host` is, as a payload; an error naming `in_container` when it cannot run.
 fn payload_of(on_host: &Path, in_container: &Path) -> ShimResult<Payload> {
     let kind = EntrypointKind::of_file(on_host)?;
@@ -715,8 +761,9 @@ impl TaskApi for TaskService {
         self.task_exec(req).await?;
         Ok(Empty::new())
     }
-    async fn resize_pty(&self, _: &TtrpcContext, _: api::ResizePtyRequest) -> TtrpcResult<Empty> {
-        Err(ShimError::Unimplemented("ResizePty").into())
+    async fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<Empty> {
+        self.task_resize_pty(req).await?;
+        Ok(Empty::new())
     }
     async fn pause(&self, _: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {
         self.task_pause(req).await?;

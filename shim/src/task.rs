@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::events::EventSink;
 use crate::lifecycle::{ExitEffect, ExitInfo, Lifecycle, LifecycleError};
+use crate::tty::Console;
 
 /// containerd's stdio for a process.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +44,8 @@ pub struct Process {
     pub exec_spec: Vec<u8>,
     /// The lifecycle; only the methods below change it.
     lifecycle: Mutex<Lifecycle>,
+    /// Guards the terminal, for processes started with one.
+    console: Mutex<Option<Console>>,
     /// Resolves once the process has exited (for Wait).
     exited: watch::Sender<Option<ExitInfo>>,
 }
@@ -56,6 +59,7 @@ impl Process {
             stdio,
             exec_spec: Vec::new(),
             lifecycle: Mutex::new(Lifecycle::Created { pid }),
+            console: Mutex::new(None),
             exited: watch::channel(None).0,
         }
     }
@@ -143,8 +147,29 @@ impl Process {
         }
     }
 
+    /// Attaches the process's terminal.
+    pub fn set_console(&self, console: Console) {
+        *self.console.lock().unwrap_or_else(|e| e.into_inner()) = Some(console);
+    }
+
+    /// Resizes the process's terminal.
+    pub fn resize(&self, width: u32, height: u32) -> Result<(), String> {
+        match &*self.console.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(c) => c.resize(width, height).map_err(|e| e.to_string()),
+            None => Err(format!("process {} has no terminal", self.id())),
+        }
+    }
+
     /// Records the exit status.
     pub fn exited(&self, code: i32, events: &EventSink) {
+        if let Some(console) = self
+            .console
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            console.finish();
+        }
         let exit = ExitInfo {
             code: code as u32,
             at: SystemTime::now(),

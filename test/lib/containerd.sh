@@ -107,7 +107,9 @@ stop)
   [ -d "$dir" ] || exit 0
   dir=$(cd "$dir" && pwd)
   addr="$dir/containerd.sock"
+  namespaces="wasmpod-e2e"
   if [ -S "$addr" ]; then
+    namespaces="$namespaces $(ctr --address "$addr" namespaces ls -q 2>/dev/null | tr '\n' ' ')"
     for ns in $(ctr --address "$addr" namespaces ls -q 2>/dev/null); do
       for t in $(ctr --address "$addr" -n "$ns" tasks ls -q 2>/dev/null); do
         ctr --address "$addr" -n "$ns" tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
@@ -127,6 +129,11 @@ stop)
   fi
   # Shims of this containerd that are still alive (they were given its address).
   pkill -9 -f -- "-address $dir/containerd.sock" 2>/dev/null || true
+  # Container processes that outlived their shims (containerd was stopped under them).
+  for ns in $namespaces; do
+    [ "$ns" = k8s.io ] && continue
+    find "/sys/fs/cgroup/pids/$ns" -name cgroup.procs 2>/dev/null | xargs -r cat 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  done
   # Cgroups the tests' pods and namespaces used (kubelet would own the pod ones).
   for c in /sys/fs/cgroup/*/wasmpod-e2e; do
     [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true

@@ -222,7 +222,6 @@ impl Cri {
                     namespace_options: ns,
                     ..Default::default()
                 }),
-                ..Default::default()
             }),
             ..Default::default()
         };

@@ -713,3 +713,48 @@ fn pause_and_resume_freeze_the_guest() {
     assert_ok(&run_ctr(&["tasks", "kill", &id]));
     assert_eq!(finish(child).0.code, 143);
 }
+
+/// `ctr run -t` gives a native container a real terminal; a Wasm one gets a clear refusal.
+#[test]
+fn terminals_for_native_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read("/bin/busybox").unwrap();
+    let busybox = ImageBuilder::new("docker.io/wasmpod/busybox:e2e")
+        .platform("linux", "amd64")
+        .entrypoint(["/bin/busybox"])
+        .file("/bin/busybox", bytes, 0o755);
+    let busybox = import(&busybox, "docker.io/wasmpod/busybox:e2e", dir.path());
+    let ctr_cmd = format!(
+        "ctr --address {} --namespace {}",
+        ctr::address(),
+        ctr::namespace()
+    );
+    // `script` gives ctr the terminal it wants on its own stdin.
+    let in_a_pty = |command: String| -> Ran {
+        Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script")
+            .into()
+    };
+    let id = unique_id("tty");
+    let ran = in_a_pty(format!(
+        "{ctr_cmd} run -t --rm --runtime {WASMPOD} {busybox} {id} /bin/busybox sh -c 'tty; echo in a tty; exit 3'"
+    ));
+    assert_eq!(ran.code, 3, "{ran:?}");
+    assert!(ran.stdout.contains("/dev/pts/"), "{ran:?}");
+    assert!(ran.stdout.contains("in a tty"), "{ran:?}");
+
+    let probe = probe_image();
+    let id = unique_id("wtty");
+    let ran = in_a_pty(format!(
+        "{ctr_cmd} run -t --rm --runtime {WASMPOD} {probe} {id} /app.wasm args"
+    ));
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stdout
+            .contains("terminal (tty) is not supported for Wasm"),
+        "{ran:?}"
+    );
+}
