@@ -14,6 +14,7 @@ mod events;
 mod executor;
 mod helper;
 mod lifecycle;
+mod oom;
 mod reaper;
 mod rootfs;
 mod service;

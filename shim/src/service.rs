@@ -16,12 +16,12 @@ use containerd_shim::protos::api::{
     WaitResponse,
 };
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskIO, TaskPaused, TaskResumed,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskIO, TaskOOM, TaskPaused, TaskResumed,
 };
 use containerd_shim::protos::shim_async::Task as TaskApi;
 use containerd_shim::protos::topics::{
     TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC,
-    TASK_PAUSED_EVENT_TOPIC, TASK_RESUMED_EVENT_TOPIC,
+    TASK_OOM_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC, TASK_RESUMED_EVENT_TOPIC,
 };
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim::protos::ttrpc::Result as TtrpcResult;
@@ -38,6 +38,7 @@ use crate::error::{ShimError, ShimResult};
 use crate::events::EventSink;
 use crate::helper::{HelperRequest, HelperRunner, Payload};
 use crate::lifecycle::Lifecycle;
+use crate::oom;
 use crate::reaper::Reaper;
 use crate::rootfs;
 use crate::start_signal;
@@ -174,6 +175,7 @@ impl TaskService {
             task.init.set_console(console);
         }
         self.watch_exit(task.clone(), pid);
+        self.watch_oom(&task);
         self.table().insert(req.id.clone(), task);
         self.events.send(
             TASK_CREATE_EVENT_TOPIC,
@@ -213,6 +215,27 @@ impl TaskService {
                 task.init.exited(code, &events);
             }
         });
+    }
+
+    fn watch_oom(&self, task: &Task) {
+        let Some(path) = task.cgroups_path.clone() else {
+            return;
+        };
+        let events = self.events.clone();
+        let id = task.id.clone();
+        let watched = oom::watch(&path, move || {
+            log::warn!("task {id}: the cgroup OOM-killed a process");
+            events.send(
+                TASK_OOM_EVENT_TOPIC,
+                TaskOOM {
+                    container_id: id.clone(),
+                    ..Default::default()
+                },
+            );
+        });
+        if let Err(e) = watched {
+            log::warn!("task {}: no OOM events: {e}", task.id);
+        }
     }
 
     fn watch_exec_exit(&self, process: Arc<Process>, pid: i32) {

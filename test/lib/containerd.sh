@@ -134,9 +134,13 @@ stop)
     [ "$ns" = k8s.io ] && continue
     find "/sys/fs/cgroup/pids/$ns" -name cgroup.procs 2>/dev/null | xargs -r cat 2>/dev/null | xargs -r kill -9 2>/dev/null || true
   done
-  # Cgroups the tests' pods and namespaces used (kubelet would own the pod ones).
+  # Cgroups the tests' pods and namespaces used (kubelet would own the pod ones), and the
+  # empty per-namespace parents containers of this containerd were placed under.
   for c in /sys/fs/cgroup/*/wasmpod-e2e; do
     [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
+  for ns in $namespaces; do
+    for c in /sys/fs/cgroup/*/"$ns"; do [ -d "$c" ] && rmdir "$c" 2>/dev/null || true; done
   done
   # The test bridge, if the CRI tests made one.
   if [ -f "$dir/cni/10-wasmpod-test.conflist" ]; then ip link del wasmpodtest0 2>/dev/null || true; fi

@@ -39,6 +39,24 @@ pub const SPIN_WAT: &str = r#"
   (func (export "_start") (loop $l (br $l))))
 "#;
 
+/// Grows its memory 1 MiB at a time and touches every page, until something stops it.
+pub const MEMORY_BOMB_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $p i32)
+    (loop $grow
+      (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then unreachable))
+      (local.set $p (i32.mul (i32.sub (memory.size) (i32.const 16)) (i32.const 65536)))
+      (block $done
+        (loop $touch
+          (br_if $done (i32.ge_u (local.get $p) (i32.mul (memory.size) (i32.const 65536))))
+          (i32.store8 (local.get $p) (i32.const 1))
+          (local.set $p (i32.add (local.get $p) (i32.const 4096)))
+          (br $touch)))
+      (br $grow))))
+"#;
+
 /// Imports a function no host provides.
 pub const BAD_IMPORT_WAT: &str = r#"
 (module

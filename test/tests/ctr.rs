@@ -758,3 +758,41 @@ fn terminals_for_native_containers() {
         "{ran:?}"
     );
 }
+
+/// A guest that outgrows its container's memory limit is OOM-killed by the cgroup: 137, and
+/// containerd hears a TaskOOM event.
+#[test]
+fn an_oom_kill_is_reported() {
+    let image = image_of(
+        "docker.io/wasmpod/bomb:e2e",
+        &wat(fixtures::MEMORY_BOMB_WAT),
+    );
+    let mut events = ctr::ctr()
+        .args(["events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let id = unique_id("oom");
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--memory-limit",
+        "67108864",
+        &image,
+        &id,
+    ]);
+    assert_eq!(ran.code, 137, "{ran:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = events.kill();
+    let out = events.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("/tasks/oom") && l.contains(&id)),
+        "{text}"
+    );
+}
