@@ -20,33 +20,120 @@ pub const V1_METRICS_TYPE: &str = "io.containerd.cgroups.v1.Metrics";
 /// The type URL containerd expects for cgroup v2 metrics.
 pub const V2_METRICS_TYPE: &str = "io.containerd.cgroups.v2.Metrics";
 
-fn manager(cgroups_path: Option<&str>) -> Result<libcgroups::common::AnyCgroupManager, String> {
-    let path = cgroups_path.ok_or("the container has no cgroup path")?;
-    create_cgroup_manager(CgroupConfig {
-        cgroup_path: PathBuf::from(path),
-        systemd_cgroup: false,
-        container_name: String::new(),
-    })
-    .map_err(|e| e.to_string())
+/// How the container's cgroup is named and managed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupDriver {
+    /// Paths under the cgroup filesystem (`/default/c1`, `/kubepods/pod1/c1`).
+    Cgroupfs,
+    /// systemd units (`slice:prefix:name`), as kubelet uses with `cgroupDriver: systemd`.
+    Systemd,
+}
+
+/// A container's cgroup: its `linux.cgroupsPath` and the driver that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerCgroup {
+    /// `linux.cgroupsPath` as the spec gives it.
+    pub path: String,
+    /// The driver.
+    pub driver: CgroupDriver,
+}
+
+impl ContainerCgroup {
+    /// Checks that `path` has the form the driver expects.
+    pub fn new(path: &str, driver: CgroupDriver) -> Result<ContainerCgroup, String> {
+        let systemd_form = parse_systemd(path).is_some();
+        match driver {
+            CgroupDriver::Systemd if !systemd_form => Err(format!(
+                "SystemdCgroup is on, but cgroupsPath {path:?} is not of the form slice:prefix:name"
+            )),
+            CgroupDriver::Cgroupfs if systemd_form => Err(format!(
+                "cgroupsPath {path:?} is a systemd path: set SystemdCgroup = true in the runtime options"
+            )),
+            _ => Ok(ContainerCgroup {
+                path: path.to_string(),
+                driver,
+            }),
+        }
+    }
+
+    /// The cgroup's directory relative to a controller's mount (or the v2 root).
+    pub fn fs_path(&self) -> String {
+        match self.driver {
+            CgroupDriver::Cgroupfs => format!("/{}", self.path.trim_start_matches('/')),
+            CgroupDriver::Systemd => systemd_fs_path(&self.path).unwrap_or_default(),
+        }
+    }
+
+    fn manager(&self) -> Result<libcgroups::common::AnyCgroupManager, String> {
+        create_cgroup_manager(CgroupConfig {
+            cgroup_path: PathBuf::from(&self.path),
+            systemd_cgroup: self.driver == CgroupDriver::Systemd,
+            container_name: String::new(),
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// `slice:prefix:name` split in three, if `path` has that form.
+pub fn parse_systemd(path: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = path.split(':');
+    let (slice, prefix, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || name.is_empty() || slice.contains('/') {
+        return None;
+    }
+    if !slice.is_empty() && !slice.ends_with(".slice") {
+        return None;
+    }
+    Some((slice, prefix, name))
+}
+
+/// Where systemd puts the unit for `slice:prefix:name`: the slice's nested directories
+/// (`a-b.slice` lives in `a.slice/a-b.slice`) and `prefix-name.scope`.
+pub fn systemd_fs_path(path: &str) -> Option<String> {
+    let (slice, prefix, name) = parse_systemd(path)?;
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let stem = slice.strip_suffix(".slice")?;
+    let mut out = String::new();
+    if stem != "-" {
+        let mut acc = String::new();
+        for part in stem.split('-') {
+            if !acc.is_empty() {
+                acc.push('-');
+            }
+            acc.push_str(part);
+            out.push('/');
+            out.push_str(&acc);
+            out.push_str(".slice");
+        }
+    }
+    let unit = if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    Some(format!("{out}/{unit}"))
 }
 
 /// Freezes (`true`) or thaws the container's cgroup.
-pub fn freeze(cgroups_path: Option<&str>, frozen: bool) -> Result<(), String> {
+pub fn freeze(cgroup: &ContainerCgroup, frozen: bool) -> Result<(), String> {
     let state = if frozen {
         FreezerState::Frozen
     } else {
         FreezerState::Thawed
     };
-    manager(cgroups_path)?
-        .freeze(state)
-        .map_err(|e| e.to_string())
+    cgroup.manager()?.freeze(state).map_err(|e| e.to_string())
 }
 
 /// Applies new resource limits (an OCI `LinuxResources` as JSON) to the container's cgroup.
-pub fn update(cgroups_path: Option<&str>, resources_json: &[u8]) -> Result<(), String> {
+pub fn update(cgroup: &ContainerCgroup, resources_json: &[u8]) -> Result<(), String> {
     let resources: LinuxResources = serde_json::from_slice(resources_json)
         .map_err(|e| format!("resources are not OCI LinuxResources JSON: {e}"))?;
-    manager(cgroups_path)?
+    cgroup
+        .manager()?
         .apply(&ControllerOpt {
             resources: &resources,
             freezer_state: None,
@@ -57,16 +144,16 @@ pub fn update(cgroups_path: Option<&str>, resources_json: &[u8]) -> Result<(), S
 }
 
 /// The pids in the container's cgroup.
-pub fn pids(cgroups_path: Option<&str>) -> Result<Vec<i32>, String> {
-    let m = manager(cgroups_path)?;
+pub fn pids(cgroup: &ContainerCgroup) -> Result<Vec<i32>, String> {
+    let m = cgroup.manager()?;
     m.get_all_pids()
         .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
         .map_err(|e| e.to_string())
 }
 
 /// The container's metrics, packed as containerd expects them for this node's cgroup version.
-pub fn metrics(cgroups_path: Option<&str>) -> Result<Any, String> {
-    let m = manager(cgroups_path)?;
+pub fn metrics(cgroup: &ContainerCgroup) -> Result<Any, String> {
+    let m = cgroup.manager()?;
     let stats = m.stats().map_err(|e| e.to_string())?;
     let unified = matches!(
         get_cgroup_setup().map_err(|e| e.to_string())?,
@@ -208,7 +295,39 @@ mod tests {
     }
 
     #[test]
-    fn no_cgroup_path_is_an_error() {
-        assert!(pids(None).is_err());
+    fn driver_and_path_must_agree() {
+        assert!(ContainerCgroup::new("/default/c1", CgroupDriver::Cgroupfs).is_ok());
+        assert!(ContainerCgroup::new("/default/c1", CgroupDriver::Systemd).is_err());
+        let s =
+            ContainerCgroup::new("system.slice:cri-containerd:abc", CgroupDriver::Systemd).unwrap();
+        assert_eq!(s.fs_path(), "/system.slice/cri-containerd-abc.scope");
+        let err = ContainerCgroup::new("system.slice:cri-containerd:abc", CgroupDriver::Cgroupfs)
+            .unwrap_err();
+        assert!(err.contains("SystemdCgroup = true"), "{err}");
+        assert_eq!(
+            ContainerCgroup::new("kubepods/pod1/c1", CgroupDriver::Cgroupfs)
+                .unwrap()
+                .fs_path(),
+            "/kubepods/pod1/c1"
+        );
+    }
+
+    #[test]
+    fn systemd_paths() {
+        assert_eq!(parse_systemd("a.slice:p:n"), Some(("a.slice", "p", "n")));
+        assert_eq!(parse_systemd(":p:n"), Some(("", "p", "n")));
+        assert_eq!(parse_systemd("a:p:n"), None);
+        assert_eq!(parse_systemd("a.slice:p"), None);
+        assert_eq!(parse_systemd("a.slice:p:"), None);
+        assert_eq!(parse_systemd("/x/a.slice:p:n"), None);
+        assert_eq!(
+            systemd_fs_path("kubepods-besteffort-pod1234.slice:cri-containerd:c1").as_deref(),
+            Some("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice/cri-containerd-c1.scope")
+        );
+        assert_eq!(
+            systemd_fs_path(":cri:c1").as_deref(),
+            Some("/system.slice/cri-c1.scope")
+        );
+        assert_eq!(systemd_fs_path("-.slice::c1").as_deref(), Some("/c1.scope"));
     }
 }

@@ -51,6 +51,7 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             stdout,
             stderr,
             console_socket,
+            systemd_cgroup,
         } => {
             let executor = WasmpodExecutor::new(entrypoint, payload);
             let builder = ContainerBuilder::new(id, SyscallType::default())
@@ -60,7 +61,7 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             let builder = with_stdio(builder, &stdin, &stdout, &stderr, console_socket)?;
             let container = builder
                 .as_init(&bundle)
-                .with_systemd(false)
+                .with_systemd(systemd_cgroup)
                 .with_detach(true)
                 .build()
                 .map_err(|e| chain(&e))?;

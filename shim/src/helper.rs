@@ -49,6 +49,9 @@ pub enum HelperRequest {
         stderr: String,
         /// The shim's console socket, when the process has a terminal.
         console_socket: Option<PathBuf>,
+        /// Use the systemd cgroup driver.
+        #[serde(default)]
+        systemd_cgroup: bool,
     },
     /// Run another process in a running container (`ctr task exec`, `kubectl exec`).
     Exec {
@@ -233,6 +236,7 @@ mod tests {
             stdout: "/o".into(),
             stderr: "/e".into(),
             console_socket: None,
+            systemd_cgroup: false,
         };
         let s = serde_json::to_string(&req).unwrap();
         assert!(s.contains(r#""op":"create""#), "{s}");

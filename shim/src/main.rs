@@ -15,6 +15,7 @@ mod executor;
 mod helper;
 mod lifecycle;
 mod oom;
+mod options;
 mod reaper;
 mod rootfs;
 mod service;

@@ -24,10 +24,11 @@ pub fn oom_kills(memory_events: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Calls `on_oom` (from a thread of its own) each time the cgroup at `cgroups_path` OOM-kills,
-/// until the cgroup is removed.
-pub fn watch(cgroups_path: &str, on_oom: impl Fn() + Send + 'static) -> std::io::Result<()> {
-    let rel = cgroups_path.trim_start_matches('/');
+/// Calls `on_oom` (from a thread of its own) each time the cgroup at `fs_path` (relative to
+/// the controller's mount) OOM-kills, until the cgroup is removed.
+pub fn watch(fs_path: &str, on_oom: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    let cgroups_path = fs_path;
+    let rel = fs_path.trim_start_matches('/');
     let v1 = Path::new(CGROUP_ROOT).join("memory").join(rel);
     if v1.join("memory.oom_control").exists() {
         return watch_v1(v1, on_oom);

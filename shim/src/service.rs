@@ -33,12 +33,13 @@ use nix::unistd::Pid;
 use wasmpod_oci::resolve::resolve_entrypoint;
 use wasmpod_oci::{EntrypointKind, WorkloadSpec};
 
-use crate::cgroup;
+use crate::cgroup::{self, CgroupDriver, ContainerCgroup};
 use crate::error::{ShimError, ShimResult};
 use crate::events::EventSink;
 use crate::helper::{HelperRequest, HelperRunner, Payload};
 use crate::lifecycle::Lifecycle;
 use crate::oom;
+use crate::options::RuntimeOptions;
 use crate::reaper::Reaper;
 use crate::rootfs;
 use crate::start_signal;
@@ -129,6 +130,19 @@ impl TaskService {
         mounted: Option<PathBuf>,
     ) -> ShimResult<CreateTaskResponse> {
         let spec = WorkloadSpec::from_bundle(bundle)?;
+        let options =
+            RuntimeOptions::from_any(req.options.as_ref()).map_err(ShimError::InvalidArgument)?;
+        let driver = if options.systemd_cgroup {
+            CgroupDriver::Systemd
+        } else {
+            CgroupDriver::Cgroupfs
+        };
+        let cgroup = spec
+            .cgroups_path
+            .as_deref()
+            .map(|p| ContainerCgroup::new(p, driver))
+            .transpose()
+            .map_err(ShimError::InvalidArgument)?;
         let entry =
             resolve_entrypoint(&spec.rootfs, &spec.args[0], &spec.cwd, spec.env_var("PATH"))?;
         let payload = payload_of(&entry.on_host, &entry.in_container)?;
@@ -157,6 +171,7 @@ impl TaskService {
             stdout: stdio.stdout.clone(),
             stderr: stdio.stderr.clone(),
             console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+            systemd_cgroup: driver == CgroupDriver::Systemd,
         };
         let (pid, console) = self.run_with_console(&request, console, &stdio).await?;
         let task = Arc::new(Task::new(
@@ -165,7 +180,7 @@ impl TaskService {
                 bundle: bundle.to_path_buf(),
                 mounted_rootfs: mounted,
                 rootfs: spec.rootfs.clone(),
-                cgroups_path: spec.cgroups_path.clone(),
+                cgroup: cgroup.clone(),
                 start_with_hooks: spec.has_poststart_hooks,
             },
             stdio.clone(),
@@ -218,7 +233,7 @@ impl TaskService {
     }
 
     fn watch_oom(&self, task: &Task) {
-        let Some(path) = task.cgroups_path.clone() else {
+        let Some(path) = task.cgroup.as_ref().map(|c| c.fs_path()) else {
             return;
         };
         let events = self.events.clone();
@@ -468,7 +483,7 @@ impl TaskService {
     pub async fn task_pause(&self, req: api::PauseRequest) -> ShimResult<()> {
         let task = self.get(&req.id)?;
         task.init.pause()?;
-        if let Err(e) = cgroup::freeze(task.cgroups_path.as_deref(), true) {
+        if let Err(e) = cgroup::freeze(task_cgroup(&task)?, true) {
             let _ = task.init.resume();
             return Err(ShimError::Internal(format!("pause {}: {e}", req.id)));
         }
@@ -486,7 +501,7 @@ impl TaskService {
     pub async fn task_resume(&self, req: api::ResumeRequest) -> ShimResult<()> {
         let task = self.get(&req.id)?;
         task.init.resume()?;
-        if let Err(e) = cgroup::freeze(task.cgroups_path.as_deref(), false) {
+        if let Err(e) = cgroup::freeze(task_cgroup(&task)?, false) {
             let _ = task.init.pause();
             return Err(ShimError::Internal(format!("resume {}: {e}", req.id)));
         }
@@ -507,7 +522,7 @@ impl TaskService {
             .resources
             .as_ref()
             .ok_or_else(|| ShimError::InvalidArgument("update has no resources".into()))?;
-        cgroup::update(task.cgroups_path.as_deref(), &resources.value)
+        cgroup::update(task_cgroup(&task)?, &resources.value)
             .map_err(|e| ShimError::InvalidArgument(format!("update {}: {e}", req.id)))
     }
 
@@ -534,7 +549,8 @@ impl TaskService {
             )));
         }
         if req.all && req.exec_id.is_empty() {
-            for p in cgroup::pids(task.cgroups_path.as_deref()).unwrap_or_default() {
+            let pids = task.cgroup.as_ref().and_then(|c| cgroup::pids(c).ok());
+            for p in pids.unwrap_or_default() {
                 let _ = kill(Pid::from_raw(p), signal);
             }
         }
@@ -666,7 +682,7 @@ impl TaskService {
     /// Pids: the processes in the container's cgroup.
     pub async fn task_pids(&self, req: PidsRequest) -> ShimResult<PidsResponse> {
         let task = self.get(&req.id)?;
-        let pids = cgroup::pids(task.cgroups_path.as_deref())
+        let pids = cgroup::pids(task_cgroup(&task)?)
             .map_err(|e| ShimError::Internal(format!("list pids of {}: {e}", req.id)))?;
         Ok(PidsResponse {
             processes: pids
@@ -683,7 +699,7 @@ impl TaskService {
     /// Stats: the container cgroup's metrics in containerd's cgroups metrics types.
     pub async fn task_stats(&self, req: StatsRequest) -> ShimResult<StatsResponse> {
         let task = self.get(&req.id)?;
-        let stats = cgroup::metrics(task.cgroups_path.as_deref())
+        let stats = cgroup::metrics(task_cgroup(&task)?)
             .map_err(|e| ShimError::Internal(format!("stats of {}: {e}", req.id)))?;
         Ok(StatsResponse {
             stats: Some(stats).into(),
@@ -709,6 +725,13 @@ impl TaskService {
         }
         Ok(())
     }
+}
+
+/// The task's cgroup, or an error for a container without one.
+fn task_cgroup(task: &Task) -> ShimResult<&ContainerCgroup> {
+    task.cgroup
+        .as_ref()
+        .ok_or_else(|| ShimError::FailedPrecondition(format!("task {} has no cgroup", task.id)))
 }
 
 /// Terminals exist for native processes only: a Wasm guest has no tty to attach.

@@ -15,6 +15,7 @@ use containerd_shim::protos::topics::{
 use std::sync::Arc;
 use tokio::sync::watch;
 
+use crate::cgroup::ContainerCgroup;
 use crate::events::EventSink;
 use crate::lifecycle::{ExitEffect, ExitInfo, Lifecycle, LifecycleError};
 use crate::tty::Console;
@@ -237,8 +238,8 @@ pub struct TaskConfig {
     pub mounted_rootfs: Option<PathBuf>,
     /// The rootfs as seen from the host.
     pub rootfs: PathBuf,
-    /// `linux.cgroupsPath` of the spec.
-    pub cgroups_path: Option<String>,
+    /// The container's cgroup, when the spec names one.
+    pub cgroup: Option<ContainerCgroup>,
     /// Whether Start must go through libcontainer.
     pub start_with_hooks: bool,
 }
@@ -253,8 +254,8 @@ pub struct Task {
     pub mounted_rootfs: Option<PathBuf>,
     /// The rootfs as seen from the host (for finding exec'd programs).
     pub rootfs: PathBuf,
-    /// `linux.cgroupsPath` of the spec.
-    pub cgroups_path: Option<String>,
+    /// The container's cgroup, when the spec names one.
+    pub cgroup: Option<ContainerCgroup>,
     /// Whether Start must go through libcontainer (to run `poststart` hooks).
     pub start_with_hooks: bool,
     /// The init process.
@@ -272,7 +273,7 @@ impl Task {
             bundle: config.bundle,
             mounted_rootfs: config.mounted_rootfs,
             rootfs: config.rootfs,
-            cgroups_path: config.cgroups_path,
+            cgroup: config.cgroup,
             start_with_hooks: config.start_with_hooks,
             execs: Mutex::new(HashMap::new()),
         }

@@ -56,7 +56,12 @@ TOML
       runtime_type = "io.containerd.spin.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmtime]
       runtime_type = "io.containerd.wasmtime.v1"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmpod-systemd]
+      runtime_type = "io.containerd.wasmpod.v1"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmpod-systemd.options]
+        ConfigPath = "$dir/wasmpod-systemd.toml"
 TOML
+  echo 'SystemdCgroup = true' >"$dir/wasmpod-systemd.toml"
   mkdir -p "$dir/cni"
   cat >"$dir/cni/10-wasmpod-test.conflist" <<JSON
 {

@@ -360,3 +360,14 @@ fn i_twenty_concurrent_pods_leak_nothing() {
         "(mounts, shims, pod cgroups) before vs after"
     );
 }
+
+/// The handler's runtime options reach the shim: with `SystemdCgroup = true` the shim
+/// expects systemd cgroup paths, and says so when the pod uses cgroupfs ones.
+#[test]
+fn runtime_options_reach_the_shim() {
+    let mut cri = setup();
+    let err = cri
+        .run_pod("wasmpod-systemd", &PodSpec::default())
+        .expect_err("cgroupfs pod under SystemdCgroup");
+    assert!(err.message().contains("SystemdCgroup is on"), "{err:?}");
+}

@@ -1,0 +1,173 @@
+//! containerd's runtime options for the handler, as they reach the shim in
+//! `CreateTaskRequest.options`:
+//! - `runtimeoptions.v1.Options`: what the CRI plugin sends for non-runc runtimes; the
+//!   handler's `options` table arrives as TOML in `config_body` (containerd 1.7+), or a TOML
+//!   file named by `config_path` (`ConfigPath = "..."`, containerd 1.6);
+//! - `containerd.runc.v1.Options`: runc's options type, accepted for its `SystemdCgroup`.
+
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::Message;
+use containerd_shim::protos::shim::oci::Options as RuncOptions;
+
+/// The options wasmpod understands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Use the systemd cgroup driver (`linux.cgroupsPath` is `slice:prefix:name`).
+    pub systemd_cgroup: bool,
+}
+
+impl RuntimeOptions {
+    /// Decodes the options containerd attached to a Create request.
+    pub fn from_any(any: Option<&Any>) -> Result<RuntimeOptions, String> {
+        let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
+            return Ok(RuntimeOptions::default());
+        };
+        let name = any.type_url.rsplit('/').next().unwrap_or_default();
+        match name {
+            "runtimeoptions.v1.Options" => {
+                let (config_path, config_body) = decode_runtime_options(&any.value)?;
+                if !config_body.is_empty() {
+                    return RuntimeOptions::from_toml(&String::from_utf8_lossy(&config_body));
+                }
+                if !config_path.is_empty() {
+                    let text = std::fs::read_to_string(&config_path)
+                        .map_err(|e| format!("runtime options file {config_path}: {e}"))?;
+                    return RuntimeOptions::from_toml(&text);
+                }
+                Ok(RuntimeOptions::default())
+            }
+            "containerd.runc.v1.Options" => {
+                let runc = RuncOptions::parse_from_bytes(&any.value)
+                    .map_err(|e| format!("runc options: {e}"))?;
+                Ok(RuntimeOptions {
+                    systemd_cgroup: runc.systemd_cgroup,
+                })
+            }
+            other => Err(format!("unsupported runtime options type {other:?}")),
+        }
+    }
+
+    /// Reads the handler's `options` table.
+    pub fn from_toml(text: &str) -> Result<RuntimeOptions, String> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| format!("runtime options are not TOML: {e}"))?;
+        let systemd_cgroup = match table.get("SystemdCgroup") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(other) => return Err(format!("SystemdCgroup must be true or false, not {other}")),
+        };
+        Ok(RuntimeOptions { systemd_cgroup })
+    }
+}
+
+/// The `config_path` (field 2) and `config_body` (field 3) of a `runtimeoptions.v1.Options`.
+fn decode_runtime_options(bytes: &[u8]) -> Result<(String, Vec<u8>), String> {
+    let mut path = String::new();
+    let mut body = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (key, used) = varint(rest)?;
+        rest = &rest[used..];
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            2 => {
+                let (len, used) = varint(rest)?;
+                rest = &rest[used..];
+                let len = len as usize;
+                if len > rest.len() {
+                    return Err("runtime options: truncated field".into());
+                }
+                let value = &rest[..len];
+                rest = &rest[len..];
+                match field {
+                    2 => path = String::from_utf8_lossy(value).into_owned(),
+                    3 => body = value.to_vec(),
+                    _ => {}
+                }
+            }
+            0 => rest = &rest[varint(rest)?.1..],
+            _ => return Err(format!("runtime options: unexpected wire type {wire}")),
+        }
+    }
+    Ok((path, body))
+}
+
+fn varint(bytes: &[u8]) -> Result<(u64, usize), String> {
+    let mut value = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok((value, i + 1));
+        }
+    }
+    Err("runtime options: bad varint".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(n: u8, value: &[u8]) -> Vec<u8> {
+        let mut v = vec![(n << 3) | 2, value.len() as u8];
+        v.extend_from_slice(value);
+        v
+    }
+
+    fn any(type_url: &str, value: Vec<u8>) -> Any {
+        let mut a = Any::new();
+        a.type_url = type_url.into();
+        a.value = value;
+        a
+    }
+
+    #[test]
+    fn config_body_toml() {
+        let mut value = field(1, b"io.containerd.wasmpod.v1");
+        value.extend(field(3, b"SystemdCgroup = true\n"));
+        let o = RuntimeOptions::from_any(Some(&any("runtimeoptions.v1.Options", value))).unwrap();
+        assert!(o.systemd_cgroup);
+    }
+
+    #[test]
+    fn config_path_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wasmpod.toml");
+        std::fs::write(&file, "SystemdCgroup = true").unwrap();
+        let value = field(2, file.to_str().unwrap().as_bytes());
+        let o = RuntimeOptions::from_any(Some(&any(
+            "type.googleapis.com/runtimeoptions.v1.Options",
+            value,
+        )))
+        .unwrap();
+        assert!(o.systemd_cgroup);
+    }
+
+    #[test]
+    fn runc_options() {
+        let mut runc = RuncOptions::new();
+        runc.systemd_cgroup = true;
+        let o = RuntimeOptions::from_any(Some(&any(
+            "containerd.runc.v1.Options",
+            runc.write_to_bytes().unwrap(),
+        )))
+        .unwrap();
+        assert!(o.systemd_cgroup);
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        assert_eq!(
+            RuntimeOptions::from_any(None).unwrap(),
+            RuntimeOptions::default()
+        );
+        assert!(RuntimeOptions::from_toml("SystemdCgroup = \"yes\"").is_err());
+        assert!(RuntimeOptions::from_toml("not toml = = =").is_err());
+        assert!(RuntimeOptions::from_any(Some(&any("something.Else", vec![]))).is_err());
+        assert!(
+            !RuntimeOptions::from_toml("Other = 1")
+                .unwrap()
+                .systemd_cgroup
+        );
+    }
+}
