@@ -12,6 +12,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod limits;
 pub mod outcome;
 pub mod run;
 pub mod signals;

@@ -10,13 +10,21 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
 use crate::{engine, GuestOutcome, GuestSetup, RuntimeError};
+
+/// Store state of a core module guest.
+pub struct ModuleState {
+    wasi: WasiP1Ctx,
+    limits: GuestLimits,
+}
 
 /// Store state of a component guest.
 pub struct ComponentState {
     ctx: WasiCtx,
     table: ResourceTable,
+    limits: GuestLimits,
 }
 
 impl WasiView for ComponentState {
@@ -30,7 +38,7 @@ impl WasiView for ComponentState {
 
 enum Workload {
     /// A WASI preview1 command module, linked and ready to instantiate.
-    Module(InstancePre<WasiP1Ctx>),
+    Module(InstancePre<ModuleState>),
     /// A `wasi:cli/command` component, linked and ready to instantiate.
     Component(CommandPre<ComponentState>),
 }
@@ -61,8 +69,8 @@ impl Prepared {
                     what,
                     reason: format!("{e:#}"),
                 })?;
-                let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
-                wasmtime_wasi::p1::add_to_linker_async(&mut linker, |cx| cx)
+                let mut linker: Linker<ModuleState> = Linker::new(&engine);
+                wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| &mut s.wasi)
                     .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
                 let pre = linker
                     .instantiate_pre(&module)
@@ -107,23 +115,30 @@ impl Prepared {
         watch: &TerminationWatch,
     ) -> Result<GuestOutcome, RuntimeError> {
         let wasi = setup.builder()?;
+        let limits = GuestLimits::for_container(setup.memory_limit);
         watch.attach(&self.engine);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
-        Ok(rt.block_on(self.run_async(wasi, watch)))
+        Ok(rt.block_on(self.run_async(wasi, limits, watch)))
     }
 
     async fn run_async(
         self,
         mut wasi: wasmtime_wasi::WasiCtxBuilder,
+        limits: GuestLimits,
         watch: &TerminationWatch,
     ) -> GuestOutcome {
         let guest = async {
             match self.workload {
                 Workload::Module(pre) => {
-                    let mut store = Store::new(&self.engine, wasi.build_p1());
+                    let state = ModuleState {
+                        wasi: wasi.build_p1(),
+                        limits,
+                    };
+                    let mut store = Store::new(&self.engine, state);
+                    store.limiter(|s| &mut s.limits);
                     interrupt_on_stop(&mut store, watch);
                     let instance = pre.instantiate_async(&mut store).await?;
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -134,8 +149,10 @@ impl Prepared {
                     let state = ComponentState {
                         ctx: wasi.build(),
                         table: ResourceTable::new(),
+                        limits,
                     };
                     let mut store = Store::new(&self.engine, state);
+                    store.limiter(|s| &mut s.limits);
                     interrupt_on_stop(&mut store, watch);
                     let command = pre.instantiate_async(&mut store).await?;
                     let result = command.wasi_cli_run().call_run(&mut store).await?;

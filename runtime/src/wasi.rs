@@ -20,6 +20,8 @@ pub struct GuestSetup {
     pub preopens: Vec<(PathBuf, String)>,
     /// Whether the guest may use the network of its (container's) network namespace.
     pub network: bool,
+    /// The container's memory limit in bytes, if any (see [`crate::limits`]).
+    pub memory_limit: Option<u64>,
 }
 
 impl GuestSetup {
@@ -40,6 +42,7 @@ impl GuestSetup {
             cwd,
             preopens,
             network: true,
+            memory_limit: None,
         }
     }
 

@@ -122,7 +122,15 @@ impl Executor for WasmpodExecutor {
         let cwd = process
             .map(|p| p.cwd().to_string_lossy().into_owned())
             .unwrap_or_else(|| "/".into());
-        let setup = GuestSetup::for_container(args, env, cwd);
+        let mut setup = GuestSetup::for_container(args, env, cwd);
+        setup.memory_limit = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .filter(|l| *l > 0)
+            .map(|l| l as u64);
         // What execve would do: close-on-exec descriptors (libcontainer's sockets and pipes,
         // one of which tells `exec` callers that the process has started) go away now.
         close_cloexec_fds();

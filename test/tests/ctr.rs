@@ -759,22 +759,15 @@ fn terminals_for_native_containers() {
     );
 }
 
-/// A guest that outgrows its container's memory limit is OOM-killed by the cgroup: 137, and
-/// containerd hears a TaskOOM event.
+/// A Wasm guest cannot grow its memory past its container's limit: the growth fails inside
+/// the guest, with a line saying why, long before the cgroup would OOM-kill the process.
 #[test]
-fn an_oom_kill_is_reported() {
+fn a_memory_bomb_fails_inside_the_guest() {
     let image = image_of(
         "docker.io/wasmpod/bomb:e2e",
         &wat(fixtures::MEMORY_BOMB_WAT),
     );
-    let mut events = ctr::ctr()
-        .args(["events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let id = unique_id("oom");
+    let id = unique_id("bomb");
     let ran = run_ctr(&[
         "run",
         "--rm",
@@ -784,6 +777,47 @@ fn an_oom_kill_is_reported() {
         "67108864",
         &image,
         &id,
+    ]);
+    assert_eq!(
+        ran.code, 134,
+        "the bomb traps when memory.grow fails: {ran:?}"
+    );
+    assert!(ran.stderr.contains("past its limit of 48 MiB"), "{ran:?}");
+}
+
+/// A native process that outgrows its container's memory limit is OOM-killed by the cgroup:
+/// 137, and containerd hears a TaskOOM event.
+#[test]
+fn an_oom_kill_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read("/bin/busybox").unwrap();
+    let busybox = ImageBuilder::new("docker.io/wasmpod/busybox:e2e")
+        .platform("linux", "amd64")
+        .entrypoint(["/bin/busybox"])
+        .file("/bin/busybox", bytes, 0o755);
+    let image = import(&busybox, "docker.io/wasmpod/busybox:e2e", dir.path());
+    let mut events = ctr::ctr()
+        .args(["events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let id = unique_id("oom");
+    let hog = "x=0123456789abcdef; while :; do x=\"$x$x\"; done";
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--memory-limit",
+        "33554432",
+        &image,
+        &id,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        hog,
     ]);
     assert_eq!(ran.code, 137, "{ran:?}");
     std::thread::sleep(Duration::from_millis(500));

@@ -1,0 +1,121 @@
+//! Keeping a guest inside its container's memory limit: linear memories and tables may not
+//! grow past a cap derived from `linux.resources.memory.limit`, so a guest that asks for
+//! too much sees `memory.grow` fail (and a line on its stderr saying why) instead of the
+//! cgroup OOM-killing the whole process.
+
+use wasmtime::ResourceLimiter;
+
+/// Bytes counted for one table element.
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+/// The part of a container's memory limit left to the guest's linear memory: the rest is
+/// headroom for the runtime itself (code, stacks, WASI buffers): a quarter of the limit,
+/// at least 8 MiB and at most 64 MiB.
+pub fn guest_memory_cap(container_limit: u64) -> u64 {
+    let headroom = (container_limit / 4).clamp(8 << 20, 64 << 20);
+    container_limit.saturating_sub(headroom).max(1 << 20)
+}
+
+/// A [`ResourceLimiter`] with one cap for all of a store's memories and tables.
+#[derive(Debug, Clone)]
+pub struct GuestLimits {
+    cap: Option<usize>,
+    denied_once: bool,
+}
+
+impl GuestLimits {
+    /// Limits for a container with `container_limit` bytes of memory (none: unlimited).
+    pub fn for_container(container_limit: Option<u64>) -> GuestLimits {
+        GuestLimits {
+            cap: container_limit.map(|l| guest_memory_cap(l) as usize),
+            denied_once: false,
+        }
+    }
+
+    fn allow(&mut self, what: &str, desired_bytes: usize) -> bool {
+        let Some(cap) = self.cap else {
+            return true;
+        };
+        if desired_bytes <= cap {
+            return true;
+        }
+        if !self.denied_once {
+            self.denied_once = true;
+            eprintln!(
+                "wasmpod: the guest asked to grow its {what} to {} MiB, past its limit of {} MiB \
+                 (from the container's memory limit); the growth fails",
+                desired_bytes >> 20,
+                cap >> 20
+            );
+        }
+        false
+    }
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(self.allow("linear memory", desired))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(self.allow("table", desired.saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps() {
+        assert_eq!(guest_memory_cap(64 << 20), 48 << 20);
+        assert_eq!(guest_memory_cap(16 << 20), 8 << 20);
+        assert_eq!(guest_memory_cap(1 << 30), (1 << 30) - (64 << 20));
+        assert_eq!(guest_memory_cap(4 << 20), 1 << 20);
+    }
+
+    #[test]
+    fn denies_past_the_cap() {
+        let mut l = GuestLimits::for_container(Some(64 << 20));
+        assert!(l.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(!l.memory_growing(40 << 20, 49 << 20, None).unwrap());
+        assert!(l.table_growing(0, 1000, None).unwrap());
+        assert!(!l.table_growing(0, 10 << 20, None).unwrap());
+        let mut free = GuestLimits::for_container(None);
+        assert!(free.memory_growing(0, usize::MAX, None).unwrap());
+    }
+
+    #[test]
+    fn a_module_cannot_grow_past_the_cap() {
+        use wasmtime::{Engine, Module, Store};
+        let engine = Engine::default();
+        let module = Module::new(
+            &engine,
+            r#"(module (memory (export "m") 1)
+                 (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#,
+        )
+        .unwrap();
+        let mut store = Store::new(&engine, GuestLimits::for_container(Some(16 << 20)));
+        store.limiter(|l| l);
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let grow = instance
+            .get_typed_func::<i32, i32>(&mut store, "grow")
+            .unwrap();
+        assert_eq!(
+            grow.call(&mut store, 100).unwrap(),
+            1,
+            "8 MiB cap: 101 pages fit"
+        );
+        assert_eq!(grow.call(&mut store, 100).unwrap(), -1, "201 pages do not");
+    }
+}
