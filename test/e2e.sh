@@ -7,6 +7,9 @@ work=${WORK:-$here/../.work}
 dir="$work/e2e-containerd"
 "$here/lib/containerd.sh" stop "$dir" || true
 trap '"$here/lib/containerd.sh" stop "$dir"' EXIT
+# A compile cache of the tests' own, empty at the start (the shim inherits containerd's env).
+export WASMPOD_CACHE_DIR="$work/e2e-cache"
+rm -rf "$WASMPOD_CACHE_DIR"
 "$here/lib/containerd.sh" start "$dir" "$work/prefix/bin" cri
 export WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock"
 export WASMPOD_FIXTURES="$work/fixtures"

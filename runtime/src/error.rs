@@ -32,6 +32,9 @@ pub enum RuntimeError {
     /// Setting up the guest's WASI context failed (a preopen could not be opened, ...).
     #[error("cannot set up WASI for the guest: {0}")]
     Wasi(String),
+    /// The compile cache could not be used.
+    #[error("compile cache: {0}")]
+    Cache(String),
     /// Reading the Wasm file failed.
     #[error("cannot read {path}: {source}")]
     Read {

@@ -10,6 +10,7 @@
 //!    [`GuestOutcome::exit_code`] is the container's exit status.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod engine;
 pub mod error;
 pub mod limits;

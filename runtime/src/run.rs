@@ -10,6 +10,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::cache::{CompileCache, Compiled};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
 use crate::{engine, GuestOutcome, GuestSetup, RuntimeError};
@@ -59,16 +60,50 @@ impl Prepared {
         Prepared::compile(&bytes, kind)
     }
 
-    /// Compiles `bytes` as `kind` and links it against WASI.
+    /// Compiles `bytes` as `kind` (without a cache) and links it against WASI.
     pub fn compile(bytes: &[u8], kind: WasmKind) -> Result<Prepared, RuntimeError> {
         let engine = engine::new_engine()?;
-        let workload = match kind {
-            WasmKind::CoreModule => {
+        let compiled = match kind {
+            WasmKind::CoreModule => Module::new(&engine, bytes).map(Compiled::Module),
+            WasmKind::Component => Component::new(&engine, bytes).map(Compiled::Component),
+        }
+        .map_err(|e| RuntimeError::Compile {
+            what: what(kind),
+            reason: format!("{e:#}"),
+        })?;
+        Prepared::link(engine, compiled)
+    }
+
+    /// Loads `bytes` from `cache`, compiling them first with `compile_elsewhere` when the
+    /// cache has no entry (it must leave one, or fail), then links against WASI.
+    pub fn from_cache(
+        cache: &CompileCache,
+        bytes: &[u8],
+        kind: WasmKind,
+        compile_elsewhere: impl FnOnce() -> Result<(), RuntimeError>,
+    ) -> Result<Prepared, RuntimeError> {
+        let engine = engine::new_engine()?;
+        let key = CompileCache::key(&engine, bytes, kind);
+        let compiled = match cache.load(&engine, &key, kind) {
+            Some(c) => c,
+            None => {
+                compile_elsewhere()?;
+                cache.load(&engine, &key, kind).ok_or_else(|| {
+                    RuntimeError::Cache(format!(
+                        "no usable entry for {} after compiling",
+                        key.as_str()
+                    ))
+                })?
+            }
+        };
+        Prepared::link(engine, compiled)
+    }
+
+    /// Links a compiled module or component against WASI.
+    pub fn link(engine: Engine, compiled: Compiled) -> Result<Prepared, RuntimeError> {
+        let workload = match compiled {
+            Compiled::Module(module) => {
                 let what = "module";
-                let module = Module::new(&engine, bytes).map_err(|e| RuntimeError::Compile {
-                    what,
-                    reason: format!("{e:#}"),
-                })?;
                 let mut linker: Linker<ModuleState> = Linker::new(&engine);
                 wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| &mut s.wasi)
                     .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
@@ -84,13 +119,8 @@ impl Prepared {
                 }
                 Workload::Module(pre)
             }
-            WasmKind::Component => {
+            Compiled::Component(component) => {
                 let what = "component";
-                let component =
-                    Component::new(&engine, bytes).map_err(|e| RuntimeError::Compile {
-                        what,
-                        reason: format!("{e:#}"),
-                    })?;
                 let mut linker: ComponentLinker<ComponentState> = ComponentLinker::new(&engine);
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker)
                     .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
@@ -170,6 +200,13 @@ impl Prepared {
     }
 }
 
+fn what(kind: WasmKind) -> &'static str {
+    match kind {
+        WasmKind::CoreModule => "module",
+        WasmKind::Component => "component",
+    }
+}
+
 /// The epoch only moves when a stop signal arrives; the callback then ends the guest.
 fn interrupt_on_stop<T>(store: &mut Store<T>, watch: &TerminationWatch) {
     let watch = watch.clone();
@@ -214,6 +251,24 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, RuntimeError::NoStart), "{err}");
+    }
+
+    #[test]
+    fn loads_through_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(dir.path(), crate::cache::DEFAULT_MAX_BYTES).unwrap();
+        let bytes = module(r#"(module (func (export "_start")))"#);
+        let engine = engine::new_engine().unwrap();
+        let key = CompileCache::key(&engine, &bytes, WasmKind::CoreModule);
+        let compile = || cache.compile(&engine, &bytes, WasmKind::CoreModule, &key);
+        assert!(Prepared::from_cache(&cache, &bytes, WasmKind::CoreModule, compile).is_ok());
+        // Second time: from the cache, nothing compiled.
+        let never = || -> Result<(), RuntimeError> { panic!("compiled twice") };
+        assert!(Prepared::from_cache(&cache, &bytes, WasmKind::CoreModule, never).is_ok());
+        // A compile that leaves nothing behind is an error, not a hang or a panic.
+        let other = module(r#"(module (func (export "_start") nop))"#);
+        let nothing = || Ok(());
+        assert!(Prepared::from_cache(&cache, &other, WasmKind::CoreModule, nothing).is_err());
     }
 
     #[test]

@@ -12,8 +12,12 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
 
+use wasmpod_runtime::cache::CompileCache;
+use wasmpod_runtime::Prepared;
+
+use crate::compile_cmd::{compile_in_child, CompileRequest};
 use crate::executor::WasmpodExecutor;
-use crate::helper::{HelperRequest, HelperResponse};
+use crate::helper::{HelperRequest, HelperResponse, Payload, WasmSource};
 
 /// Entry point of helper mode; never returns.
 pub fn main() -> ! {
@@ -51,9 +55,11 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             stdout,
             stderr,
             console_socket,
+            wasm,
             systemd_cgroup,
         } => {
-            let executor = WasmpodExecutor::new(entrypoint, payload);
+            let executor =
+                WasmpodExecutor::new(entrypoint, payload, prepare(wasm.as_ref(), payload)?);
             let builder = ContainerBuilder::new(id, SyscallType::default())
                 .with_executor(executor)
                 .with_root_path(&root)
@@ -77,9 +83,11 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             stdout,
             stderr,
             console_socket,
+            wasm,
         } => {
             mark_running(&root.join(&id))?;
-            let executor = WasmpodExecutor::new(entrypoint, payload);
+            let executor =
+                WasmpodExecutor::new(entrypoint, payload, prepare(wasm.as_ref(), payload)?);
             let builder = ContainerBuilder::new(id, SyscallType::default())
                 .with_executor(executor)
                 .with_root_path(&root)
@@ -107,6 +115,28 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             Ok(None)
         }
     }
+}
+
+/// Loads a Wasm payload's compiled code (compiling it into the node's cache first, in a
+/// child process, when needed) and links it, before the container process is cloned from
+/// this one: the container maps the cached code instead of compiling it.
+fn prepare(wasm: Option<&WasmSource>, payload: Payload) -> Result<Option<Prepared>, String> {
+    let (Payload::Wasm(kind), Some(source)) = (payload, wasm) else {
+        return Ok(None);
+    };
+    let shown = source.host_path.display().to_string();
+    let bytes = std::fs::read(&source.host_path).map_err(|e| format!("read {shown}: {e}"))?;
+    let cache =
+        CompileCache::open(&source.cache_dir, source.cache_max_bytes).map_err(|e| e.to_string())?;
+    let request = CompileRequest {
+        cache_dir: source.cache_dir.clone(),
+        cache_max_bytes: source.cache_max_bytes,
+        wasm: source.host_path.clone(),
+        kind,
+    };
+    Prepared::from_cache(&cache, &bytes, kind, || compile_in_child(&request))
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Wires the process's stdio: containerd's FIFOs, or a terminal sent to the console socket.

@@ -29,16 +29,24 @@ struct Compiled {
 pub struct WasmpodExecutor {
     entrypoint: PathBuf,
     payload: Payload,
+    /// Compiled and linked by the helper before the container process was cloned from it.
+    prepared: Arc<Mutex<Option<Prepared>>>,
     /// Filled by `validate`, taken by `exec`; both run in the init process, one after the other.
     compiled: Arc<Mutex<Option<Compiled>>>,
 }
 
 impl WasmpodExecutor {
-    /// An executor for `entrypoint` (a path inside the container).
-    pub fn new(entrypoint: PathBuf, payload: Payload) -> WasmpodExecutor {
+    /// An executor for `entrypoint` (a path inside the container), with the Wasm payload
+    /// already prepared (`None`: compile it from `entrypoint` in the container).
+    pub fn new(
+        entrypoint: PathBuf,
+        payload: Payload,
+        prepared: Option<Prepared>,
+    ) -> WasmpodExecutor {
         WasmpodExecutor {
             entrypoint,
             payload,
+            prepared: Arc::new(Mutex::new(prepared)),
             compiled: Arc::new(Mutex::new(None)),
         }
     }
@@ -93,12 +101,16 @@ impl Executor for WasmpodExecutor {
                 "cannot watch for stop signals: {e}"
             ))
         })?;
-        let prepared = Prepared::from_file(&self.entrypoint, kind).map_err(|e| {
-            ExecutorValidationError::ArgValidationError(format!(
-                "{}: {e}",
-                self.entrypoint.display()
-            ))
-        })?;
+        let ready = self.prepared.lock().ok().and_then(|mut p| p.take());
+        let prepared = match ready {
+            Some(p) => p,
+            None => Prepared::from_file(&self.entrypoint, kind).map_err(|e| {
+                ExecutorValidationError::ArgValidationError(format!(
+                    "{}: {e}",
+                    self.entrypoint.display()
+                ))
+            })?,
+        };
         if let Ok(mut slot) = self.compiled.lock() {
             *slot = Some(Compiled { prepared, watch });
         }
@@ -152,7 +164,8 @@ impl Executor for WasmpodExecutor {
     }
 }
 
-/// Closes every descriptor above stderr that has `FD_CLOEXEC` set.
+/// Closes every pipe and socket above stderr that has `FD_CLOEXEC` set: libcontainer's
+/// channels. Regular files stay open: the compiled code mapped from the cache holds one.
 fn close_cloexec_fds() {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return;
@@ -166,7 +179,12 @@ fn close_cloexec_fds() {
         // SAFETY: fcntl/close on descriptors of this process; the read_dir handle is closed.
         unsafe {
             let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
+            let mut st: libc::stat = std::mem::zeroed();
+            if flags < 0 || flags & libc::FD_CLOEXEC == 0 || libc::fstat(fd, &mut st) != 0 {
+                continue;
+            }
+            let kind = st.st_mode & libc::S_IFMT;
+            if kind == libc::S_IFIFO || kind == libc::S_IFSOCK {
                 libc::close(fd);
             }
         }

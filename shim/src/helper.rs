@@ -15,6 +15,8 @@ use crate::reaper::Reaper;
 
 /// The first argument that puts the binary in helper mode.
 pub const HELPER_ARG: &str = "__wasmpod-container";
+/// The first argument that puts the binary in compile mode (see `compile_cmd`).
+pub const COMPILE_ARG: &str = "__wasmpod-compile";
 
 /// What the workload is, as decided by the shim before the container is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +25,17 @@ pub enum Payload {
     Wasm(wasmpod_oci::WasmKind),
     /// A native program, executed as any container's would be.
     Native,
+}
+
+/// Where the helper gets a Wasm payload's compiled code from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WasmSource {
+    /// The Wasm file, as the host sees it (in the mounted rootfs).
+    pub host_path: PathBuf,
+    /// The compile cache's directory.
+    pub cache_dir: PathBuf,
+    /// The compile cache's size bound.
+    pub cache_max_bytes: u64,
 }
 
 /// One libcontainer operation.
@@ -49,6 +62,8 @@ pub enum HelperRequest {
         stderr: String,
         /// The shim's console socket, when the process has a terminal.
         console_socket: Option<PathBuf>,
+        /// For a Wasm payload: its file and the compile cache.
+        wasm: Option<WasmSource>,
         /// Use the systemd cgroup driver.
         #[serde(default)]
         systemd_cgroup: bool,
@@ -73,6 +88,8 @@ pub enum HelperRequest {
         stderr: String,
         /// The shim's console socket, when the process has a terminal.
         console_socket: Option<PathBuf>,
+        /// For a Wasm payload: its file and the compile cache.
+        wasm: Option<WasmSource>,
     },
     /// Let a created container's init run its payload.
     Start {
@@ -236,6 +253,7 @@ mod tests {
             stdout: "/o".into(),
             stderr: "/e".into(),
             console_socket: None,
+            wasm: None,
             systemd_cgroup: false,
         };
         let s = serde_json::to_string(&req).unwrap();

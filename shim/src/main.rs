@@ -8,6 +8,7 @@
 //!   ([`executor`]).
 
 mod cgroup;
+mod compile_cmd;
 mod container_setup;
 mod error;
 mod events;
@@ -32,6 +33,13 @@ fn main() {
         .unwrap_or(false)
     {
         container_setup::main();
+    }
+    if args
+        .get(1)
+        .map(|a| a == helper::COMPILE_ARG)
+        .unwrap_or(false)
+    {
+        compile_cmd::main();
     }
     std::process::exit(shim_cmd::main(&args));
 }

@@ -14,6 +14,10 @@ use containerd_shim::protos::shim::oci::Options as RuncOptions;
 pub struct RuntimeOptions {
     /// Use the systemd cgroup driver (`linux.cgroupsPath` is `slice:prefix:name`).
     pub systemd_cgroup: bool,
+    /// `CacheDir`: where compiled Wasm is kept (else `$WASMPOD_CACHE_DIR`, else the default).
+    pub cache_dir: Option<String>,
+    /// `CacheMaxBytes`: the compile cache's size bound.
+    pub cache_max_bytes: Option<u64>,
 }
 
 impl RuntimeOptions {
@@ -41,6 +45,7 @@ impl RuntimeOptions {
                     .map_err(|e| format!("runc options: {e}"))?;
                 Ok(RuntimeOptions {
                     systemd_cgroup: runc.systemd_cgroup,
+                    ..Default::default()
                 })
             }
             other => Err(format!("unsupported runtime options type {other:?}")),
@@ -57,7 +62,43 @@ impl RuntimeOptions {
             Some(toml::Value::Boolean(b)) => *b,
             Some(other) => return Err(format!("SystemdCgroup must be true or false, not {other}")),
         };
-        Ok(RuntimeOptions { systemd_cgroup })
+        let cache_dir = match table.get("CacheDir") {
+            None => None,
+            Some(toml::Value::String(s)) if s.starts_with('/') => Some(s.clone()),
+            Some(other) => return Err(format!("CacheDir must be an absolute path, not {other}")),
+        };
+        let cache_max_bytes = match table.get("CacheMaxBytes") {
+            None => None,
+            Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as u64),
+            Some(other) => {
+                return Err(format!(
+                    "CacheMaxBytes must be a positive number, not {other}"
+                ))
+            }
+        };
+        Ok(RuntimeOptions {
+            systemd_cgroup,
+            cache_dir,
+            cache_max_bytes,
+        })
+    }
+
+    /// The compile cache's directory and bound, after options, environment and defaults.
+    pub fn cache(&self) -> (String, u64) {
+        let dir = self
+            .cache_dir
+            .clone()
+            .or_else(|| {
+                std::env::var("WASMPOD_CACHE_DIR")
+                    .ok()
+                    .filter(|d| d.starts_with('/'))
+            })
+            .unwrap_or_else(|| wasmpod_runtime::cache::DEFAULT_DIR.to_string());
+        (
+            dir,
+            self.cache_max_bytes
+                .unwrap_or(wasmpod_runtime::cache::DEFAULT_MAX_BYTES),
+        )
     }
 }
 

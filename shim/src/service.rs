@@ -36,7 +36,7 @@ use wasmpod_oci::{EntrypointKind, WorkloadSpec};
 use crate::cgroup::{self, CgroupDriver, ContainerCgroup};
 use crate::error::{ShimError, ShimResult};
 use crate::events::EventSink;
-use crate::helper::{HelperRequest, HelperRunner, Payload};
+use crate::helper::{HelperRequest, HelperRunner, Payload, WasmSource};
 use crate::lifecycle::Lifecycle;
 use crate::oom;
 use crate::options::RuntimeOptions;
@@ -132,6 +132,8 @@ impl TaskService {
         let spec = WorkloadSpec::from_bundle(bundle)?;
         let options =
             RuntimeOptions::from_any(req.options.as_ref()).map_err(ShimError::InvalidArgument)?;
+        let (cache_dir, cache_max) = options.cache();
+        let cache = (PathBuf::from(cache_dir), cache_max);
         let driver = if options.systemd_cgroup {
             CgroupDriver::Systemd
         } else {
@@ -171,6 +173,7 @@ impl TaskService {
             stdout: stdio.stdout.clone(),
             stderr: stdio.stderr.clone(),
             console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+            wasm: wasm_source(payload, &entry.on_host, &cache),
             systemd_cgroup: driver == CgroupDriver::Systemd,
         };
         let (pid, console) = self.run_with_console(&request, console, &stdio).await?;
@@ -182,6 +185,7 @@ impl TaskService {
                 rootfs: spec.rootfs.clone(),
                 cgroup: cgroup.clone(),
                 start_with_hooks: spec.has_poststart_hooks,
+                cache: cache.clone(),
             },
             stdio.clone(),
             pid,
@@ -416,6 +420,7 @@ impl TaskService {
             stdout: process.stdio.stdout.clone(),
             stderr: process.stdio.stderr.clone(),
             console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+            wasm: wasm_source(payload, &entry.on_host, &task.cache),
         };
         let result = self
             .run_with_console(&request, console, &process.stdio)
@@ -727,6 +732,18 @@ impl TaskService {
     }
 }
 
+/// Where the helper finds a Wasm payload and its compiled code.
+fn wasm_source(payload: Payload, on_host: &Path, cache: &(PathBuf, u64)) -> Option<WasmSource> {
+    match payload {
+        Payload::Wasm(_) => Some(WasmSource {
+            host_path: on_host.to_path_buf(),
+            cache_dir: cache.0.clone(),
+            cache_max_bytes: cache.1,
+        }),
+        Payload::Native => None,
+    }
+}
+
 /// The task's cgroup, or an error for a container without one.
 fn task_cgroup(task: &Task) -> ShimResult<&ContainerCgroup> {
     task.cgroup
@@ -747,6 +764,13 @@ fn check_terminal(terminal: bool, payload: Payload) -> ShimResult<()> {
 /// What `on_host` is, as a payload; an error naming `in_container` when it cannot run.
 fn payload_of(on_host: &Path, in_container: &Path) -> ShimResult<Payload> {
     let kind = EntrypointKind::of_file(on_host)?;
+    if matches!(kind, EntrypointKind::Native(_)) && wasmpod_runtime::cache::is_precompiled(on_host)
+    {
+        return Err(ShimError::FailedPrecondition(format!(
+            "entrypoint {} is precompiled Wasm (.cwasm): wasmpod only runs code it compiled itself; ship the .wasm",
+            in_container.display()
+        )));
+    }
     match kind {
         EntrypointKind::Wasm(kind) => Ok(Payload::Wasm(kind)),
         EntrypointKind::Native(_) => Ok(Payload::Native),

@@ -242,6 +242,8 @@ pub struct TaskConfig {
     pub cgroup: Option<ContainerCgroup>,
     /// Whether Start must go through libcontainer.
     pub start_with_hooks: bool,
+    /// The compile cache (directory, size bound) the task's Wasm uses.
+    pub cache: (PathBuf, u64),
 }
 
 /// A task (a container) and what it owns on the node.
@@ -258,6 +260,8 @@ pub struct Task {
     pub cgroup: Option<ContainerCgroup>,
     /// Whether Start must go through libcontainer (to run `poststart` hooks).
     pub start_with_hooks: bool,
+    /// The compile cache (directory, size bound) the task's Wasm uses.
+    pub cache: (PathBuf, u64),
     /// The init process.
     pub init: Arc<Process>,
     /// Guards the exec'd processes (exec id -> process).
@@ -275,6 +279,7 @@ impl Task {
             rootfs: config.rootfs,
             cgroup: config.cgroup,
             start_with_hooks: config.start_with_hooks,
+            cache: config.cache,
             execs: Mutex::new(HashMap::new()),
         }
     }

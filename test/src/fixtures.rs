@@ -111,3 +111,39 @@ pub fn c_module(name: &str) -> PathBuf {
 pub fn probe() -> Vec<u8> {
     std::fs::read(c_module("probe")).expect("read probe.wasm")
 }
+
+/// A module with `functions` functions (megabytes of code for a few thousand), unique to
+/// `seed`: for exercising the compile cache with compiles that take a while.
+pub fn big_module(functions: usize, seed: u64) -> Vec<u8> {
+    let mut text = String::from("(module (memory (export \"memory\") 1)\n");
+    for i in 0..functions {
+        text.push_str(&format!(
+            "(func $f{i} (param i64) (result i64) (i64.add (i64.mul (local.get 0) (i64.const {})) (i64.const {i})))\n",
+            seed.wrapping_add(i as u64) | 1
+        ));
+    }
+    text.push_str("(func (export \"_start\") (drop (call $f0 (i64.const 1)))))");
+    wat(&text)
+}
+
+/// The compile cache's key prefix for `wasm` (its SHA-256, as the cache names entries).
+pub fn cache_key_prefix(wasm: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(wasm))[..40].to_string()
+}
+
+/// The compile cache the shim under test uses.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("WASMPOD_CACHE_DIR").expect("WASMPOD_CACHE_DIR (set by test/e2e.sh)"),
+    )
+}
+
+/// How many times the cache compiled entries whose key starts with `prefix`.
+pub fn compiles_of(prefix: &str) -> usize {
+    std::fs::read_to_string(cache_dir().join("compiles.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+}

@@ -830,3 +830,73 @@ fn an_oom_kill_is_reported() {
         "{text}"
     );
 }
+
+/// Four containers start the same new module at once: one compile, four runs; the next
+/// start maps the cached code.
+#[test]
+fn the_compile_cache_compiles_once_under_concurrent_starts() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let wasm = fixtures::big_module(4000, seed);
+    let key = fixtures::cache_key_prefix(&wasm);
+    let image = image_of("docker.io/wasmpod/big:e2e", &wasm);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let image = image.clone();
+            std::thread::spawn(move || run_image(WASMPOD, &image, &[]))
+        })
+        .collect();
+    for r in runs {
+        let ran = r.join().unwrap();
+        assert_ok(&ran);
+    }
+    assert_eq!(
+        fixtures::compiles_of(&key),
+        1,
+        "one compile for four concurrent starts"
+    );
+    assert_ok(&run_image(WASMPOD, &image, &[]));
+    assert_eq!(fixtures::compiles_of(&key), 1, "later starts use the cache");
+}
+
+/// A corrupted cache entry is noticed and compiled again; a precompiled `.cwasm` shipped as
+/// an entrypoint is refused.
+#[test]
+fn a_corrupt_cache_entry_is_rebuilt_and_cwasm_is_refused() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let wasm = fixtures::big_module(50, seed);
+    let key = fixtures::cache_key_prefix(&wasm);
+    let image = image_of("docker.io/wasmpod/corrupt:e2e", &wasm);
+    assert_ok(&run_image(WASMPOD, &image, &[]));
+    let entry = std::fs::read_dir(fixtures::cache_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with(&key) && name.ends_with(".cwasm")
+        })
+        .expect("the cache entry");
+    let cwasm = std::fs::read(&entry).unwrap();
+    let mut bytes = cwasm.clone();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&entry, &bytes).unwrap();
+    assert_ok(&run_image(WASMPOD, &image, &[]));
+    assert_eq!(
+        fixtures::compiles_of(&key),
+        2,
+        "the corrupt entry was compiled again"
+    );
+    assert_ne!(std::fs::read(&entry).unwrap(), bytes);
+
+    let precompiled = image_of("docker.io/wasmpod/cwasm:e2e", &cwasm);
+    let ran = run_image(WASMPOD, &precompiled, &[]);
+    assert_ne!(ran.code, 0);
+    assert!(ran.stderr.contains("precompiled Wasm (.cwasm)"), "{ran:?}");
+}

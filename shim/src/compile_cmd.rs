@@ -1,0 +1,90 @@
+//! Compile mode (`<exe> __wasmpod-compile`): compiles one Wasm file into the node's compile
+//! cache and exits. The container helper runs it when the cache has no entry, so that the
+//! helper itself stays single-threaded (Cranelift compiles on many threads) until it has
+//! created the container, and the container process then maps the cached code.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use wasmpod_oci::WasmKind;
+use wasmpod_runtime::cache::CompileCache;
+use wasmpod_runtime::{engine, RuntimeError};
+
+use crate::helper::{HelperResponse, COMPILE_ARG};
+
+/// What to compile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompileRequest {
+    /// The cache directory.
+    pub cache_dir: PathBuf,
+    /// The cache's size bound.
+    pub cache_max_bytes: u64,
+    /// The Wasm file.
+    pub wasm: PathBuf,
+    /// Module or component.
+    pub kind: WasmKind,
+}
+
+/// Entry point of compile mode; never returns.
+pub fn main() -> ! {
+    let mut input = String::new();
+    let result = std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| format!("read request: {e}"))
+        .and_then(|_| {
+            serde_json::from_str::<CompileRequest>(&input).map_err(|e| format!("bad request: {e}"))
+        })
+        .and_then(|req| compile(&req).map_err(|e| e.to_string()));
+    let response = match result {
+        Ok(()) => HelperResponse::Ok { pid: None },
+        Err(message) => HelperResponse::Error { message },
+    };
+    let out = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    std::process::exit(0)
+}
+
+fn compile(req: &CompileRequest) -> Result<(), RuntimeError> {
+    let bytes = std::fs::read(&req.wasm).map_err(|source| RuntimeError::Read {
+        path: req.wasm.display().to_string(),
+        source,
+    })?;
+    let cache = CompileCache::open(&req.cache_dir, req.cache_max_bytes)?;
+    let engine = engine::new_engine()?;
+    let key = CompileCache::key(&engine, &bytes, req.kind);
+    cache.compile(&engine, &bytes, req.kind, &key)
+}
+
+/// Runs compile mode as a child process and waits for it (for the helper, which has no
+/// other children running and may wait directly).
+pub fn compile_in_child(req: &CompileRequest) -> Result<(), RuntimeError> {
+    let input = serde_json::to_vec(req).map_err(|e| RuntimeError::Cache(e.to_string()))?;
+    let mut command = Command::new("/proc/self/exe");
+    std::os::unix::process::CommandExt::arg0(&mut command, "wasmpod-compile");
+    let mut child = command
+        .arg(COMPILE_ARG)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| RuntimeError::Cache(format!("start the compiler: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&input);
+    }
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_end(&mut out);
+    }
+    let status = child
+        .wait()
+        .map_err(|e| RuntimeError::Cache(format!("wait for the compiler: {e}")))?;
+    match serde_json::from_slice::<HelperResponse>(&out) {
+        Ok(HelperResponse::Ok { .. }) => Ok(()),
+        Ok(HelperResponse::Error { message }) => Err(RuntimeError::Cache(message)),
+        Err(_) => Err(RuntimeError::Cache(format!(
+            "the compiler failed ({status})"
+        ))),
+    }
+}
