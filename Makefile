@@ -31,9 +31,11 @@ setup:
 build:
 	$(CARGO) build --workspace --all-targets $(CARGO_PROFILE_FLAG)
 
-# Installs the shim and its two compatibility names (links to the same file).
+# Installs the shim, its two compatibility names (links to the same file), and the
+# `wasmpod` tool (image build).
 install:
 	install -D -m 0755 $(TARGET)/$(SHIM) $(DESTDIR)$(PREFIX)/bin/$(SHIM)
+	install -D -m 0755 $(TARGET)/wasmpod $(DESTDIR)$(PREFIX)/bin/wasmpod
 	for a in $(ALIASES); do ln -sf $(SHIM) $(DESTDIR)$(PREFIX)/bin/$$a; done
 
 # The install the tests, demo and benchmark use: under .work, never system-wide.

@@ -900,3 +900,60 @@ fn a_corrupt_cache_entry_is_rebuilt_and_cwasm_is_refused() {
     assert_ne!(ran.code, 0);
     assert!(ran.stderr.contains("precompiled Wasm (.cwasm)"), "{ran:?}");
 }
+
+/// `wasmpod image build` writes an image that containerd imports and wasmpod runs.
+#[test]
+fn wasmpod_image_build_output_runs() {
+    let exe = std::env::current_exe().unwrap();
+    let tool = exe.parent().unwrap().parent().unwrap().join("wasmpod");
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("probe.wasm");
+    std::fs::write(&wasm, fixtures::probe()).unwrap();
+    let data = dir.path().join("greeting.txt");
+    std::fs::write(&data, "built by wasmpod\n").unwrap();
+    let tar = dir.path().join("image.tar");
+    let name = "docker.io/wasmpod/built:e2e";
+    let out = Command::new(&tool)
+        .args([
+            "image",
+            "build",
+            "-o",
+            tar.to_str().unwrap(),
+            "-t",
+            name,
+            "--path",
+            "/bin/probe.wasm",
+        ])
+        .args([
+            "--file",
+            &format!("{}:/etc/greeting.txt", data.display()),
+            "--env",
+            "FROM_BUILD=1",
+        ])
+        .arg(&wasm)
+        .output()
+        .expect("run wasmpod image build");
+    assert!(out.status.success(), "{out:?}");
+    assert_ok(&run_ctr(&[
+        "images",
+        "import",
+        "--all-platforms",
+        tar.to_str().unwrap(),
+    ]));
+    let ran = run_image(
+        WASMPOD,
+        name,
+        &["/bin/probe.wasm", "cat", "/etc/greeting.txt"],
+    );
+    assert_ok(&ran);
+    assert_eq!(ran.stdout, "built by wasmpod\n");
+    let ran = run_image(WASMPOD, name, &["/bin/probe.wasm", "env", "FROM_BUILD"]);
+    assert_eq!(ran.stdout, "FROM_BUILD=1\n");
+    let bad = Command::new(&tool)
+        .args(["image", "build", "-o", "x.tar", "-t", "n:1"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not Wasm"));
+}

@@ -1,0 +1,220 @@
+//! `wasmpod`: the user-facing tool. For now one command:
+//!
+//! ```text
+//! wasmpod image build [options] APP.wasm
+//!   -o, --output FILE        the OCI image tarball to write (required)
+//!   -t, --tag NAME           the image name, e.g. docker.io/me/app:1.0 (required)
+//!       --path PATH          where the .wasm goes in the image (default /app.wasm)
+//!       --file SRC:DST       add a file (repeatable)
+//!       --env KEY=VALUE      set an environment variable (repeatable)
+//!       --workdir DIR        set the working directory
+//!       --platform OS/ARCH   the image platform (default wasi/wasm)
+//! ```
+//!
+//! The image is a single-manifest OCI image (`FROM scratch` plus the `.wasm`, whose path is
+//! the entrypoint), deterministic for the same inputs, loadable with
+//! `ctr images import --all-platforms`, `docker load` and `skopeo copy oci-archive:`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wasmpod_oci::image::ImageBuilder;
+use wasmpod_oci::{EntrypointKind, WasmKind};
+
+const USAGE: &str = "usage: wasmpod image build -o OUT.tar -t NAME [--path /app.wasm] \
+[--file SRC:DST]... [--env K=V]... [--workdir DIR] [--platform wasi/wasm] APP.wasm";
+
+#[derive(Debug, Default)]
+struct BuildArgs {
+    output: Option<PathBuf>,
+    tag: Option<String>,
+    path: Option<String>,
+    files: Vec<(PathBuf, String)>,
+    env: Vec<String>,
+    workdir: Option<String>,
+    platform: Option<(String, String)>,
+    wasm: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<BuildArgs, String> {
+    let mut out = BuildArgs::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "-o" | "--output" => out.output = Some(value(arg)?.into()),
+            "-t" | "--tag" => out.tag = Some(value(arg)?),
+            "--path" => {
+                let p = value(arg)?;
+                if !p.starts_with('/') {
+                    return Err(format!("--path must be absolute: {p}"));
+                }
+                out.path = Some(p);
+            }
+            "--file" => {
+                let spec = value(arg)?;
+                let (src, dst) = spec
+                    .split_once(':')
+                    .filter(|(_, d)| d.starts_with('/'))
+                    .ok_or_else(|| format!("--file takes SRC:/DST, not {spec}"))?;
+                out.files.push((src.into(), dst.to_string()));
+            }
+            "--env" => {
+                let kv = value(arg)?;
+                if !kv.contains('=') {
+                    return Err(format!("--env takes KEY=VALUE, not {kv}"));
+                }
+                out.env.push(kv);
+            }
+            "--workdir" => out.workdir = Some(value(arg)?),
+            "--platform" => {
+                let p = value(arg)?;
+                let (os, arch) = p
+                    .split_once('/')
+                    .ok_or_else(|| format!("--platform takes OS/ARCH, not {p}"))?;
+                out.platform = Some((os.into(), arch.into()));
+            }
+            other if other.starts_with('-') => return Err(format!("unknown option {other}")),
+            other => {
+                if out.wasm.replace(other.into()).is_some() {
+                    return Err("give one .wasm file".into());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn build(args: BuildArgs) -> Result<(), String> {
+    let output = args.output.ok_or("--output is required")?;
+    let tag = args.tag.ok_or("--tag is required")?;
+    let wasm_path = args.wasm.ok_or("the .wasm file is required")?;
+    let wasm =
+        std::fs::read(&wasm_path).map_err(|e| format!("read {}: {e}", wasm_path.display()))?;
+    match EntrypointKind::of_bytes(&wasm) {
+        EntrypointKind::Wasm(WasmKind::CoreModule | WasmKind::Component) => {}
+        other => {
+            return Err(format!(
+                "{} is not Wasm: it is {}",
+                wasm_path.display(),
+                other.describe()
+            ))
+        }
+    }
+    let path = args.path.unwrap_or_else(|| "/app.wasm".into());
+    let mut image = ImageBuilder::new(tag.as_str())
+        .entrypoint([path.clone()])
+        .file(&path, wasm, 0o755);
+    if let Some((os, arch)) = &args.platform {
+        image = image.platform(os, arch);
+    }
+    for kv in args.env {
+        image = image.env(kv);
+    }
+    if let Some(dir) = args.workdir {
+        image = image.working_dir(dir);
+    }
+    for (src, dst) in args.files {
+        let bytes = std::fs::read(&src).map_err(|e| format!("read {}: {e}", src.display()))?;
+        image = image.file(&dst, bytes, 0o644);
+    }
+    image.write_tar(&output).map_err(|e| e.to_string())?;
+    println!("wrote {} ({tag})", output.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("image") if args.get(1).map(String::as_str) == Some("build") => {
+            parse(&args[2..]).and_then(build)
+        }
+        Some("--version") | Some("-V") => {
+            println!("wasmpod {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wasmpod: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_options() {
+        let a = parse(&args(&[
+            "-o",
+            "x.tar",
+            "-t",
+            "n:1",
+            "--path",
+            "/bin/a.wasm",
+            "--file",
+            "s.txt:/s.txt",
+            "--env",
+            "A=1",
+            "--platform",
+            "wasi/wasm",
+            "app.wasm",
+        ]))
+        .unwrap();
+        assert_eq!(a.output, Some("x.tar".into()));
+        assert_eq!(a.path.as_deref(), Some("/bin/a.wasm"));
+        assert_eq!(
+            a.files,
+            vec![(PathBuf::from("s.txt"), "/s.txt".to_string())]
+        );
+        assert_eq!(a.platform, Some(("wasi".into(), "wasm".into())));
+        assert_eq!(a.wasm, Some("app.wasm".into()));
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        assert!(parse(&args(&["--path", "rel.wasm"])).is_err());
+        assert!(parse(&args(&["--file", "nodst"])).is_err());
+        assert!(parse(&args(&["--env", "NOEQ"])).is_err());
+        assert!(parse(&args(&["--bogus"])).is_err());
+        assert!(parse(&args(&["a.wasm", "b.wasm"])).is_err());
+        assert!(parse(&args(&["-o"])).is_err());
+    }
+
+    #[test]
+    fn builds_only_wasm() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_wasm = dir.path().join("x.wasm");
+        std::fs::write(&not_wasm, b"text").unwrap();
+        let a = BuildArgs {
+            output: Some(dir.path().join("o.tar")),
+            tag: Some("n:1".into()),
+            wasm: Some(not_wasm),
+            ..Default::default()
+        };
+        assert!(build(a).unwrap_err().contains("not Wasm"));
+        let wasm = dir.path().join("ok.wasm");
+        std::fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
+        let a = BuildArgs {
+            output: Some(dir.path().join("o.tar")),
+            tag: Some("n:1".into()),
+            wasm: Some(wasm),
+            ..Default::default()
+        };
+        build(a).unwrap();
+        assert!(dir.path().join("o.tar").exists());
+    }
+}
