@@ -17,7 +17,7 @@ use wasmpod_runtime::Prepared;
 
 use crate::compile_cmd::{compile_in_child, CompileRequest};
 use crate::executor::WasmpodExecutor;
-use crate::helper::{HelperRequest, HelperResponse, Payload, WasmSource};
+use crate::helper::{HelperRequest, HelperResponse, Payload, Program, WasmSource};
 
 /// Entry point of helper mode; never returns.
 pub fn main() -> ! {
@@ -49,23 +49,10 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             root,
             id,
             bundle,
-            entrypoint,
-            payload,
-            stdin,
-            stdout,
-            stderr,
-            console_socket,
-            wasm,
+            program,
             systemd_cgroup,
         } => {
-            let executor =
-                WasmpodExecutor::new(entrypoint, payload, prepare(wasm.as_ref(), payload)?);
-            let builder = ContainerBuilder::new(id, SyscallType::default())
-                .with_executor(executor)
-                .with_root_path(&root)
-                .map_err(|e| chain(&e))?;
-            let builder = with_stdio(builder, &stdin, &stdout, &stderr, console_socket)?;
-            let container = builder
+            let container = builder(id, &root, program)?
                 .as_init(&bundle)
                 .with_systemd(systemd_cgroup)
                 .with_detach(true)
@@ -77,22 +64,10 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             root,
             id,
             process,
-            entrypoint,
-            payload,
-            stdin,
-            stdout,
-            stderr,
-            console_socket,
-            wasm,
+            program,
         } => {
             mark_running(&root.join(&id))?;
-            let executor =
-                WasmpodExecutor::new(entrypoint, payload, prepare(wasm.as_ref(), payload)?);
-            let builder = ContainerBuilder::new(id, SyscallType::default())
-                .with_executor(executor)
-                .with_root_path(&root)
-                .map_err(|e| chain(&e))?;
-            let pid = with_stdio(builder, &stdin, &stdout, &stderr, console_socket)?
+            let pid = builder(id, &root, program)?
                 .as_tenant()
                 .with_process(Some(&process))
                 .with_detach(true)
@@ -139,21 +114,22 @@ fn prepare(wasm: Option<&WasmSource>, payload: Payload) -> Result<Option<Prepare
         .map_err(|e| e.to_string())
 }
 
-/// Wires the process's stdio: containerd's FIFOs, or a terminal sent to the console socket.
-fn with_stdio(
-    builder: ContainerBuilder,
-    stdin: &str,
-    stdout: &str,
-    stderr: &str,
-    console_socket: Option<std::path::PathBuf>,
-) -> Result<ContainerBuilder, String> {
-    if let Some(socket) = console_socket {
+/// A builder for a process running `program`: its executor (with the Wasm prepared) and its
+/// stdio (containerd's FIFOs, or a terminal sent to the console socket).
+fn builder(id: String, root: &Path, program: Program) -> Result<ContainerBuilder, String> {
+    let prepared = prepare(program.wasm.as_ref(), program.payload)?;
+    let executor = WasmpodExecutor::new(program.entrypoint, program.payload, prepared);
+    let builder = ContainerBuilder::new(id, SyscallType::default())
+        .with_executor(executor)
+        .with_root_path(root)
+        .map_err(|e| chain(&e))?;
+    if let Some(socket) = program.console_socket {
         return Ok(builder.with_console_socket(Some(socket)));
     }
     Ok(builder
-        .with_stdin(open_stdin(stdin)?)
-        .with_stdout(open_output(stdout)?)
-        .with_stderr(open_output(stderr)?))
+        .with_stdin(open_stdin(&program.stdin)?)
+        .with_stdout(open_output(&program.stdout)?)
+        .with_stderr(open_output(&program.stderr)?))
 }
 
 /// The shim starts containers through the notify socket, so libcontainer's record may still

@@ -38,6 +38,25 @@ pub struct WasmSource {
     pub cache_max_bytes: u64,
 }
 
+/// The program a new container process runs, and its stdio.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Program {
+    /// The program as the container sees it.
+    pub entrypoint: PathBuf,
+    /// What the program is.
+    pub payload: Payload,
+    /// For a Wasm payload: its file and the compile cache.
+    pub wasm: Option<WasmSource>,
+    /// containerd's stdin FIFO (empty: none).
+    pub stdin: String,
+    /// containerd's stdout FIFO or file.
+    pub stdout: String,
+    /// containerd's stderr FIFO or file.
+    pub stderr: String,
+    /// The shim's console socket, when the process has a terminal.
+    pub console_socket: Option<PathBuf>,
+}
+
 /// One libcontainer operation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -50,20 +69,8 @@ pub enum HelperRequest {
         id: String,
         /// The bundle (with `config.json`; the rootfs already mounted).
         bundle: PathBuf,
-        /// The entrypoint as the container sees it.
-        entrypoint: PathBuf,
-        /// What the entrypoint is.
-        payload: Payload,
-        /// containerd's stdio FIFOs (empty: none).
-        stdin: String,
-        /// containerd's stdout FIFO or file.
-        stdout: String,
-        /// containerd's stderr FIFO or file.
-        stderr: String,
-        /// The shim's console socket, when the process has a terminal.
-        console_socket: Option<PathBuf>,
-        /// For a Wasm payload: its file and the compile cache.
-        wasm: Option<WasmSource>,
+        /// The init's program.
+        program: Program,
         /// Use the systemd cgroup driver.
         #[serde(default)]
         systemd_cgroup: bool,
@@ -76,20 +83,8 @@ pub enum HelperRequest {
         id: String,
         /// A file holding the OCI `Process` to run.
         process: PathBuf,
-        /// The program as the container sees it.
-        entrypoint: PathBuf,
-        /// What the program is.
-        payload: Payload,
-        /// containerd's stdin FIFO (empty: none).
-        stdin: String,
-        /// containerd's stdout FIFO or file.
-        stdout: String,
-        /// containerd's stderr FIFO or file.
-        stderr: String,
-        /// The shim's console socket, when the process has a terminal.
-        console_socket: Option<PathBuf>,
-        /// For a Wasm payload: its file and the compile cache.
-        wasm: Option<WasmSource>,
+        /// The process's program.
+        program: Program,
     },
     /// Let a created container's init run its payload.
     Start {
@@ -247,13 +242,15 @@ mod tests {
             root: "/run/x".into(),
             id: "c".into(),
             bundle: "/b".into(),
-            entrypoint: "/hello.wasm".into(),
-            payload: Payload::Wasm(wasmpod_oci::WasmKind::CoreModule),
-            stdin: String::new(),
-            stdout: "/o".into(),
-            stderr: "/e".into(),
-            console_socket: None,
-            wasm: None,
+            program: Program {
+                entrypoint: "/hello.wasm".into(),
+                payload: Payload::Wasm(wasmpod_oci::WasmKind::CoreModule),
+                wasm: None,
+                stdin: String::new(),
+                stdout: "/o".into(),
+                stderr: "/e".into(),
+                console_socket: None,
+            },
             systemd_cgroup: false,
         };
         let s = serde_json::to_string(&req).unwrap();

@@ -30,13 +30,13 @@ use containerd_shim::ExitSignal;
 use libcontainer::oci_spec;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use wasmpod_oci::resolve::resolve_entrypoint;
+use wasmpod_oci::resolve::{resolve_entrypoint, ResolvedEntrypoint};
 use wasmpod_oci::{EntrypointKind, WorkloadSpec};
 
 use crate::cgroup::{self, CgroupDriver, ContainerCgroup};
 use crate::error::{ShimError, ShimResult};
 use crate::events::EventSink;
-use crate::helper::{HelperRequest, HelperRunner, Payload, WasmSource};
+use crate::helper::{HelperRequest, HelperRunner, Payload, Program, WasmSource};
 use crate::lifecycle::Lifecycle;
 use crate::oom;
 use crate::options::RuntimeOptions;
@@ -167,13 +167,7 @@ impl TaskService {
             root: self.state_root.clone(),
             id: req.id.clone(),
             bundle: bundle.to_path_buf(),
-            entrypoint: entry.in_container.clone(),
-            payload,
-            stdin: stdio.stdin.clone(),
-            stdout: stdio.stdout.clone(),
-            stderr: stdio.stderr.clone(),
-            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
-            wasm: wasm_source(payload, &entry.on_host, &cache),
+            program: program(&entry, payload, &stdio, console.as_ref(), &cache),
             systemd_cgroup: driver == CgroupDriver::Systemd,
         };
         let (pid, console) = self.run_with_console(&request, console, &stdio).await?;
@@ -237,7 +231,7 @@ impl TaskService {
     }
 
     fn watch_oom(&self, task: &Task) {
-        let Some(path) = task.cgroup.as_ref().map(|c| c.fs_path()) else {
+        let Some(path) = task.config.cgroup.as_ref().map(|c| c.fs_path()) else {
             return;
         };
         let events = self.events.clone();
@@ -286,7 +280,7 @@ impl TaskService {
             return self.start_exec(&task, &req.exec_id).await;
         }
         let pid = task.init.begin_start()?;
-        let started = if task.start_with_hooks {
+        let started = if task.config.start_with_hooks {
             self.helper
                 .run(&HelperRequest::Start {
                     root: self.state_root.clone(),
@@ -400,7 +394,7 @@ impl TaskService {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str());
         let cwd = spec.cwd().to_string_lossy().into_owned();
-        let entry = resolve_entrypoint(&task.rootfs, arg0, &cwd, path_env)?;
+        let entry = resolve_entrypoint(&task.config.rootfs, arg0, &cwd, path_env)?;
         let payload = payload_of(&entry.on_host, &entry.in_container)?;
         check_terminal(process.stdio.terminal, payload)?;
         let file = self
@@ -414,13 +408,13 @@ impl TaskService {
             root: self.state_root.clone(),
             id: task.id.clone(),
             process: file.clone(),
-            entrypoint: entry.in_container.clone(),
-            payload,
-            stdin: process.stdio.stdin.clone(),
-            stdout: process.stdio.stdout.clone(),
-            stderr: process.stdio.stderr.clone(),
-            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
-            wasm: wasm_source(payload, &entry.on_host, &task.cache),
+            program: program(
+                &entry,
+                payload,
+                &process.stdio,
+                console.as_ref(),
+                &task.config.cache,
+            ),
         };
         let result = self
             .run_with_console(&request, console, &process.stdio)
@@ -554,7 +548,11 @@ impl TaskService {
             )));
         }
         if req.all && req.exec_id.is_empty() {
-            let pids = task.cgroup.as_ref().and_then(|c| cgroup::pids(c).ok());
+            let pids = task
+                .config
+                .cgroup
+                .as_ref()
+                .and_then(|c| cgroup::pids(c).ok());
             for p in pids.unwrap_or_default() {
                 let _ = kill(Pid::from_raw(p), signal);
             }
@@ -602,7 +600,7 @@ impl TaskService {
         if let Err(e) = self.helper.run(&self.delete_request(&req.id)).await {
             log::error!("delete {}: {e}", req.id);
         }
-        if let Some(target) = &task.mounted_rootfs {
+        if let Some(target) = &task.config.mounted_rootfs {
             rootfs::unmount(target);
         }
         self.table().remove(&req.id);
@@ -668,7 +666,7 @@ impl TaskService {
         let mut resp = StateResponse {
             id: process.id().to_string(),
             exec_id: process.exec_id.clone(),
-            bundle: task.bundle.display().to_string(),
+            bundle: task.config.bundle.display().to_string(),
             pid: l.pid() as u32,
             status: status.into(),
             stdin: process.stdio.stdin.clone(),
@@ -732,21 +730,38 @@ impl TaskService {
     }
 }
 
-/// Where the helper finds a Wasm payload and its compiled code.
-fn wasm_source(payload: Payload, on_host: &Path, cache: &(PathBuf, u64)) -> Option<WasmSource> {
-    match payload {
+/// What the helper needs to start `entry`: the program, where a Wasm payload's compiled code
+/// comes from, and the stdio (or console socket).
+fn program(
+    entry: &ResolvedEntrypoint,
+    payload: Payload,
+    stdio: &Stdio,
+    console: Option<&ConsoleSocket>,
+    cache: &(PathBuf, u64),
+) -> Program {
+    let wasm = match payload {
         Payload::Wasm(_) => Some(WasmSource {
-            host_path: on_host.to_path_buf(),
+            host_path: entry.on_host.clone(),
             cache_dir: cache.0.clone(),
             cache_max_bytes: cache.1,
         }),
         Payload::Native => None,
+    };
+    Program {
+        entrypoint: entry.in_container.clone(),
+        payload,
+        wasm,
+        stdin: stdio.stdin.clone(),
+        stdout: stdio.stdout.clone(),
+        stderr: stdio.stderr.clone(),
+        console_socket: console.map(|c| c.path().to_path_buf()),
     }
 }
 
 /// The task's cgroup, or an error for a container without one.
 fn task_cgroup(task: &Task) -> ShimResult<&ContainerCgroup> {
-    task.cgroup
+    task.config
+        .cgroup
         .as_ref()
         .ok_or_else(|| ShimError::FailedPrecondition(format!("task {} has no cgroup", task.id)))
 }

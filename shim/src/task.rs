@@ -250,18 +250,8 @@ pub struct TaskConfig {
 pub struct Task {
     /// The container id.
     pub id: String,
-    /// The bundle directory.
-    pub bundle: PathBuf,
-    /// The rootfs the shim mounted (to unmount on Delete), if it mounted one.
-    pub mounted_rootfs: Option<PathBuf>,
-    /// The rootfs as seen from the host (for finding exec'd programs).
-    pub rootfs: PathBuf,
-    /// The container's cgroup, when the spec names one.
-    pub cgroup: Option<ContainerCgroup>,
-    /// Whether Start must go through libcontainer (to run `poststart` hooks).
-    pub start_with_hooks: bool,
-    /// The compile cache (directory, size bound) the task's Wasm uses.
-    pub cache: (PathBuf, u64),
+    /// What the task was created with.
+    pub config: TaskConfig,
     /// The init process.
     pub init: Arc<Process>,
     /// Guards the exec'd processes (exec id -> process).
@@ -273,13 +263,8 @@ impl Task {
     pub fn new(config: TaskConfig, stdio: Stdio, pid: i32) -> Task {
         Task {
             init: Arc::new(Process::new(config.id.clone(), String::new(), stdio, pid)),
-            id: config.id,
-            bundle: config.bundle,
-            mounted_rootfs: config.mounted_rootfs,
-            rootfs: config.rootfs,
-            cgroup: config.cgroup,
-            start_with_hooks: config.start_with_hooks,
-            cache: config.cache,
+            id: config.id.clone(),
+            config,
             execs: Mutex::new(HashMap::new()),
         }
     }

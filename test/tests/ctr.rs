@@ -36,6 +36,17 @@ fn assert_ok(ran: &Ran) {
     assert_eq!(ran.code, 0, "{ran:?}");
 }
 
+/// `ctr run --rm --runtime wasmpod EXTRA... IMAGE ID ARGS...` to completion.
+fn run_with(extra: &[&str], image: &str, args: &[&str]) -> Ran {
+    let id = unique_id("run");
+    let mut all = vec!["run", "--rm", "--runtime", WASMPOD];
+    all.extend_from_slice(extra);
+    all.push(image);
+    all.push(&id);
+    all.extend_from_slice(args);
+    run_ctr(&all)
+}
+
 /// `ctr run --rm` in the background, so the test can signal the task.
 fn spawn_run(id: &str, extra: &[&str], image: &str, args: &[&str]) -> Child {
     let mut c = ctr::ctr();
@@ -117,37 +128,16 @@ fn args_env_and_cwd_reach_the_guest() {
         "arg[0]=/app.wasm\narg[1]=args\narg[2]=one\narg[3]=two words\n"
     );
 
-    let id = unique_id("env");
-    let ran = run_ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        WASMPOD,
-        "--env",
-        "FROM_CTR=yes",
-        &image,
-        &id,
-        "/app.wasm",
-        "env",
-    ]);
+    let ran = run_with(&["--env", "FROM_CTR=yes"], &image, &["/app.wasm", "env"]);
     assert_ok(&ran);
     assert!(ran.stdout.contains("FROM_CTR=yes\n"), "{ran:?}");
     assert!(ran.stdout.contains("IMAGE_VAR=from-image\n"), "{ran:?}");
 
-    let id = unique_id("cwd");
-    let ran = run_ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        WASMPOD,
-        "--cwd",
-        "/work",
+    let ran = run_with(
+        &["--cwd", "/work"],
         &image,
-        &id,
-        "/app.wasm",
-        "cat",
-        "rel.txt",
-    ]);
+        &["/app.wasm", "cat", "rel.txt"],
+    );
     assert_ok(&ran);
     assert_eq!(ran.stdout, "relative to cwd\n");
 }
@@ -173,37 +163,23 @@ fn files_in_the_rootfs_and_in_a_bind_mount() {
         "type=bind,src={},dst=/mnt,options=rbind:rw",
         host.path().display()
     );
-    let id = unique_id("bind");
-    let ran = run_ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        WASMPOD,
-        "--mount",
-        &mount,
+    let ran = run_with(
+        &["--mount", &mount],
         &image,
-        &id,
-        "/app.wasm",
-        "cat",
-        "/mnt/from-host.txt",
-    ]);
+        &["/app.wasm", "cat", "/mnt/from-host.txt"],
+    );
     assert_ok(&ran);
     assert_eq!(ran.stdout, "host file\n");
-    let id = unique_id("bind");
-    let ran = run_ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        WASMPOD,
-        "--mount",
-        &mount,
+    let ran = run_with(
+        &["--mount", &mount],
         &image,
-        &id,
-        "/app.wasm",
-        "write",
-        "/mnt/from-guest.txt",
-        "written by wasm",
-    ]);
+        &[
+            "/app.wasm",
+            "write",
+            "/mnt/from-guest.txt",
+            "written by wasm",
+        ],
+    );
     assert_ok(&ran);
     assert_eq!(
         std::fs::read_to_string(host.path().join("from-guest.txt")).unwrap(),
@@ -503,7 +479,6 @@ fn events_arrive_in_order() {
         "{text}"
     );
 }
-
 #[test]
 fn fifty_sequential_runs_leak_nothing() {
     let address = ctr::address();
@@ -538,7 +513,6 @@ fn fifty_sequential_runs_leak_nothing() {
     );
     let _ = Command::new("true").status();
 }
-
 #[test]
 fn a_killed_shim_is_cleaned_up_by_the_delete_action() {
     let address = ctr::address();
@@ -767,17 +741,7 @@ fn a_memory_bomb_fails_inside_the_guest() {
         "docker.io/wasmpod/bomb:e2e",
         &wat(fixtures::MEMORY_BOMB_WAT),
     );
-    let id = unique_id("bomb");
-    let ran = run_ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        WASMPOD,
-        "--memory-limit",
-        "67108864",
-        &image,
-        &id,
-    ]);
+    let ran = run_with(&["--memory-limit", "67108864"], &image, &[]);
     assert_eq!(
         ran.code, 134,
         "the bomb traps when memory.grow fails: {ran:?}"
