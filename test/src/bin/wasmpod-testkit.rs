@@ -3,6 +3,7 @@
 //! - `wasmpod-testkit hello-image OUT.tar NAME`: the hello module at `/hello.wasm`
 //! - `wasmpod-testkit probe-image OUT.tar NAME`: the C probe at `/probe.wasm` (needs clang)
 //! - `wasmpod-testkit busybox-image OUT.tar NAME`: the host's static busybox, linux/amd64
+//! - `wasmpod-testkit big-image OUT.tar NAME`: a module of 20,000 functions (seconds to compile)
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use wasmpod_oci::image::ImageBuilder;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(cmd), Some(out), Some(name)) = (args.get(1), args.get(2), args.get(3)) else {
-        eprintln!("usage: wasmpod-testkit hello-image|probe-image|busybox-image OUT.tar NAME");
+        eprintln!("usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image OUT.tar NAME");
         return ExitCode::from(2);
     };
     let image = match cmd.as_str() {
@@ -23,6 +24,9 @@ fn main() -> ExitCode {
         "probe-image" => ImageBuilder::new(name.as_str())
             .entrypoint(["/probe.wasm"])
             .file("/probe.wasm", fixtures::probe(), 0o755),
+        "big-image" => ImageBuilder::new(name.as_str())
+            .entrypoint(["/big.wasm"])
+            .file("/big.wasm", fixtures::big_module(20_000, 7), 0o755),
         "busybox-image" => match std::fs::read("/bin/busybox") {
             Ok(bytes) => ImageBuilder::new(name.as_str())
                 .platform("linux", "amd64")
