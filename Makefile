@@ -42,8 +42,10 @@ install:
 install-local:
 	$(MAKE) --no-print-directory install PREFIX=$(WORK)/prefix DESTDIR=
 
+# Every cargo call selects the whole workspace, so features unify the same way and nothing is
+# compiled twice: unit tests are the libraries' and binaries' own tests.
 unit:
-	$(CARGO) test --workspace --exclude wasmpod-e2e $(CARGO_PROFILE_FLAG)
+	$(CARGO) test --workspace --lib --bins $(CARGO_PROFILE_FLAG)
 
 # End-to-end tests against a private containerd (started and always stopped here).
 e2e: install-local

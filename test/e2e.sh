@@ -14,4 +14,5 @@ rm -rf "$WASMPOD_CACHE_DIR"
 export WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock"
 export WASMPOD_FIXTURES="$work/fixtures"
 # The e2e tests share one containerd and count leaks: run them one at a time.
-${CARGO:-cargo} test -p wasmpod-e2e ${CARGO_PROFILE_FLAG:-} --test '*' -- --test-threads=1
+# --workspace, like the build, so no dependency is compiled again with other features.
+${CARGO:-cargo} test --workspace ${CARGO_PROFILE_FLAG:-} --test '*' -- --test-threads=1
