@@ -48,6 +48,24 @@ big_times=()
 for _ in 1 2 3 4 5; do big_times+=("$(time_run io.containerd.wasmpod.v1 docker.io/wasmpod/big:bench)"); done
 big_cached=$(printf '%s\n' "${big_times[@]}" | median)
 
+# Memory: PSS of one sleeping container, shim included.
+pss_kb() { local t=0; for p in "$@"; do v=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0); t=$((t + ${v:-0})); done; echo "$t"; }
+footprint() { # runtime image id args...
+  local rt=$1 image=$2 id=$3; shift 3
+  $ctr run -d --runtime "$rt" "$image" "$id" "$@" >/dev/null
+  sleep 1
+  local task_pids shim
+  task_pids=$($ctr tasks ps "$id" | awk 'NR>1{print $1}')
+  shim=$(pgrep -f -- "-id $id -address" | head -1)
+  pss_kb $task_pids $shim
+  $ctr tasks kill -s SIGKILL "$id" >/dev/null 2>&1; sleep 0.3
+  $ctr tasks delete "$id" >/dev/null 2>&1; $ctr containers delete "$id" >/dev/null 2>&1
+}
+"$target/wasmpod-testkit" probe-image "$work/bench-probe.tar" docker.io/wasmpod/probe:bench
+$ctr images import --all-platforms "$work/bench-probe.tar" >/dev/null
+wasm_pss=$(footprint io.containerd.wasmpod.v1 docker.io/wasmpod/probe:bench pss-wasm /probe.wasm sleep 300)
+runc_pss=$(footprint io.containerd.runc.v2 docker.io/wasmpod/busybox:bench pss-runc /bin/busybox sleep 300)
+
 w=$(printf '%s\n' "${wasm_times[@]}" | median)
 r=$(printf '%s\n' "${runc_times[@]}" | median)
 awk -v w="$w" -v r="$r" -v n="$rounds" 'BEGIN {
@@ -61,4 +79,10 @@ awk -v f="$big_first" -v c="$big_cached" 'BEGIN {
   printf "  %-40s %8.1f ms\n", "first start (compiles)", f / 1000
   printf "  %-40s %8.1f ms\n", "cached start (median of 5)", c / 1000
   printf "  %-40s %8.2fx\n", "ratio cached / first", c / f
+}'
+awk -v w="$wasm_pss" -v r="$runc_pss" 'BEGIN {
+  printf "\nmemory of one sleeping container, shim included (PSS)\n"
+  printf "  %-40s %8.1f MB\n", "wasmpod: sleeping Wasm guest", w / 1024
+  printf "  %-40s %8.1f MB\n", "runc: busybox sleep", r / 1024
+  printf "  %-40s %8.2fx  (target: wasmpod <= 8 MB)\n", "ratio wasmpod / runc", w / r
 }'
