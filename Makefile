@@ -17,7 +17,7 @@ APT_PACKAGES := containerd runc containernetworking-plugins busybox-static \
 	protobuf-compiler libseccomp-dev pkg-config \
 	clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc
 
-.PHONY: all setup build install install-local unit e2e test demo bench fmt clippy clean
+.PHONY: all setup build install install-local unit e2e e2e-containerd-1.7 test demo bench fmt clippy clean
 
 all: build
 
@@ -51,7 +51,11 @@ unit:
 e2e: install-local
 	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/e2e.sh
 
-test: setup build unit e2e
+test: setup build unit e2e e2e-containerd-1.7
+
+# The same end-to-end tests against containerd 1.7 (downloaded from Debian trixie).
+e2e-containerd-1.7: install-local
+	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/with-containerd-1.7.sh
 
 demo: setup
 	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)

@@ -95,7 +95,7 @@ start)
     exit 0
   fi
   write_config "$dir" "$mode"
-  PATH="$shim_dir:$PATH" setsid containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
+  PATH="$shim_dir:$PATH" setsid "${CONTAINERD:-containerd}" --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
   echo $! >"$dir/containerd.pid"
   for _ in $(seq 1 100); do
     if ctr --address "$dir/containerd.sock" version >/dev/null 2>&1; then
