@@ -55,10 +55,29 @@ const START_WAIT: Duration = Duration::from_secs(5);
 /// How long Delete waits for a created-but-never-started init to die after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// An id whose Create is in progress; released when dropped.
+struct Reservation<'a> {
+    service: &'a TaskService,
+    id: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut creating = self
+            .service
+            .creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        creating.remove(&self.id);
+    }
+}
+
 /// The task service of one shim process (one pod, or one container outside Kubernetes).
 pub struct TaskService {
     /// Guards the task table (id -> task).
     tasks: Mutex<HashMap<String, Arc<Task>>>,
+    /// Guards the ids whose Create is in progress.
+    creating: Mutex<std::collections::HashSet<String>>,
     events: EventSink,
     reaper: Arc<Reaper>,
     helper: HelperRunner,
@@ -78,6 +97,7 @@ impl TaskService {
     ) -> TaskService {
         TaskService {
             tasks: Mutex::new(HashMap::new()),
+            creating: Mutex::new(Default::default()),
             events,
             reaper,
             helper,
@@ -88,6 +108,17 @@ impl TaskService {
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Task>>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reserve(&self, id: &str) -> ShimResult<Reservation<'_>> {
+        let mut creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        if self.table().contains_key(id) || !creating.insert(id.to_string()) {
+            return Err(ShimError::AlreadyExists(id.to_string()));
+        }
+        Ok(Reservation {
+            service: self,
+            id: id.to_string(),
+        })
     }
 
     fn get(&self, id: &str) -> ShimResult<Arc<Task>> {
@@ -103,9 +134,9 @@ impl TaskService {
         if id.is_empty() {
             return Err(ShimError::InvalidArgument("task id is empty".into()));
         }
-        if self.table().contains_key(&id) {
-            return Err(ShimError::AlreadyExists(id));
-        }
+        // Reserve the id for the whole Create, so a concurrent Create of the same id fails
+        // instead of racing this one.
+        let _reservation = self.reserve(&id)?;
         let bundle = PathBuf::from(&req.bundle);
         let mounted = rootfs::mount(&bundle, &req.rootfs)?;
         match self.create_container(&req, &bundle, mounted.clone()).await {
@@ -868,5 +899,60 @@ impl TaskApi for TaskService {
         _: api::CheckpointTaskRequest,
     ) -> TtrpcResult<Empty> {
         Err(ShimError::Unimplemented("Checkpoint").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::helper::ChildWait;
+
+    fn service() -> TaskService {
+        let (events, _rx) = EventSink::new();
+        let reaper = Arc::new(Reaper::default());
+        TaskService::new(
+            events,
+            reaper.clone(),
+            HelperRunner::new(ChildWait::Reaper(reaper)),
+            PathBuf::from("/nonexistent"),
+            Arc::new(ExitSignal::default()),
+        )
+    }
+
+    #[test]
+    fn concurrent_creates_of_one_id_conflict() {
+        let s = service();
+        let first = s.reserve("c1").unwrap();
+        assert!(matches!(s.reserve("c1"), Err(ShimError::AlreadyExists(_))));
+        assert!(s.reserve("c2").is_ok());
+        drop(first);
+        assert!(s.reserve("c1").is_ok());
+    }
+
+    #[tokio::test]
+    async fn unknown_tasks_are_not_found() {
+        let s = service();
+        let err = s
+            .task_state(StateRequest {
+                id: "nope".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), containerd_shim::protos::ttrpc::Code::NOT_FOUND);
+        let err = s
+            .task_create(CreateTaskRequest::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ShimError::InvalidArgument(_)));
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_the_last_task() {
+        let s = service();
+        s.task_shutdown(ShutdownRequest::default()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), s.exit.wait())
+            .await
+            .expect("an empty shim exits on Shutdown");
     }
 }

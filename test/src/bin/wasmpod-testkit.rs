@@ -14,7 +14,9 @@ use wasmpod_oci::image::ImageBuilder;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(cmd), Some(out), Some(name)) = (args.get(1), args.get(2), args.get(3)) else {
-        eprintln!("usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image OUT.tar NAME");
+        eprintln!(
+            "usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image OUT.tar NAME"
+        );
         return ExitCode::from(2);
     };
     let image = match cmd.as_str() {
