@@ -511,37 +511,44 @@ impl TaskService {
 
     /// Pause: freeze the container's cgroup.
     pub async fn task_pause(&self, req: api::PauseRequest) -> ShimResult<()> {
-        let task = self.get(&req.id)?;
-        task.init.pause()?;
-        if let Err(e) = cgroup::freeze(task_cgroup(&task)?, true) {
-            let _ = task.init.resume();
-            return Err(ShimError::Internal(format!("pause {}: {e}", req.id)));
-        }
-        self.events.send(
-            TASK_PAUSED_EVENT_TOPIC,
-            TaskPaused {
-                container_id: req.id.clone(),
-                ..Default::default()
-            },
-        );
-        Ok(())
+        self.set_frozen(&req.id, true)
     }
 
     /// Resume: thaw the container's cgroup.
     pub async fn task_resume(&self, req: api::ResumeRequest) -> ShimResult<()> {
-        let task = self.get(&req.id)?;
-        task.init.resume()?;
-        if let Err(e) = cgroup::freeze(task_cgroup(&task)?, false) {
-            let _ = task.init.pause();
-            return Err(ShimError::Internal(format!("resume {}: {e}", req.id)));
+        self.set_frozen(&req.id, false)
+    }
+
+    /// Moves the lifecycle first (refusing illegal moves), then the freezer; undoes the
+    /// lifecycle move if the freezer fails; publishes TaskPaused or TaskResumed.
+    fn set_frozen(&self, id: &str, frozen: bool) -> ShimResult<()> {
+        let task = self.get(id)?;
+        type Move = fn(&Process) -> Result<i32, crate::lifecycle::LifecycleError>;
+        let (forward, back): (Move, Move) = if frozen {
+            (Process::pause, Process::resume)
+        } else {
+            (Process::resume, Process::pause)
+        };
+        forward(&task.init)?;
+        if let Err(e) = cgroup::freeze(task_cgroup(&task)?, frozen) {
+            let _ = back(&task.init);
+            let op = if frozen { "pause" } else { "resume" };
+            return Err(ShimError::Internal(format!("{op} {id}: {e}")));
         }
-        self.events.send(
-            TASK_RESUMED_EVENT_TOPIC,
-            TaskResumed {
-                container_id: req.id.clone(),
+        let container_id = id.to_string();
+        if frozen {
+            let event = TaskPaused {
+                container_id,
                 ..Default::default()
-            },
-        );
+            };
+            self.events.send(TASK_PAUSED_EVENT_TOPIC, event);
+        } else {
+            let event = TaskResumed {
+                container_id,
+                ..Default::default()
+            };
+            self.events.send(TASK_RESUMED_EVENT_TOPIC, event);
+        }
         Ok(())
     }
 

@@ -29,17 +29,27 @@ pub fn cgroup_dirs(controller: &str, namespace: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Every process's pid and command line.
+fn processes() -> impl Iterator<Item = (i32, Vec<String>)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some((pid, args))
+        })
+}
+
 /// Live wasmpod shim processes (any of the three names) serving `address`.
 pub fn shim_processes(address: &str) -> usize {
     let mut n = 0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+    for (_, args) in processes() {
         let is_shim = args
             .first()
             .map(|a| {
@@ -64,27 +74,12 @@ pub fn shim_sockets() -> usize {
 
 /// The pid of the shim started for task `id` of the containerd at `address`.
 pub fn shim_pid(address: &str, id: &str) -> Option<i32> {
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+    processes().find_map(|(pid, args)| {
         let has = |flag: &str, value: &str| args.windows(2).any(|w| w[0] == flag && w[1] == value);
-        if args
+        let is_shim = args
             .first()
             .map(|a| a.contains("containerd-shim-"))
-            .unwrap_or(false)
-            && has("-address", address)
-            && has("-id", id)
-        {
-            return Some(pid);
-        }
-    }
-    None
+            .unwrap_or(false);
+        (is_shim && has("-address", address) && has("-id", id)).then_some(pid)
+    })
 }

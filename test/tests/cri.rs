@@ -98,6 +98,14 @@ fn wait_running(cri: &mut Cri, id: &str) {
     panic!("{id} never ran");
 }
 
+/// Polls `done` every 50 ms until it holds or `timeout` passes.
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn teardown(cri: &mut Cri, pod: &Pod, containers: &[&str]) {
     for c in containers {
         let _ = cri.stop_container(c, 10);
@@ -249,10 +257,9 @@ fn b_d_e_f_h_a_pod_with_a_wasm_container_and_a_native_sidecar() {
     assert_eq!(status.exit_code, 143, "{status:?}");
 
     teardown(&mut cri, &pod, &[&app, &web]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while leaks::shim_pid(&address, &pod.id).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(10), || {
+        leaks::shim_pid(&address, &pod.id).is_none()
+    });
     assert_eq!(
         leaks::shim_pid(&address, &pod.id),
         None,
@@ -350,10 +357,7 @@ fn i_twenty_concurrent_pods_leak_nothing() {
     for w in workers {
         w.join().expect("pod worker");
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while count() != before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(15), || count() == before);
     assert_eq!(
         count(),
         before,

@@ -36,6 +36,35 @@ fn assert_ok(ran: &Ran) {
     assert_eq!(ran.code, 0, "{ran:?}");
 }
 
+/// The directory of the containerd under test: its snapshots and rootfs mounts are below it.
+fn state_dir() -> String {
+    let address = ctr::address();
+    let dir = Path::new(&address).parent().expect("socket directory");
+    dir.display().to_string()
+}
+
+/// What could leak, counted: (mounts under the state dir, cgroup dirs of the test namespace,
+/// shim processes of this containerd, shim sockets).
+fn leak_counts() -> (usize, usize, usize, usize) {
+    (
+        leaks::mounts_containing(&state_dir()),
+        leaks::cgroup_dirs("memory", &ctr::namespace()),
+        leaks::shim_processes(&ctr::address()),
+        leaks::shim_sockets(),
+    )
+}
+
+/// The host's static busybox as a linux/amd64 image, imported.
+fn busybox_image() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read("/bin/busybox").expect("busybox-static is installed by make setup");
+    let image = ImageBuilder::new("docker.io/wasmpod/busybox:e2e")
+        .platform("linux", "amd64")
+        .entrypoint(["/bin/busybox"])
+        .file("/bin/busybox", bytes, 0o755);
+    import(&image, "docker.io/wasmpod/busybox:e2e", dir.path())
+}
+
 /// `ctr run --rm --runtime wasmpod EXTRA... IMAGE ID ARGS...` to completion.
 fn run_with(extra: &[&str], image: &str, args: &[&str]) -> Ran {
     let id = unique_id("run");
@@ -324,17 +353,7 @@ fn expect_create_error(image: &str, args: &[&str], needle: &str) {
 #[test]
 fn bad_input_fails_with_a_clear_message_and_leaks_nothing() {
     let address = ctr::address();
-    let state_dir = Path::new(&address)
-        .parent()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    let before = (
-        leaks::mounts_containing(&state_dir),
-        leaks::cgroup_dirs("memory", &ctr::namespace()),
-        leaks::shim_processes(&address),
-    );
+    let before = leak_counts();
 
     let probe = probe_image();
     expect_create_error(&probe, &["/missing.wasm"], "\"/missing.wasm\" not found");
@@ -408,11 +427,7 @@ fn bad_input_fails_with_a_clear_message_and_leaks_nothing() {
     assert_eq!(ran.code, 143);
 
     wait_for_quiet(&address);
-    let after = (
-        leaks::mounts_containing(&state_dir),
-        leaks::cgroup_dirs("memory", &ctr::namespace()),
-        leaks::shim_processes(&address),
-    );
+    let after = leak_counts();
     assert_eq!(
         before, after,
         "(mounts, cgroup dirs, shims) before vs after"
@@ -429,14 +444,7 @@ fn wait_for_quiet(address: &str) {
 
 #[test]
 fn native_programs_run_as_ordinary_containers() {
-    let busybox = Path::new("/bin/busybox");
-    let bytes = std::fs::read(busybox).expect("busybox-static is installed by make setup");
-    let dir = tempfile::tempdir().unwrap();
-    let image = ImageBuilder::new("docker.io/wasmpod/busybox:e2e")
-        .platform("linux", "amd64")
-        .entrypoint(["/bin/busybox"])
-        .file("/bin/busybox", bytes, 0o755);
-    let image = import(&image, "docker.io/wasmpod/busybox:e2e", dir.path());
+    let image = busybox_image();
     let ran = run_image(WASMPOD, &image, &["/bin/busybox", "echo", "native hello"]);
     assert_ok(&ran);
     assert_eq!(ran.stdout, "native hello\n");
@@ -482,31 +490,15 @@ fn events_arrive_in_order() {
 #[test]
 fn fifty_sequential_runs_leak_nothing() {
     let address = ctr::address();
-    let state_dir = Path::new(&address)
-        .parent()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
     let image = image_of("docker.io/wasmpod/hello:e2e", &wat(fixtures::HELLO_WAT));
     wait_for_quiet(&address);
-    let before = (
-        leaks::mounts_containing(&state_dir),
-        leaks::cgroup_dirs("memory", &ctr::namespace()),
-        leaks::shim_processes(&address),
-        leaks::shim_sockets(),
-    );
+    let before = leak_counts();
     for _ in 0..50 {
         let ran = run_image(WASMPOD, &image, &[]);
         assert_ok(&ran);
     }
     wait_for_quiet(&address);
-    let after = (
-        leaks::mounts_containing(&state_dir),
-        leaks::cgroup_dirs("memory", &ctr::namespace()),
-        leaks::shim_processes(&address),
-        leaks::shim_sockets(),
-    );
+    let after = leak_counts();
     assert_eq!(
         before, after,
         "(mounts, cgroup dirs, shims, shim sockets) before vs after 50 runs"
@@ -516,12 +508,6 @@ fn fifty_sequential_runs_leak_nothing() {
 #[test]
 fn a_killed_shim_is_cleaned_up_by_the_delete_action() {
     let address = ctr::address();
-    let state_dir = Path::new(&address)
-        .parent()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
     let image = probe_image();
     let id = unique_id("orphan");
     let ran = run_ctr(&[
@@ -556,7 +542,10 @@ fn a_killed_shim_is_cleaned_up_by_the_delete_action() {
     }
     assert!(!cgroup.exists(), "cgroup {} left behind", cgroup.display());
     assert_ok(&run_ctr(&["containers", "rm", &id]));
-    assert_eq!(leaks::mounts_containing(&format!("{state_dir}/state")), 0);
+    assert_eq!(
+        leaks::mounts_containing(&format!("{}/state", state_dir())),
+        0
+    );
 }
 
 #[test]
@@ -635,13 +624,7 @@ fn exec_into_wasm_and_native_containers() {
     assert_eq!(finish(child).0.code, 143);
 
     // Native: a shell in a busybox container.
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read("/bin/busybox").unwrap();
-    let busybox = ImageBuilder::new("docker.io/wasmpod/busybox:e2e")
-        .platform("linux", "amd64")
-        .entrypoint(["/bin/busybox"])
-        .file("/bin/busybox", bytes, 0o755);
-    let busybox = import(&busybox, "docker.io/wasmpod/busybox:e2e", dir.path());
+    let busybox = busybox_image();
     let id = unique_id("nexec");
     let child = spawn_run(&id, &[], &busybox, &["/bin/busybox", "sleep", "300"]);
     wait_running(&id);
@@ -691,13 +674,7 @@ fn pause_and_resume_freeze_the_guest() {
 /// `ctr run -t` gives a native container a real terminal; a Wasm one gets a clear refusal.
 #[test]
 fn terminals_for_native_containers() {
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read("/bin/busybox").unwrap();
-    let busybox = ImageBuilder::new("docker.io/wasmpod/busybox:e2e")
-        .platform("linux", "amd64")
-        .entrypoint(["/bin/busybox"])
-        .file("/bin/busybox", bytes, 0o755);
-    let busybox = import(&busybox, "docker.io/wasmpod/busybox:e2e", dir.path());
+    let busybox = busybox_image();
     let ctr_cmd = format!(
         "ctr --address {} --namespace {}",
         ctr::address(),
@@ -753,13 +730,7 @@ fn a_memory_bomb_fails_inside_the_guest() {
 /// 137, and containerd hears a TaskOOM event.
 #[test]
 fn an_oom_kill_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read("/bin/busybox").unwrap();
-    let busybox = ImageBuilder::new("docker.io/wasmpod/busybox:e2e")
-        .platform("linux", "amd64")
-        .entrypoint(["/bin/busybox"])
-        .file("/bin/busybox", bytes, 0o755);
-    let image = import(&busybox, "docker.io/wasmpod/busybox:e2e", dir.path());
+    let image = busybox_image();
     let mut events = ctr::ctr()
         .args(["events"])
         .stdout(Stdio::piped())
