@@ -4,15 +4,16 @@
 //! created the container, and the container process then maps the cached code.
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
 use wasmpod_oci::WasmKind;
 use wasmpod_runtime::cache::CompileCache;
 use wasmpod_runtime::{engine, RuntimeError};
 
-use crate::helper::{HelperResponse, COMPILE_ARG};
+use crate::helper::{self_command, HelperResponse, COMPILE_ARG};
 
 /// What to compile.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,10 +62,7 @@ fn compile(req: &CompileRequest) -> Result<(), RuntimeError> {
 /// other children running and may wait directly).
 pub fn compile_in_child(req: &CompileRequest) -> Result<(), RuntimeError> {
     let input = serde_json::to_vec(req).map_err(|e| RuntimeError::Cache(e.to_string()))?;
-    let mut command = Command::new("/proc/self/exe");
-    std::os::unix::process::CommandExt::arg0(&mut command, "wasmpod-compile");
-    let mut child = command
-        .arg(COMPILE_ARG)
+    let mut child = self_command(Path::new("/proc/self/exe"), "wasmpod-compile", COMPILE_ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

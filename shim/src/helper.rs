@@ -166,11 +166,8 @@ impl HelperRunner {
 
     async fn run_inner(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
         let input = serde_json::to_vec(request).map_err(|e| format!("encode request: {e}"))?;
-        let mut command = Command::new(&self.exe);
         // The container's init is a fork of the helper: name it for `ps` on the node.
-        std::os::unix::process::CommandExt::arg0(&mut command, "wasmpod-init");
-        let mut child = command
-            .arg(HELPER_ARG)
+        let mut child = self_command(&self.exe, "wasmpod-init", HELPER_ARG)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -223,6 +220,15 @@ impl HelperRunner {
             )),
         }
     }
+}
+
+/// This binary (`exe`, normally `/proc/self/exe`) in one of its internal modes, shown as
+/// `name` in `ps`.
+pub fn self_command(exe: &std::path::Path, name: &str, mode: &str) -> Command {
+    let mut command = Command::new(exe);
+    std::os::unix::process::CommandExt::arg0(&mut command, name);
+    command.arg(mode);
+    command
 }
 
 fn last_line(s: &str) -> &str {

@@ -76,6 +76,13 @@ fn run_with(extra: &[&str], image: &str, args: &[&str]) -> Ran {
     run_ctr(&all)
 }
 
+/// `ctr tasks exec --exec-id EXEC ID ARGS...` to completion.
+fn exec_in(id: &str, exec_id: &str, args: &[&str]) -> Ran {
+    let mut all = vec!["tasks", "exec", "--exec-id", exec_id, id];
+    all.extend_from_slice(args);
+    run_ctr(&all)
+}
+
 /// `ctr run --rm` in the background, so the test can signal the task.
 fn spawn_run(id: &str, extra: &[&str], image: &str, args: &[&str]) -> Child {
     let mut c = ctr::ctr();
@@ -555,41 +562,14 @@ fn exec_into_wasm_and_native_containers() {
     let child = spawn_run(&id, &[], &image, &["/app.wasm", "sleep", "300"]);
     wait_running(&id);
     // A second Wasm process in the running Wasm container, in its namespaces and cgroup.
-    let ran = run_ctr(&[
-        "tasks",
-        "exec",
-        "--exec-id",
-        "e1",
-        &id,
-        "/app.wasm",
-        "args",
-        "exec'd",
-    ]);
+    let ran = exec_in(&id, "e1", &["/app.wasm", "args", "exec'd"]);
     assert_ok(&ran);
     assert_eq!(ran.stdout, "arg[0]=/app.wasm\narg[1]=args\narg[2]=exec'd\n");
-    let ran = run_ctr(&[
-        "tasks",
-        "exec",
-        "--exec-id",
-        "e2",
-        &id,
-        "/app.wasm",
-        "exit",
-        "9",
-    ]);
+    let ran = exec_in(&id, "e2", &["/app.wasm", "exit", "9"]);
     assert_eq!(ran.code, 9, "{ran:?}");
-    let ran = run_ctr(&[
-        "tasks",
-        "exec",
-        "--exec-id",
-        "e3",
-        &id,
-        "/app.wasm",
-        "cat",
-        "/data/in.txt",
-    ]);
+    let ran = exec_in(&id, "e3", &["/app.wasm", "cat", "/data/in.txt"]);
     assert_eq!(ran.stdout, "data in the image\n");
-    let ran = run_ctr(&["tasks", "exec", "--exec-id", "e4", &id, "/missing.wasm"]);
+    let ran = exec_in(&id, "e4", &["/missing.wasm"]);
     assert_ne!(ran.code, 0);
     assert!(ran.stderr.contains("not found"), "{ran:?}");
     // A long-running exec shows in ps and stops on SIGTERM, like the init.
@@ -628,17 +608,7 @@ fn exec_into_wasm_and_native_containers() {
     let id = unique_id("nexec");
     let child = spawn_run(&id, &[], &busybox, &["/bin/busybox", "sleep", "300"]);
     wait_running(&id);
-    let ran = run_ctr(&[
-        "tasks",
-        "exec",
-        "--exec-id",
-        "n1",
-        &id,
-        "/bin/busybox",
-        "sh",
-        "-c",
-        "echo $$; exit 4",
-    ]);
+    let ran = exec_in(&id, "n1", &["/bin/busybox", "sh", "-c", "echo $$; exit 4"]);
     assert_eq!(ran.code, 4, "{ran:?}");
     assert_ne!(
         ran.stdout.trim(),
