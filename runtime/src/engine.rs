@@ -1,7 +1,8 @@
 //! The one place where the Wasmtime [`Engine`] is configured. Every compile and every run uses
-//! [`new_engine`], so the configuration (and later the compile-cache key) cannot drift.
+//! [`new_engine`] or [`new_server_engine`]; both share [`engine_config`], so compiled code
+//! (and the compile-cache key) is the same whichever runs it.
 
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::RuntimeError;
 
@@ -20,7 +21,61 @@ pub fn engine_config() -> Config {
     config
 }
 
-/// Builds the engine from [`engine_config`].
+/// Builds the engine from [`engine_config`], for a guest that is instantiated once.
 pub fn new_engine() -> Result<Engine, RuntimeError> {
     Engine::new(&engine_config()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
+/// Builds the engine for an HTTP service, which instantiates the guest once per request:
+/// [`engine_config`] plus the pooling allocator, so an instance's memories, tables and
+/// stacks come from slots reserved up front and are reset, not mapped, per request.
+pub fn new_server_engine() -> Result<Engine, RuntimeError> {
+    let mut config = engine_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
+    Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
+/// Slots for up to [`CONCURRENT_REQUESTS`] instances at once. Tools that build components
+/// from interpreters link a dozen core modules and large function tables into one
+/// component, so the per-request counts are generous; unused slots are only address space.
+fn pooling() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(CONCURRENT_REQUESTS)
+        .total_core_instances(CONCURRENT_REQUESTS * 32)
+        .total_memories(CONCURRENT_REQUESTS * 4)
+        .total_tables(CONCURRENT_REQUESTS * 8)
+        .total_stacks(CONCURRENT_REQUESTS)
+        .max_memories_per_module(1)
+        .max_tables_per_module(8)
+        .table_elements(200_000);
+    pool
+}
+
+/// How many requests one HTTP service can handle at the same time; more wait for a slot.
+pub const CONCURRENT_REQUESTS: u32 = 128;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::{Hash, Hasher};
+
+    fn compat_hash(engine: &Engine) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        h.finish()
+    }
+
+    /// Code compiled once (by the compile helper, with [`new_engine`]) must load into the
+    /// server engine too, or every HTTP service would be compiled twice.
+    #[test]
+    fn both_engines_share_compiled_code() {
+        let plain = new_engine().unwrap();
+        let server = new_server_engine().unwrap();
+        assert_eq!(compat_hash(&plain), compat_hash(&server));
+        let module = wasmtime::Module::new(&plain, "(module (memory 1) (func (export \"f\")))")
+            .unwrap();
+        let bytes = module.serialize().unwrap();
+        // SAFETY: the bytes were produced just above by a compatible engine.
+        assert!(unsafe { wasmtime::Module::deserialize(&server, &bytes) }.is_ok());
+    }
 }

@@ -29,6 +29,12 @@ pub enum RuntimeError {
     /// A component that does not export `wasi:cli/run`.
     #[error("the Wasm component does not export wasi:cli/run: {0}")]
     NotACommand(String),
+    /// A component that exports `wasi:http/incoming-handler` but not in a usable form.
+    #[error("the Wasm component cannot be served as a wasi:http proxy: {0}")]
+    NotAProxy(String),
+    /// The HTTP server could not start (bad listen address, port in use).
+    #[error("cannot serve HTTP: {0}")]
+    Serve(String),
     /// Setting up the guest's WASI context failed (a preopen could not be opened, ...).
     #[error("cannot set up WASI for the guest: {0}")]
     Wasi(String),

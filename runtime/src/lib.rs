@@ -7,17 +7,20 @@
 //! 2. [`Prepared::compile`] turns the Wasm bytes into a module or component whose imports
 //!    are known to be satisfiable (done at create time, so bad Wasm fails `Create`).
 //! 3. [`Prepared::run`] runs it with a [`GuestSetup`] and returns a [`GuestOutcome`], whose
-//!    [`GuestOutcome::exit_code`] is the container's exit status.
+//!    [`GuestOutcome::exit_code`] is the container's exit status. A `wasi:http` proxy
+//!    component is served ([`http`]) until a stop signal instead.
 #![deny(missing_docs)]
 
 pub mod cache;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod limits;
 pub mod outcome;
 pub mod run;
 pub mod signals;
 pub mod wasi;
+pub mod world;
 
 pub use error::RuntimeError;
 pub use outcome::GuestOutcome;

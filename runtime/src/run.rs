@@ -8,12 +8,15 @@ use wasmtime::component::{Component, Linker as ComponentLinker, ResourceTable};
 use wasmtime::{Engine, InstancePre, Linker, Module, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::cache::{CompileCache, Compiled};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
-use crate::{engine, GuestOutcome, GuestSetup, RuntimeError};
+use crate::world::ComponentWorld;
+use crate::{engine, http, GuestOutcome, GuestSetup, RuntimeError};
 
 /// Store state of a core module guest.
 pub struct ModuleState {
@@ -21,11 +24,29 @@ pub struct ModuleState {
     limits: GuestLimits,
 }
 
-/// Store state of a component guest.
+/// Store state of a component guest (a command, or one HTTP request).
 pub struct ComponentState {
     ctx: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
     limits: GuestLimits,
+}
+
+impl ComponentState {
+    /// State for one instance with WASI from `wasi` and memory capped by `limits`.
+    pub fn new(mut wasi: WasiCtxBuilder, limits: GuestLimits) -> ComponentState {
+        ComponentState {
+            ctx: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits,
+        }
+    }
+
+    /// The store's resource limiter.
+    pub fn limits_mut(&mut self) -> &mut GuestLimits {
+        &mut self.limits
+    }
 }
 
 impl WasiView for ComponentState {
@@ -37,11 +58,23 @@ impl WasiView for ComponentState {
     }
 }
 
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
 enum Workload {
     /// A WASI preview1 command module, linked and ready to instantiate.
     Module(InstancePre<ModuleState>),
     /// A `wasi:cli/command` component, linked and ready to instantiate.
     Component(CommandPre<ComponentState>),
+    /// A `wasi:http/proxy` component, instantiated once per request.
+    HttpProxy(ProxyPre<ComponentState>),
 }
 
 /// A compiled workload whose imports are known to be satisfiable.
@@ -62,7 +95,8 @@ impl Prepared {
 
     /// Compiles `bytes` as `kind` (without a cache) and links it against WASI.
     pub fn compile(bytes: &[u8], kind: WasmKind) -> Result<Prepared, RuntimeError> {
-        let engine = engine::new_engine()?;
+        let world = world_of(bytes, kind);
+        let engine = engine_for(world)?;
         let compiled = match kind {
             WasmKind::CoreModule => Module::new(&engine, bytes).map(Compiled::Module),
             WasmKind::Component => Component::new(&engine, bytes).map(Compiled::Component),
@@ -71,7 +105,7 @@ impl Prepared {
             what: what(kind),
             reason: format!("{e:#}"),
         })?;
-        Prepared::link(engine, compiled)
+        Prepared::link(engine, compiled, world)
     }
 
     /// Loads `bytes` from `cache`, compiling them first with `compile_elsewhere` when the
@@ -82,7 +116,8 @@ impl Prepared {
         kind: WasmKind,
         compile_elsewhere: impl FnOnce() -> Result<(), RuntimeError>,
     ) -> Result<Prepared, RuntimeError> {
-        let engine = engine::new_engine()?;
+        let world = world_of(bytes, kind);
+        let engine = engine_for(world)?;
         let key = CompileCache::key(&engine, bytes, kind);
         let compiled = match cache.load(&engine, &key, kind) {
             Some(c) => c,
@@ -96,11 +131,16 @@ impl Prepared {
                 })?
             }
         };
-        Prepared::link(engine, compiled)
+        Prepared::link(engine, compiled, world)
     }
 
-    /// Links a compiled module or component against WASI.
-    pub fn link(engine: Engine, compiled: Compiled) -> Result<Prepared, RuntimeError> {
+    /// Links a compiled module or component against WASI (and `wasi:http`, for components);
+    /// a component as `world` says.
+    pub fn link(
+        engine: Engine,
+        compiled: Compiled,
+        world: ComponentWorld,
+    ) -> Result<Prepared, RuntimeError> {
         let workload = match compiled {
             Compiled::Module(module) => {
                 let what = "module";
@@ -123,6 +163,7 @@ impl Prepared {
                 let what = "component";
                 let mut linker: ComponentLinker<ComponentState> = ComponentLinker::new(&engine);
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                    .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
                     .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
                 let pre = linker
                     .instantiate_pre(&component)
@@ -130,9 +171,16 @@ impl Prepared {
                         what,
                         reason: format!("{e:#}"),
                     })?;
-                let pre = CommandPre::new(pre)
-                    .map_err(|e| RuntimeError::NotACommand(format!("{e:#}")))?;
-                Workload::Component(pre)
+                match world {
+                    ComponentWorld::Command => Workload::Component(
+                        CommandPre::new(pre)
+                            .map_err(|e| RuntimeError::NotACommand(format!("{e:#}")))?,
+                    ),
+                    ComponentWorld::HttpProxy => Workload::HttpProxy(
+                        ProxyPre::new(pre)
+                            .map_err(|e| RuntimeError::NotAProxy(format!("{e:#}")))?,
+                    ),
+                }
             }
         };
         Ok(Prepared { engine, workload })
@@ -144,6 +192,14 @@ impl Prepared {
         setup: &GuestSetup,
         watch: &TerminationWatch,
     ) -> Result<GuestOutcome, RuntimeError> {
+        if let Workload::HttpProxy(pre) = self.workload {
+            // Requests are served on every CPU the container may use.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
+            return rt.block_on(http::serve(pre, setup.clone(), watch));
+        }
         let wasi = setup.builder()?;
         let limits = GuestLimits::for_container(setup.memory_limit);
         watch.attach(&self.engine);
@@ -156,7 +212,7 @@ impl Prepared {
 
     async fn run_async(
         self,
-        mut wasi: wasmtime_wasi::WasiCtxBuilder,
+        mut wasi: WasiCtxBuilder,
         limits: GuestLimits,
         watch: &TerminationWatch,
     ) -> GuestOutcome {
@@ -176,11 +232,7 @@ impl Prepared {
                     Ok::<i32, wasmtime::Error>(0)
                 }
                 Workload::Component(pre) => {
-                    let state = ComponentState {
-                        ctx: wasi.build(),
-                        table: ResourceTable::new(),
-                        limits,
-                    };
+                    let state = ComponentState::new(wasi, limits);
                     let mut store = Store::new(&self.engine, state);
                     store.limiter(|s| &mut s.limits);
                     interrupt_on_stop(&mut store, watch);
@@ -188,6 +240,7 @@ impl Prepared {
                     let result = command.wasi_cli_run().call_run(&mut store).await?;
                     Ok(if result.is_ok() { 0 } else { 1 })
                 }
+                Workload::HttpProxy(_) => unreachable!("served by Prepared::run"),
             }
         };
         tokio::select! {
@@ -200,11 +253,35 @@ impl Prepared {
     }
 }
 
+/// How a workload of `kind` made of `bytes` is run.
+fn world_of(bytes: &[u8], kind: WasmKind) -> ComponentWorld {
+    match kind {
+        WasmKind::CoreModule => ComponentWorld::Command,
+        WasmKind::Component => ComponentWorld::of(bytes),
+    }
+}
+
+/// The engine for a workload: HTTP services instantiate per request and get the pooling
+/// allocator.
+fn engine_for(world: ComponentWorld) -> Result<Engine, RuntimeError> {
+    match world {
+        ComponentWorld::Command => engine::new_engine(),
+        ComponentWorld::HttpProxy => engine::new_server_engine(),
+    }
+}
+
 fn what(kind: WasmKind) -> &'static str {
     match kind {
         WasmKind::CoreModule => "module",
         WasmKind::Component => "component",
     }
+}
+
+/// For stores that must not be interrupted by a stop signal (HTTP requests drain instead):
+/// the epoch never moves for them, and if it did they would carry on.
+pub(crate) fn never_interrupt<T>(store: &mut Store<T>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(1)));
 }
 
 /// The epoch only moves when a stop signal arrives; the callback then ends the guest.

@@ -2,12 +2,14 @@
 //!
 //! The guest runs as PID 1 of its PID namespace, where a signal with the default action is
 //! dropped, so SIGTERM and SIGINT get a real (empty) handler, are blocked in every thread, and
-//! are taken by one watcher thread with `sigwait`. On a signal the watcher:
-//! 1. records it (the first one wins),
-//! 2. bumps the engine's epoch, so a guest spinning in Wasm code traps at its next check,
-//! 3. wakes the async runner, which abandons a guest blocked in a host call,
-//! 4. and, as a last resort, ends the process with `128 + signal` if it is still alive after
-//!    [`BACKSTOP`], or at once if no guest is running yet.
+//! are taken by one watcher thread with `sigwait`. On a signal the watcher records it (the
+//! first one wins) and then, depending on what the process is running ([`Running`]):
+//! - nothing yet: ends the process with `128 + signal` at once;
+//! - a guest run once: bumps the engine's epoch, so a guest spinning in Wasm code traps at
+//!   its next check, wakes the async runner, which abandons a guest blocked in a host call,
+//!   and, as a last resort, ends the process if it is still alive after [`BACKSTOP`];
+//! - an HTTP service: wakes the server, which stops accepting and lets the requests in
+//!   flight finish (the container's stop timeout, then SIGKILL, bounds that).
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,8 +26,18 @@ struct Shared {
     signal: AtomicI32,
     /// Wakes the runner on a stop signal.
     notify: Notify,
-    /// The engine of the running guest; `None` until a guest starts.
-    engine: Mutex<Option<Engine>>,
+    /// What the process runs.
+    running: Mutex<Running>,
+}
+
+/// What a stop signal has to stop.
+enum Running {
+    /// No guest yet.
+    Nothing,
+    /// A guest run once, by this engine.
+    Guest(Engine),
+    /// An HTTP service, which drains on its own.
+    Server,
 }
 
 /// A handle on the watcher thread. Install it once, before any other thread starts.
@@ -45,7 +57,7 @@ impl TerminationWatch {
         let shared = Arc::new(Shared {
             signal: AtomicI32::new(0),
             notify: Notify::new(),
-            engine: Mutex::new(None),
+            running: Mutex::new(Running::Nothing),
         });
         // SAFETY: plain libc signal-mask calls on locals; the handler is async-signal-safe.
         let set = unsafe {
@@ -76,11 +88,19 @@ impl TerminationWatch {
     /// Tells the watcher which engine runs the guest, so a stop signal can interrupt it.
     /// If a stop signal already arrived, the epoch is bumped at once.
     pub fn attach(&self, engine: &Engine) {
-        if let Ok(mut slot) = self.shared.engine.lock() {
-            *slot = Some(engine.clone());
+        if let Ok(mut slot) = self.shared.running.lock() {
+            *slot = Running::Guest(engine.clone());
         }
         if self.signal().is_some() {
             engine.increment_epoch();
+        }
+    }
+
+    /// Tells the watcher that an HTTP service runs: a stop signal only wakes
+    /// [`TerminationWatch::stopped`], and the server drains its requests before it exits.
+    pub fn attach_server(&self) {
+        if let Ok(mut slot) = self.shared.running.lock() {
+            *slot = Running::Server;
         }
     }
 
@@ -118,22 +138,22 @@ fn watch(shared: Arc<Shared>, set: libc::sigset_t) {
         if !first {
             continue;
         }
-        let engine = shared.engine.lock().ok().and_then(|e| e.clone());
-        match engine {
-            Some(engine) => {
-                engine.increment_epoch();
-                shared.notify.notify_waiters();
-                shared.notify.notify_one();
-                let backstop_sig = sig;
-                std::thread::spawn(move || {
-                    std::thread::sleep(BACKSTOP);
-                    // SAFETY: ends the process; nothing is left to clean up in the guest.
-                    unsafe { libc::_exit(128 + backstop_sig) };
-                });
-            }
+        let engine = match shared.running.lock().as_deref() {
+            Ok(Running::Guest(engine)) => Some(engine.clone()),
+            Ok(Running::Server) => None,
             // No guest runs yet: nothing to drain.
-            // SAFETY: as above.
-            None => unsafe { libc::_exit(128 + sig) },
+            // SAFETY: ends the process; nothing is left to clean up.
+            Ok(Running::Nothing) | Err(_) => unsafe { libc::_exit(128 + sig) },
+        };
+        shared.notify.notify_waiters();
+        shared.notify.notify_one();
+        if let Some(engine) = engine {
+            engine.increment_epoch();
+            std::thread::spawn(move || {
+                std::thread::sleep(BACKSTOP);
+                // SAFETY: as above.
+                unsafe { libc::_exit(128 + sig) };
+            });
         }
     }
 }

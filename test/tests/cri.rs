@@ -334,6 +334,10 @@ fn i_twenty_concurrent_pods_leak_nothing() {
             leaks::cgroup_dirs("memory", cri::CGROUP_PARENT_ROOT.trim_start_matches('/')),
         )
     };
+    // Shims of earlier tests exit asynchronously after their pods are removed.
+    wait_until(Duration::from_secs(15), || {
+        leaks::shim_processes(&address) == 0
+    });
     let before = count();
     let workers: Vec<_> = (0..20)
         .map(|n| {
