@@ -17,6 +17,9 @@ APT_PACKAGES := containerd runc containernetworking-plugins busybox-static \
 	protobuf-compiler libseccomp-dev pkg-config \
 	clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc
 
+# componentize-py (PyPI) builds the tests' Python components; it goes under $(WORK)/pytools.
+COMPONENTIZE_PY := componentize-py==0.25.1
+
 .PHONY: all setup build install install-local unit e2e e2e-containerd-1.7 test demo bench fmt clippy clean
 
 all: build
@@ -27,6 +30,11 @@ setup:
 		echo "installing:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "setup: all packages present"; fi
+	@if [ ! -x $(WORK)/pytools/bin/componentize-py ]; then \
+		echo "installing $(COMPONENTIZE_PY) into $(WORK)/pytools"; \
+		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+			--target $(WORK)/pytools $(COMPONENTIZE_PY); \
+	fi
 
 build:
 	$(CARGO) build --workspace --all-targets $(CARGO_PROFILE_FLAG)

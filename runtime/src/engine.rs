@@ -72,8 +72,8 @@ mod tests {
         let plain = new_engine().unwrap();
         let server = new_server_engine().unwrap();
         assert_eq!(compat_hash(&plain), compat_hash(&server));
-        let module = wasmtime::Module::new(&plain, "(module (memory 1) (func (export \"f\")))")
-            .unwrap();
+        let module =
+            wasmtime::Module::new(&plain, "(module (memory 1) (func (export \"f\")))").unwrap();
         let bytes = module.serialize().unwrap();
         // SAFETY: the bytes were produced just above by a compatible engine.
         assert!(unsafe { wasmtime::Module::deserialize(&server, &bytes) }.is_ok());

@@ -129,7 +129,10 @@ impl Service {
 
     /// Instantiates the component for one request and returns the response it sets. The
     /// instance keeps running after that, to stream the body, in its own task.
-    async fn run_handler(&self, req: Request<Incoming>) -> Result<Response<HyperOutgoingBody>, String> {
+    async fn run_handler(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<HyperOutgoingBody>, String> {
         let wasi = self.setup.builder().map_err(|e| e.to_string())?;
         let state = ComponentState::new(wasi, GuestLimits::for_container(self.setup.memory_limit));
         let mut store = Store::new(self.pre.engine(), state);
@@ -141,7 +144,9 @@ impl Service {
             let req = http
                 .new_incoming_request(Scheme::Http, req)
                 .map_err(|e| format!("{e:#}"))?;
-            let out = http.new_response_outparam(sender).map_err(|e| format!("{e:#}"))?;
+            let out = http
+                .new_response_outparam(sender)
+                .map_err(|e| format!("{e:#}"))?;
             (req, out)
         };
         let pre = self.pre.clone();

@@ -163,7 +163,9 @@ impl Prepared {
                 let what = "component";
                 let mut linker: ComponentLinker<ComponentState> = ComponentLinker::new(&engine);
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-                    .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+                    .and_then(|()| {
+                        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                    })
                     .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
                 let pre = linker
                     .instantiate_pre(&component)

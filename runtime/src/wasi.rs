@@ -87,7 +87,11 @@ fn container_preopens(root: &Path, cwd: &str) -> Vec<(PathBuf, String)> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| std::fs::metadata(e.path()).map(|m| m.is_dir()).unwrap_or(false))
+        .filter(|e| {
+            std::fs::metadata(e.path())
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
+        })
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .collect();
     top.sort();

@@ -1,5 +1,7 @@
-//! Wasm fixtures, made offline: WAT modules through the `wat` crate, and the C probe
-//! (`test/fixtures/probe.c`) through clang for wasm32-wasi.
+//! Wasm fixtures, made offline: WAT modules through the `wat` crate, the C probe
+//! (`test/fixtures/probe.c`) through clang for wasm32-wasi, the probe as a `wasi:cli/command`
+//! component (Wasmtime's command adapter), and Python components through componentize-py
+//! (`test/fixtures/py/*.py`, with the WASI WIT files of the `wasmtime-wasi-http` crate).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -146,4 +148,95 @@ pub fn compiles_of(prefix: &str) -> usize {
         .lines()
         .filter(|l| l.starts_with(prefix))
         .count()
+}
+
+/// The probe wrapped into a `wasi:cli/command` component with Wasmtime's preview1 command
+/// adapter (a component reports any non-zero exit status as 1).
+pub fn probe_component() -> Vec<u8> {
+    use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER;
+    wit_component::ComponentEncoder::default()
+        .module(&probe())
+        .and_then(|e| {
+            e.adapter(
+                "wasi_snapshot_preview1",
+                WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+            )
+        })
+        .and_then(|e| e.validate(true).encode())
+        .expect("wrap the probe into a component")
+}
+
+/// The WIT world a componentize-py fixture targets.
+#[derive(Debug, Clone, Copy)]
+pub enum PyWorld {
+    /// `wasi:cli/command`: exports `wasi:cli/run`.
+    Command,
+    /// `wasi:http/proxy`: exports `wasi:http/incoming-handler`.
+    HttpProxy,
+}
+
+/// `test/fixtures/py/NAME.py` built into a component for `world` with componentize-py
+/// (installed by `make setup` under `.work/pytools`, or `$WASMPOD_COMPONENTIZE_PY`). Built once
+/// per source; the output is kept in the fixtures directory.
+pub fn py_component(name: &str, world: PyWorld) -> Vec<u8> {
+    static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
+    let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
+    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/py");
+    let source = std::fs::read(src_dir.join(format!("{name}.py"))).expect("fixture source");
+    let world = match world {
+        PyWorld::Command => "wasi:cli/command@0.2.12",
+        PyWorld::HttpProxy => "wasi:http/proxy@0.2.12",
+    };
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut hasher, &source);
+    sha2::Digest::update(&mut hasher, world.as_bytes());
+    let digest = hex::encode(sha2::Digest::finalize(hasher));
+    let out = dir().join(format!("py-{name}-{}.wasm", &digest[..16]));
+    if let Ok(bytes) = std::fs::read(&out) {
+        return bytes;
+    }
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.work/pytools");
+    let program = std::env::var_os("WASMPOD_COMPONENTIZE_PY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools.join("bin/componentize-py"));
+    let partial = out.with_extension("partial");
+    let status = Command::new(&program)
+        .env("PYTHONPATH", &tools)
+        .current_dir(&src_dir)
+        .arg("-d")
+        .arg(wasi_wit_dir())
+        .args(["-w", world, "componentize", name, "-o"])
+        .arg(&partial)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (install it with `make setup`): {e}",
+                program.display()
+            )
+        });
+    assert!(status.success(), "componentize-py failed on {name}.py");
+    std::fs::rename(&partial, &out).expect("keep the built component");
+    std::fs::read(&out).expect("read the built component")
+}
+
+/// The `wit/` directory of the `wasmtime-wasi-http` crate this workspace builds with: the
+/// WASI 0.2 WIT files (`wasi:cli`, `wasi:http`, ...) at the version wasmpod provides.
+pub fn wasi_wit_dir() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(out.status.success(), "cargo metadata failed");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let manifest = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "wasmtime-wasi-http")
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("wasmtime-wasi-http is a dependency of the workspace");
+    Path::new(manifest).parent().expect("crate dir").join("wit")
 }

@@ -6,4 +6,5 @@
 pub mod cri;
 pub mod ctr;
 pub mod fixtures;
+pub mod http;
 pub mod leaks;

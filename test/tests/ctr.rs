@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use wasmpod_e2e::ctr::{
     self, import, run_ctr, run_image, unique_id, wasm_image, Ran, RUNTIMES, WASMPOD,
 };
-use wasmpod_e2e::fixtures::{self, wat};
+use wasmpod_e2e::fixtures::{self, wat, PyWorld};
+use wasmpod_e2e::http;
 use wasmpod_e2e::leaks;
 use wasmpod_oci::image::ImageBuilder;
 
@@ -179,6 +180,14 @@ fn args_env_and_cwd_reach_the_guest() {
     );
     assert_ok(&ran);
     assert_eq!(ran.stdout, "relative to cwd\n");
+    // Absolute paths still resolve from `/` when the working directory is not `/`.
+    for (path, text) in [
+        ("/work/rel.txt", "relative to cwd\n"),
+        ("/data/in.txt", "data in the image\n"),
+    ] {
+        let ran = run_with(&["--cwd", "/work"], &image, &["/app.wasm", "cat", path]);
+        assert_eq!((ran.code, ran.stdout.as_str()), (0, text), "{path}: {ran:?}");
+    }
 }
 
 #[test]
@@ -861,4 +870,247 @@ fn wasmpod_image_build_output_runs() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not Wasm"));
+}
+
+/// An image with `wasm` as `/app.wasm` (the entrypoint), a data file, `/work` as the working
+/// directory and an environment variable.
+fn component_image(name: &str, wasm: Vec<u8>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new(name)
+        .entrypoint(["/app.wasm"])
+        .env("IMAGE_VAR=from-image")
+        .working_dir("/work")
+        .file("/app.wasm", wasm, 0o755)
+        .file("/data/in.txt", b"data in the image\n".to_vec(), 0o644)
+        .file("/work/rel.txt", b"relative to cwd\n".to_vec(), 0o644);
+    import(&image, name, dir.path())
+}
+
+/// A C program as a `wasi:cli/command` component (the probe through the command adapter).
+#[test]
+fn a_c_command_component_runs() {
+    let image = component_image(
+        "docker.io/wasmpod/probe-component:e2e",
+        fixtures::probe_component(),
+    );
+    let ran = run_image(WASMPOD, &image, &["/app.wasm", "args", "one", "two words"]);
+    assert_ok(&ran);
+    assert_eq!(
+        ran.stdout,
+        "arg[0]=/app.wasm\narg[1]=args\narg[2]=one\narg[3]=two words\n"
+    );
+    let ran = run_with(
+        &["--env", "FROM_CTR=yes"],
+        &image,
+        &["/app.wasm", "env", "FROM_CTR"],
+    );
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "FROM_CTR=yes\n"),
+        "{ran:?}"
+    );
+    for (path, text) in [
+        ("/data/in.txt", "data in the image\n"),
+        ("rel.txt", "relative to cwd\n"),
+        ("/work/rel.txt", "relative to cwd\n"),
+    ] {
+        let ran = run_image(WASMPOD, &image, &["/app.wasm", "cat", path]);
+        assert_eq!(
+            (ran.code, ran.stdout.as_str()),
+            (0, text),
+            "{path}: {ran:?}"
+        );
+    }
+    let host = tempfile::tempdir().unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/mnt,options=rbind:rw",
+        host.path().display()
+    );
+    let ran = run_with(
+        &["--mount", &mount],
+        &image,
+        &["/app.wasm", "write", "/mnt/out.txt", "from a component"],
+    );
+    assert_ok(&ran);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out.txt")).unwrap(),
+        "from a component"
+    );
+    // A component can only say "failed": any non-zero status becomes 1.
+    assert_eq!(
+        run_image(WASMPOD, &image, &["/app.wasm", "exit", "0"]).code,
+        0
+    );
+    assert_eq!(
+        run_image(WASMPOD, &image, &["/app.wasm", "exit", "3"]).code,
+        1
+    );
+}
+
+/// A componentize-py `wasi:cli/command` component: an 18 MB component with CPython inside,
+/// which also exports an interface of its own (tolerated).
+#[test]
+fn a_python_command_component_runs() {
+    let image = component_image(
+        "docker.io/wasmpod/py-command:e2e",
+        fixtures::py_component("command", PyWorld::Command),
+    );
+    let ran = run_image(WASMPOD, &image, &["/app.wasm", "args", "one", "two words"]);
+    assert_ok(&ran);
+    assert!(
+        ran.stdout
+            .starts_with("arg=/app.wasm\narg=args\narg=one\narg=two words\n"),
+        "{ran:?}"
+    );
+    let ran = run_image(WASMPOD, &image, &["/app.wasm", "env", "IMAGE_VAR"]);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "from-image\n"),
+        "{ran:?}"
+    );
+    let ran = run_image(WASMPOD, &image, &["/app.wasm", "cat", "/data/in.txt"]);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "data in the image\n"),
+        "{ran:?}"
+    );
+    let ran = run_image(WASMPOD, &image, &["/app.wasm", "cat", "rel.txt"]);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "relative to cwd\n"),
+        "{ran:?}"
+    );
+    let host = tempfile::tempdir().unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/mnt,options=rbind:rw",
+        host.path().display()
+    );
+    let ran = run_with(
+        &["--mount", &mount],
+        &image,
+        &["/app.wasm", "write", "/mnt/py.txt", "from python"],
+    );
+    assert_ok(&ran);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("py.txt")).unwrap(),
+        "from python"
+    );
+    assert_eq!(
+        run_image(WASMPOD, &image, &["/app.wasm", "exit", "0"]).code,
+        0
+    );
+    assert_eq!(
+        run_image(WASMPOD, &image, &["/app.wasm", "exit", "1"]).code,
+        1
+    );
+    // An uncaught exception: Python's traceback, then a trap.
+    let ran = run_image(WASMPOD, &image, &["/app.wasm", "cat", "/no/such/file"]);
+    assert_eq!(ran.code, 134, "{ran:?}");
+    assert!(ran.stderr.contains("FileNotFoundError"), "{ran:?}");
+    assert!(
+        ran.stderr.contains("wasmpod: the Wasm guest trapped"),
+        "{ran:?}"
+    );
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Polls `GET path` on `addr` until the server answers.
+fn wait_serving(addr: std::net::SocketAddr) -> http::Reply {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match http::get(addr, "/hello") {
+            Ok(reply) => return reply,
+            Err(e) if Instant::now() > deadline => panic!("{addr} never served: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A `wasi:http` proxy component (componentize-py) served on the address from
+/// `WASMTIME_HTTP_PROXY_SOCKET_ADDR`: WASI (env, files) inside the handler, a 500 for a
+/// trapping request while the server keeps serving, concurrent requests, and a graceful stop:
+/// SIGTERM while a slow request is in flight lets it finish, then the task exits 143.
+#[test]
+fn an_http_proxy_component_serves_and_drains_on_sigterm() {
+    let image = component_image(
+        "docker.io/wasmpod/py-proxy:e2e",
+        fixtures::py_component("proxy", PyWorld::HttpProxy),
+    );
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
+    let id = unique_id("proxy");
+    let child = spawn_run(&id, &["--net-host", "--env", &listen], &image, &[]);
+    let hello = wait_serving(addr);
+    assert_eq!(
+        (hello.status, hello.body.as_str()),
+        (200, "hello from a python component\n")
+    );
+
+    let env = http::get(addr, "/env?IMAGE_VAR").unwrap();
+    assert_eq!((env.status, env.body.as_str()), (200, "from-image"));
+    let file = http::get(addr, "/file?/data/in.txt").unwrap();
+    assert_eq!(
+        (file.status, file.body.as_str()),
+        (200, "data in the image\n")
+    );
+    let echo = http::request(addr, "POST", "/echo", b"posted body").unwrap();
+    assert_eq!((echo.status, echo.body.as_str()), (200, "posted body"));
+    assert_eq!(http::get(addr, "/nowhere").unwrap().status, 404);
+    let trap = http::get(addr, "/trap").unwrap();
+    assert_eq!(trap.status, 500, "{trap:?}");
+    assert_eq!(
+        http::get(addr, "/hello").unwrap().status,
+        200,
+        "serving after a trap"
+    );
+
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|_| http::get(addr, "/hello").map(|r| r.status).unwrap_or(0))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), vec![200; 5]);
+    }
+
+    let slow = std::thread::spawn(move || http::get(addr, "/slow?3000"));
+    std::thread::sleep(Duration::from_millis(700));
+    let stopped = Instant::now();
+    assert_ok(&run_ctr(&["tasks", "kill", &id]));
+    // The listener closes at once...
+    let deadline = Instant::now() + PROMPT;
+    while http::get(addr, "/hello").is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ...the request in flight completes...
+    let slow = slow.join().unwrap().expect("the slow request completes");
+    assert_eq!((slow.status, slow.body.as_str()), (200, "slow done\n"));
+    // ...and then the task exits 143.
+    let (ran, _) = finish(child);
+    assert_eq!(ran.code, 143, "{ran:?}");
+    assert!(
+        stopped.elapsed() < PROMPT,
+        "drained in {:?}",
+        stopped.elapsed()
+    );
+    assert!(
+        ran.stderr
+            .contains("wasmpod: the HTTP handler failed: the guest trapped"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stderr.contains("asked to fail"),
+        "the guest's own traceback: {ran:?}"
+    );
 }
