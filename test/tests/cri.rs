@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use k8s_cri::v1::ContainerState;
 use wasmpod_e2e::cri::{self, ContainerSpec, Cri, Pod, PodSpec};
 use wasmpod_e2e::ctr;
-use wasmpod_e2e::fixtures::{self, wat};
+use wasmpod_e2e::fixtures::{self, wat, PyWorld};
+use wasmpod_e2e::http;
 use wasmpod_e2e::leaks;
 use wasmpod_oci::image::ImageBuilder;
 
 const PROBE: &str = "docker.io/wasmpod/probe:cri";
 const BUSYBOX: &str = "docker.io/wasmpod/busybox:cri";
 const TRAP: &str = "docker.io/wasmpod/trap:cri";
+const PROXY: &str = "docker.io/wasmpod/py-proxy:cri";
 
 fn setup() -> Cri {
     static ONCE: Once = Once::new();
@@ -378,4 +380,82 @@ fn runtime_options_reach_the_shim() {
         .run_pod("wasmpod-systemd", &PodSpec::default())
         .expect_err("cgroupfs pod under SystemdCgroup");
     assert!(err.message().contains("SystemdCgroup is on"), "{err:?}");
+}
+
+/// (j) A `wasi:http` proxy component (componentize-py) served in a pod, on the default
+/// `0.0.0.0:8080` of the pod's network namespace, reached from inside that namespace; a trap
+/// is a 500 and a line in the container log; StopContainer while a slow request is in flight
+/// lets it finish, then the container exits 143.
+#[test]
+fn j_an_http_proxy_component_in_a_pod() {
+    let mut cri = setup();
+    static IMPORT: Once = Once::new();
+    IMPORT.call_once(|| {
+        cri::import_k8s(
+            &ImageBuilder::new(PROXY)
+                .entrypoint(["/proxy.wasm"])
+                .env("GREETING=hello from the pod spec")
+                .file(
+                    "/proxy.wasm",
+                    fixtures::py_component("proxy", PyWorld::HttpProxy),
+                    0o755,
+                )
+                .file("/data/in.txt", b"data in the image\n".to_vec(), 0o644),
+            PROXY,
+        )
+    });
+    let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
+    let app = run(
+        &mut cri,
+        &pod,
+        &ContainerSpec {
+            name: "web".into(),
+            image: PROXY.into(),
+            env: vec![("FROM_POD".into(), "pod env".into())],
+            memory_limit: 256 << 20,
+            ..Default::default()
+        },
+    );
+    wait_running(&mut cri, &app);
+    let netns = cri.pod_netns(&pod).expect("pod netns path");
+    let addr: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let get = |path: &'static str| {
+        http::in_netns(&netns, move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                match http::get(addr, path) {
+                    Ok(reply) => return reply,
+                    Err(e) if Instant::now() > deadline => panic!("GET {path}: {e}"),
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        })
+    };
+    let hello = get("/hello");
+    assert_eq!(
+        (hello.status, hello.body.as_str()),
+        (200, "hello from a python component\n")
+    );
+    assert_eq!(get("/env?FROM_POD").body, "pod env");
+    assert_eq!(get("/file?/data/in.txt").body, "data in the image\n");
+    assert_eq!(get("/trap").status, 500);
+    assert_eq!(get("/hello").status, 200, "serving after a trap");
+
+    let slow_netns = netns.clone();
+    let slow = std::thread::spawn(move || {
+        http::in_netns(&slow_netns, move || http::get(addr, "/slow?3000"))
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    cri.stop_container(&app, 30).unwrap();
+    let slow = slow.join().unwrap().expect("the slow request completes");
+    assert_eq!((slow.status, slow.body.as_str()), (200, "slow done\n"));
+    let status = cri.container_status(&app).unwrap();
+    assert_eq!(status.exit_code, 143, "{status:?}");
+    let lines = cri::log_lines(&pod.log_dir.join("web.log"));
+    assert!(
+        lines.iter().any(|(s, t)| s == "stderr"
+            && t.contains("wasmpod: the HTTP handler failed: the guest trapped")),
+        "{lines:?}"
+    );
+    teardown(&mut cri, &pod, &[&app]);
 }

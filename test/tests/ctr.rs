@@ -186,7 +186,11 @@ fn args_env_and_cwd_reach_the_guest() {
         ("/data/in.txt", "data in the image\n"),
     ] {
         let ran = run_with(&["--cwd", "/work"], &image, &["/app.wasm", "cat", path]);
-        assert_eq!((ran.code, ran.stdout.as_str()), (0, text), "{path}: {ran:?}");
+        assert_eq!(
+            (ran.code, ran.stdout.as_str()),
+            (0, text),
+            "{path}: {ran:?}"
+        );
     }
 }
 
