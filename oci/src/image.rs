@@ -1,6 +1,10 @@
 //! Writing OCI image layouts as tarballs (`oci-layout`, `index.json`, `blobs/sha256/...`), the
 //! format `ctr images import`, `docker load` and `skopeo copy oci-archive:` read.
 //!
+//! Three shapes ([`ImageShape`]): a rootfs image (the `.wasm` is a file in a tar layer), a
+//! Wasm-layer image (standard OCI config, the `.wasm` as a layer of its own), and a CNCF Wasm
+//! artifact (config `application/vnd.wasm.config.v0+json`, Wasm layers only).
+//!
 //! The output is deterministic: the same inputs give the same bytes (sorted JSON keys, tar
 //! entries with mtime 0 and owner 0:0, files in the order given).
 
@@ -10,7 +14,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::OciError;
+use crate::artifact::{WASM_ARTIFACT_CONFIG, WASM_ARTIFACT_LAYER, WASM_CONTENT_LAYER};
+use crate::{EntrypointKind, OciError, WasmKind};
 
 /// Media type of an OCI image manifest.
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -27,7 +32,21 @@ struct LayerFile {
     mode: u32,
 }
 
-/// Builds a single-manifest OCI image with one tar layer.
+/// Where an image carries its Wasm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageShape {
+    /// Files only (the `.wasm` among them): runs anywhere a container image runs.
+    #[default]
+    Rootfs,
+    /// Standard OCI config with `architecture: wasm`; each Wasm is a layer of its own, read
+    /// from the content store by the shim (containerd >= 1.7.7 imports these).
+    WasmLayer,
+    /// CNCF Wasm artifact: Wasm layers only, config `application/vnd.wasm.config.v0+json`
+    /// (CRI only: `ctr run` rejects that config type).
+    WasmArtifact,
+}
+
+/// Builds a single-manifest OCI image: a tar layer with the files, plus Wasm layers.
 #[derive(Debug, Clone)]
 pub struct ImageBuilder {
     name: String,
@@ -38,6 +57,8 @@ pub struct ImageBuilder {
     env: Vec<String>,
     working_dir: Option<String>,
     files: Vec<LayerFile>,
+    shape: ImageShape,
+    wasm_layers: Vec<Vec<u8>>,
 }
 
 impl ImageBuilder {
@@ -53,7 +74,22 @@ impl ImageBuilder {
             env: Vec::new(),
             working_dir: None,
             files: Vec::new(),
+            shape: ImageShape::Rootfs,
+            wasm_layers: Vec::new(),
         }
+    }
+
+    /// Sets the shape (default [`ImageShape::Rootfs`]); Wasm added with
+    /// [`ImageBuilder::wasm_layer`] needs one of the Wasm shapes.
+    pub fn shape(mut self, shape: ImageShape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// Adds `bytes` as a Wasm layer (not a file in the rootfs).
+    pub fn wasm_layer(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.wasm_layers.push(bytes.into());
+        self
     }
 
     /// Sets the platform (default `wasi`/`wasm`).
@@ -110,19 +146,49 @@ impl ImageBuilder {
         if self.name.is_empty() {
             return Err(OciError::Image("the image needs a name".into()));
         }
-        let layer = self.layer_tar()?;
-        let layer_digest = sha256(&layer);
-        let config = serde_json::to_vec(&self.config_json(&layer_digest))
-            .map_err(|e| OciError::Image(e.to_string()))?;
+        self.check_shape()?;
+        let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        if self.shape != ImageShape::WasmArtifact {
+            let tar = self.layer_tar()?;
+            let digest = sha256(&tar);
+            layers.push(
+                json!({"mediaType": MEDIA_TYPE_LAYER_TAR, "digest": digest, "size": tar.len()}),
+            );
+            diff_ids.push(digest.clone());
+            blobs.push((digest, tar));
+        }
+        let layer_type = match self.shape {
+            ImageShape::WasmArtifact => WASM_ARTIFACT_LAYER,
+            _ => WASM_CONTENT_LAYER,
+        };
+        let mut wasm_digests = Vec::new();
+        for wasm in &self.wasm_layers {
+            let digest = sha256(wasm);
+            layers.push(json!({"mediaType": layer_type, "digest": digest, "size": wasm.len()}));
+            wasm_digests.push(digest.clone());
+            blobs.push((digest, wasm.clone()));
+        }
+        let (config_type, config) = match self.shape {
+            ImageShape::WasmArtifact => (
+                WASM_ARTIFACT_CONFIG,
+                self.artifact_config_json(&wasm_digests),
+            ),
+            _ => (MEDIA_TYPE_CONFIG, self.config_json(&diff_ids)),
+        };
+        let config = serde_json::to_vec(&config).map_err(|e| OciError::Image(e.to_string()))?;
         let config_digest = sha256(&config);
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": MEDIA_TYPE_MANIFEST,
-            "config": {"mediaType": MEDIA_TYPE_CONFIG, "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": MEDIA_TYPE_LAYER_TAR, "digest": layer_digest, "size": layer.len()}],
+            "config": {"mediaType": config_type, "digest": config_digest, "size": config.len()},
+            "layers": layers,
         }))
         .map_err(|e| OciError::Image(e.to_string()))?;
+        blobs.push((config_digest, config));
         let manifest_digest = sha256(&manifest);
+        blobs.push((manifest_digest.clone(), manifest.clone()));
         let index = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -149,18 +215,46 @@ impl ImageBuilder {
         append(&mut out, "index.json", &index, 0o644)?;
         append_dir(&mut out, "blobs/")?;
         append_dir(&mut out, "blobs/sha256/")?;
-        for (digest, blob) in [
-            (&layer_digest, &layer),
-            (&config_digest, &config),
-            (&manifest_digest, &manifest),
-        ] {
+        let mut written = std::collections::BTreeSet::new();
+        for (digest, blob) in &blobs {
+            if !written.insert(digest.clone()) {
+                continue;
+            }
             let name = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
             append(&mut out, &name, blob, 0o644)?;
         }
         out.into_inner().map_err(|e| OciError::Image(e.to_string()))
     }
 
-    fn config_json(&self, layer_digest: &str) -> Value {
+    fn check_shape(&self) -> Result<(), OciError> {
+        match self.shape {
+            ImageShape::Rootfs if !self.wasm_layers.is_empty() => Err(OciError::Image(
+                "Wasm layers need the wasm-layer or artifact shape".into(),
+            )),
+            ImageShape::WasmLayer | ImageShape::WasmArtifact if self.wasm_layers.is_empty() => Err(
+                OciError::Image("this image shape needs a Wasm layer".into()),
+            ),
+            ImageShape::WasmArtifact if !self.files.is_empty() => Err(OciError::Image(
+                "a CNCF Wasm artifact carries Wasm layers only, no files".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The CNCF Wasm artifact config: `wasip2` for a component, `wasip1` for a module.
+    fn artifact_config_json(&self, layer_digests: &[String]) -> Value {
+        let component = self
+            .wasm_layers
+            .first()
+            .map(|w| EntrypointKind::of_bytes(w) == EntrypointKind::Wasm(WasmKind::Component));
+        json!({
+            "architecture": "wasm",
+            "os": if component == Some(true) { "wasip2" } else { "wasip1" },
+            "layerDigests": layer_digests,
+        })
+    }
+
+    fn config_json(&self, diff_ids: &[String]) -> Value {
         let mut config = serde_json::Map::new();
         if !self.entrypoint.is_empty() {
             config.insert("Entrypoint".into(), json!(self.entrypoint));
@@ -178,7 +272,7 @@ impl ImageBuilder {
             "architecture": self.architecture,
             "os": self.os,
             "config": config,
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
         })
     }
 
@@ -319,5 +413,64 @@ mod tests {
     #[test]
     fn rejects_empty_name() {
         assert!(ImageBuilder::new("").to_tar_bytes().is_err());
+    }
+
+    /// The manifest and config of an image tarball, as JSON.
+    fn manifest_and_config(tarball: &[u8]) -> (Value, Value) {
+        let e = entries(tarball);
+        let blob = |digest: &str| {
+            let name = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+            serde_json::from_slice::<Value>(&e[&name]).unwrap()
+        };
+        let index: Value = serde_json::from_slice(&e["index.json"]).unwrap();
+        let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+        let config = blob(manifest["config"]["digest"].as_str().unwrap());
+        (manifest, config)
+    }
+
+    #[test]
+    fn wasm_layer_and_artifact_shapes() {
+        let wasm = b"\0asm\x0d\0\x01\0".to_vec();
+        let layered = ImageBuilder::new("docker.io/library/app:v1")
+            .shape(ImageShape::WasmLayer)
+            .entrypoint(["/app.wasm"])
+            .file("/data.txt", b"x".to_vec(), 0o644)
+            .wasm_layer(wasm.clone())
+            .to_tar_bytes()
+            .unwrap();
+        let (manifest, config) = manifest_and_config(&layered);
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers[0]["mediaType"], MEDIA_TYPE_LAYER_TAR);
+        assert_eq!(layers[1]["mediaType"], WASM_CONTENT_LAYER);
+        // Only the tar layer is a filesystem layer.
+        assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+        assert_eq!(config["architecture"], "wasm");
+
+        let artifact = ImageBuilder::new("docker.io/library/app:v1")
+            .shape(ImageShape::WasmArtifact)
+            .wasm_layer(wasm.clone())
+            .to_tar_bytes()
+            .unwrap();
+        let (manifest, config) = manifest_and_config(&artifact);
+        assert_eq!(manifest["config"]["mediaType"], WASM_ARTIFACT_CONFIG);
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 1);
+        assert_eq!(layers[0]["mediaType"], WASM_ARTIFACT_LAYER);
+        assert_eq!(config["os"], "wasip2");
+        assert_eq!(config["layerDigests"][0], layers[0]["digest"]);
+
+        let files_in_artifact = ImageBuilder::new("a:1")
+            .shape(ImageShape::WasmArtifact)
+            .file("/x", b"x".to_vec(), 0o644)
+            .wasm_layer(wasm.clone());
+        assert!(files_in_artifact.to_tar_bytes().is_err());
+        assert!(ImageBuilder::new("a:1")
+            .wasm_layer(wasm)
+            .to_tar_bytes()
+            .is_err());
+        assert!(ImageBuilder::new("a:1")
+            .shape(ImageShape::WasmLayer)
+            .to_tar_bytes()
+            .is_err());
     }
 }

@@ -7,9 +7,11 @@
 //! 2. [`resolve::resolve_entrypoint`] finds `args[0]` inside the rootfs.
 //! 3. [`classify::EntrypointKind::of_file`] tells a core module, a component and a native
 //!    program apart by their first bytes.
-//! 4. [`image::ImageBuilder`] writes image tarballs that `ctr images import` loads.
+//! 4. [`artifact`] finds Wasm layers in image manifests (the shim reads the blobs).
+//! 5. [`image::ImageBuilder`] writes image tarballs that `ctr images import` loads.
 #![deny(missing_docs)]
 
+pub mod artifact;
 pub mod classify;
 pub mod error;
 pub mod image;

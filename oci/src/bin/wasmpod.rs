@@ -9,20 +9,25 @@
 //!       --env KEY=VALUE      set an environment variable (repeatable)
 //!       --workdir DIR        set the working directory
 //!       --platform OS/ARCH   the image platform (default wasi/wasm)
+//!       --shape SHAPE        rootfs (default), wasm-layer or artifact
 //! ```
 //!
-//! The image is a single-manifest OCI image (`FROM scratch` plus the `.wasm`, whose path is
-//! the entrypoint), deterministic for the same inputs, loadable with
-//! `ctr images import --all-platforms`, `docker load` and `skopeo copy oci-archive:`.
+//! The image is a single-manifest OCI image, deterministic for the same inputs, loadable with
+//! `ctr images import --all-platforms`, `docker load` and `skopeo copy oci-archive:`. Shapes:
+//! - `rootfs`: `FROM scratch` plus the `.wasm` as a file, whose path is the entrypoint;
+//! - `wasm-layer`: the `.wasm` as a Wasm layer of its own (the entrypoint still names the
+//!   path, which the shim finds in the content store); extra files go in a tar layer;
+//! - `artifact`: a CNCF Wasm artifact (Wasm layer only, no files, no entrypoint; CRI only).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wasmpod_oci::image::ImageBuilder;
+use wasmpod_oci::image::{ImageBuilder, ImageShape};
 use wasmpod_oci::{EntrypointKind, WasmKind};
 
 const USAGE: &str = "usage: wasmpod image build -o OUT.tar -t NAME [--path /app.wasm] \
-[--file SRC:DST]... [--env K=V]... [--workdir DIR] [--platform wasi/wasm] APP.wasm";
+[--file SRC:DST]... [--env K=V]... [--workdir DIR] [--platform wasi/wasm] \
+[--shape rootfs|wasm-layer|artifact] APP.wasm";
 
 #[derive(Debug, Default)]
 struct BuildArgs {
@@ -33,6 +38,7 @@ struct BuildArgs {
     env: Vec<String>,
     workdir: Option<String>,
     platform: Option<(String, String)>,
+    shape: ImageShape,
     wasm: Option<PathBuf>,
 }
 
@@ -78,6 +84,18 @@ fn parse(args: &[String]) -> Result<BuildArgs, String> {
                     .ok_or_else(|| format!("--platform takes OS/ARCH, not {p}"))?;
                 out.platform = Some((os.into(), arch.into()));
             }
+            "--shape" => {
+                out.shape = match value(arg)?.as_str() {
+                    "rootfs" => ImageShape::Rootfs,
+                    "wasm-layer" => ImageShape::WasmLayer,
+                    "artifact" => ImageShape::WasmArtifact,
+                    other => {
+                        return Err(format!(
+                            "--shape takes rootfs, wasm-layer or artifact, not {other}"
+                        ))
+                    }
+                }
+            }
             other if other.starts_with('-') => return Err(format!("unknown option {other}")),
             other => {
                 if out.wasm.replace(other.into()).is_some() {
@@ -106,9 +124,21 @@ fn build(args: BuildArgs) -> Result<(), String> {
         }
     }
     let path = args.path.unwrap_or_else(|| "/app.wasm".into());
-    let mut image = ImageBuilder::new(tag.as_str())
-        .entrypoint([path.clone()])
-        .file(&path, wasm, 0o755);
+    let mut image = ImageBuilder::new(tag.as_str()).shape(args.shape);
+    image = match args.shape {
+        ImageShape::Rootfs => image.entrypoint([path.clone()]).file(&path, wasm, 0o755),
+        ImageShape::WasmLayer => image.entrypoint([path.clone()]).wasm_layer(wasm),
+        ImageShape::WasmArtifact => {
+            if args.workdir.is_some() || !args.env.is_empty() {
+                return Err(
+                    "a CNCF Wasm artifact has no environment or working directory; \
+                            set them in the pod spec"
+                        .into(),
+                );
+            }
+            image.wasm_layer(wasm)
+        }
+    };
     if let Some((os, arch)) = &args.platform {
         image = image.platform(os, arch);
     }
