@@ -25,6 +25,10 @@ pub enum ShimError {
     /// Not provided by this version of wasmpod.
     #[error("{0} is not implemented by wasmpod yet")]
     Unimplemented(&'static str),
+    /// A service the shim depends on (containerd's API) could not be reached or answered
+    /// with an error.
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -39,6 +43,7 @@ impl ShimError {
             ShimError::InvalidArgument(_) => Code::INVALID_ARGUMENT,
             ShimError::Lifecycle(_) | ShimError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
             ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
+            ShimError::Unavailable(_) => Code::UNAVAILABLE,
             ShimError::Internal(_) => Code::INTERNAL,
         }
     }

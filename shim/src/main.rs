@@ -10,6 +10,7 @@
 mod cgroup;
 mod compile_cmd;
 mod container_setup;
+mod content;
 mod error;
 mod events;
 mod executor;

@@ -31,9 +31,10 @@ use libcontainer::oci_spec;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use wasmpod_oci::resolve::{resolve_entrypoint, ResolvedEntrypoint};
-use wasmpod_oci::{EntrypointKind, WorkloadSpec};
+use wasmpod_oci::{EntrypointKind, OciError, WorkloadSpec};
 
 use crate::cgroup::{self, CgroupDriver, ContainerCgroup};
+use crate::content::ContentStore;
 use crate::error::{ShimError, ShimResult};
 use crate::events::EventSink;
 use crate::helper::{HelperRequest, HelperRunner, Payload, Program, WasmSource};
@@ -84,6 +85,8 @@ pub struct TaskService {
     /// libcontainer's state directory for this namespace.
     state_root: PathBuf,
     exit: Arc<ExitSignal>,
+    /// containerd's image and content services, for Wasm carried in image layers.
+    content: ContentStore,
 }
 
 impl TaskService {
@@ -94,6 +97,7 @@ impl TaskService {
         helper: HelperRunner,
         state_root: PathBuf,
         exit: Arc<ExitSignal>,
+        content: ContentStore,
     ) -> TaskService {
         TaskService {
             tasks: Mutex::new(HashMap::new()),
@@ -103,6 +107,7 @@ impl TaskService {
             helper,
             state_root,
             exit,
+            content,
         }
     }
 
@@ -176,8 +181,28 @@ impl TaskService {
             .map(|p| ContainerCgroup::new(p, driver))
             .transpose()
             .map_err(ShimError::InvalidArgument)?;
-        let entry =
-            resolve_entrypoint(&spec.rootfs, &spec.args[0], &spec.cwd, spec.env_var("PATH"))?;
+        let entry = match resolve_entrypoint(
+            &spec.rootfs,
+            &spec.args[0],
+            &spec.cwd,
+            spec.env_var("PATH"),
+        ) {
+            Ok(entry) => entry,
+            // Not a file in the rootfs: the image may carry the Wasm as a layer.
+            Err(not_found @ OciError::EntrypointNotFound(_)) => {
+                match self.content.wasm_layer(&req.id, bundle).await? {
+                    Some(layer) => {
+                        log::info!("{}: runs Wasm layer {}", req.id, layer.digest);
+                        ResolvedEntrypoint {
+                            in_container: PathBuf::from(&spec.args[0]),
+                            on_host: layer.path,
+                        }
+                    }
+                    None => return Err(not_found.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
         let payload = payload_of(&entry.on_host, &entry.in_container)?;
         let terminal = spec.terminal || req.terminal;
         check_terminal(terminal, payload)?;
@@ -923,6 +948,7 @@ mod tests {
             HelperRunner::new(ChildWait::Reaper(reaper)),
             PathBuf::from("/nonexistent"),
             Arc::new(ExitSignal::default()),
+            ContentStore::new("/nonexistent/containerd.sock", "default"),
         )
     }
 

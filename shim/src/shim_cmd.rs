@@ -22,6 +22,7 @@ use containerd_shim::{ExitSignal, Flags};
 use sha2::{Digest, Sha256};
 use wasmpod_oci::workload::{load_spec, ANNOTATION_SANDBOX_ID};
 
+use crate::content::ContentStore;
 use crate::events::{self, EventSink};
 use crate::helper::{ChildWait, HelperRequest, HelperRunner};
 use crate::reaper::Reaper;
@@ -283,6 +284,7 @@ async fn serve(flags: &Flags) -> Result<(), String> {
         HelperRunner::new(ChildWait::Reaper(reaper)),
         root,
         exit.clone(),
+        ContentStore::new(&flags.address, &flags.namespace),
     ));
     let listener = Listener::try_from(listener).map_err(|e| format!("ttrpc listener: {e}"))?;
     let mut server = Server::new()

@@ -98,3 +98,35 @@ pub fn run_image(runtime: &str, image: &str, args: &[&str]) -> Ran {
     all.extend_from_slice(args);
     run_ctr(&all)
 }
+
+/// The version of the containerd under test, as (major, minor, patch).
+pub fn server_version() -> (u32, u32, u32) {
+    let out = run_ctr(&["version"]);
+    let server = out.stdout.split("Server:").nth(1).unwrap_or_default();
+    let version = server
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Version:"))
+        .map(|v| v.trim().trim_start_matches('v').to_string())
+        .unwrap_or_default();
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+/// Whether the containerd under test imports images with Wasm layers (1.7.7 and later).
+pub fn imports_wasm_layers() -> bool {
+    let supported = server_version() >= (1, 7, 7);
+    if !supported {
+        eprintln!(
+            "skipped: containerd {:?} cannot import images with Wasm layers (needs >= 1.7.7; \
+             `make e2e-containerd-1.7` runs this)",
+            server_version()
+        );
+    }
+    supported
+}

@@ -12,7 +12,7 @@ use wasmpod_e2e::ctr;
 use wasmpod_e2e::fixtures::{self, wat, PyWorld};
 use wasmpod_e2e::http;
 use wasmpod_e2e::leaks;
-use wasmpod_oci::image::ImageBuilder;
+use wasmpod_oci::image::{ImageBuilder, ImageShape};
 
 const PROBE: &str = "docker.io/wasmpod/probe:cri";
 const BUSYBOX: &str = "docker.io/wasmpod/busybox:cri";
@@ -458,4 +458,68 @@ fn j_an_http_proxy_component_in_a_pod() {
         "{lines:?}"
     );
     teardown(&mut cri, &pod, &[&app]);
+}
+
+/// (k) Wasm carried as image layers, through CRI: a standard OCI image with a Wasm layer
+/// (entrypoint from the image) and a CNCF Wasm artifact (no entrypoint: the pod spec names
+/// the command). The shim reads the layer from containerd's content store. Needs containerd
+/// >= 1.7.7 to import them.
+#[test]
+fn k_wasm_layer_images_and_cncf_artifacts() {
+    if !ctr::imports_wasm_layers() {
+        return;
+    }
+    let mut cri = setup();
+    const LAYERED: &str = "docker.io/wasmpod/probe-layer:cri";
+    const ARTIFACT: &str = "docker.io/wasmpod/probe-artifact:cri";
+    cri::import_k8s(
+        &ImageBuilder::new(LAYERED)
+            .shape(ImageShape::WasmLayer)
+            .entrypoint(["/probe.wasm"])
+            .file("/data/in.txt", b"data in the image\n".to_vec(), 0o644)
+            .wasm_layer(fixtures::probe()),
+        LAYERED,
+    );
+    cri::import_k8s(
+        &ImageBuilder::new(ARTIFACT)
+            .shape(ImageShape::WasmArtifact)
+            .wasm_layer(fixtures::probe_component()),
+        ARTIFACT,
+    );
+    let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
+    let layered = run(
+        &mut cri,
+        &pod,
+        &ContainerSpec {
+            name: "layered".into(),
+            image: LAYERED.into(),
+            args: vec!["cat".into(), "/data/in.txt".into()],
+            ..Default::default()
+        },
+    );
+    let artifact = run(
+        &mut cri,
+        &pod,
+        &ContainerSpec {
+            name: "artifact".into(),
+            image: ARTIFACT.into(),
+            command: vec!["/probe.wasm".into()],
+            args: vec!["env".into(), "FROM_POD".into()],
+            env: vec![("FROM_POD".into(), "yes".into())],
+            ..Default::default()
+        },
+    );
+    for (id, name, line) in [
+        (&layered, "layered", "data in the image"),
+        (&artifact, "artifact", "FROM_POD=yes"),
+    ] {
+        let status = cri.wait_exited(id, Duration::from_secs(60));
+        let lines = cri::log_lines(&pod.log_dir.join(format!("{name}.log")));
+        assert_eq!(status.exit_code, 0, "{name}: {status:?} {lines:?}");
+        assert!(
+            lines.iter().any(|(s, t)| s == "stdout" && t == line),
+            "{name}: {lines:?}"
+        );
+    }
+    teardown(&mut cri, &pod, &[&layered, &artifact]);
 }

@@ -12,7 +12,7 @@ use wasmpod_e2e::ctr::{
 use wasmpod_e2e::fixtures::{self, wat, PyWorld};
 use wasmpod_e2e::http;
 use wasmpod_e2e::leaks;
-use wasmpod_oci::image::ImageBuilder;
+use wasmpod_oci::image::{ImageBuilder, ImageShape};
 
 /// A generous bound for "promptly": far below the guests' own sleep (300 s).
 const PROMPT: Duration = Duration::from_secs(10);
@@ -1117,4 +1117,61 @@ fn an_http_proxy_component_serves_and_drains_on_sigterm() {
         ran.stderr.contains("asked to fail"),
         "the guest's own traceback: {ran:?}"
     );
+}
+
+/// A Wasm-layer image (standard OCI config, `architecture: wasm`, the component as a layer of
+/// its own next to a tar layer of data files): the shim reads the Wasm from containerd's
+/// content store. A layer holding precompiled code is refused. Needs containerd >= 1.7.7.
+#[test]
+fn a_wasm_layer_image_runs_from_the_content_store() {
+    if !ctr::imports_wasm_layers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = "docker.io/wasmpod/probe-layer:e2e";
+    let image = import(
+        &ImageBuilder::new(name)
+            .shape(ImageShape::WasmLayer)
+            .entrypoint(["/app.wasm"])
+            .file("/data/in.txt", b"data in the image\n".to_vec(), 0o644)
+            .wasm_layer(fixtures::probe_component()),
+        name,
+        dir.path(),
+    );
+    let ran = run_image(WASMPOD, &image, &["/app.wasm", "args", "x"]);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "arg[0]=/app.wasm\narg[1]=args\narg[2]=x\n"),
+        "{ran:?}"
+    );
+    let ran = run_image(WASMPOD, &image, &["/app.wasm", "cat", "/data/in.txt"]);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "data in the image\n"),
+        "{ran:?}"
+    );
+    // A name that is neither in the rootfs nor a Wasm layer's entrypoint still runs the
+    // layer: the image has exactly one Wasm layer, and args[0] is only the guest's argv[0].
+    let ran = run_image(WASMPOD, &image, &["/other-name.wasm", "args"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+
+    // Precompiled code in a Wasm layer is never loaded.
+    let cwasm_name = "docker.io/wasmpod/cwasm-layer:e2e";
+    let engine_output = std::fs::read_dir(fixtures::cache_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .expect("a compiled entry in the cache");
+    let cwasm = import(
+        &ImageBuilder::new(cwasm_name)
+            .shape(ImageShape::WasmLayer)
+            .entrypoint(["/app.wasm"])
+            .wasm_layer(std::fs::read(engine_output).unwrap()),
+        cwasm_name,
+        dir.path(),
+    );
+    let ran = run_image(WASMPOD, &cwasm, &[]);
+    assert_ne!(ran.code, 0);
+    assert!(ran.stderr.contains("precompiled Wasm (.cwasm)"), "{ran:?}");
 }

@@ -1,0 +1,207 @@
+//! Reading a container's Wasm from containerd's content store, for images that carry it as a
+//! layer of its own rather than as a file in the rootfs (see `wasmpod_oci::artifact`).
+//!
+//! Asked only when `args[0]` is not a file in the rootfs: the container record names the
+//! image, the image names a manifest (directly, or through an index with a `wasm` entry), and
+//! the manifest's Wasm layers are read if its config says `architecture: wasm` or is a CNCF
+//! Wasm artifact config. Containers without an image (dockerd 26 creates them so) or with a
+//! non-Wasm image give `None`, and the caller reports the missing file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use containerd_client::services::v1::{
+    containers_client::ContainersClient, content_client::ContentClient,
+    images_client::ImagesClient, GetContainerRequest, GetImageRequest, ReadContentRequest,
+};
+use containerd_client::tonic::Request;
+use containerd_client::with_namespace;
+use sha2::{Digest, Sha256};
+use tonic::transport::Channel;
+use wasmpod_oci::artifact::{self, BlobRef, ManifestView};
+
+use crate::error::{ShimError, ShimResult};
+
+/// The longest a lookup may take before Create fails with an error.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Manifests, indexes and configs larger than this are not images we read.
+const MAX_DOCUMENT: i64 = 4 << 20;
+
+/// Wasm layers larger than this are refused.
+const MAX_LAYER: i64 = 1 << 30;
+
+/// containerd's API, as the shim was started to use it.
+#[derive(Debug, Clone)]
+pub struct ContentStore {
+    /// containerd's gRPC socket.
+    socket: PathBuf,
+    /// The namespace of the shim's containers.
+    namespace: String,
+}
+
+/// A Wasm layer, written next to the bundle.
+#[derive(Debug, Clone)]
+pub struct WasmLayer {
+    /// The file holding the layer's bytes (in the bundle directory).
+    pub path: PathBuf,
+    /// The layer's digest.
+    pub digest: String,
+}
+
+impl ContentStore {
+    /// containerd at `address` (a socket path, with or without `unix://`), in `namespace`.
+    pub fn new(address: &str, namespace: &str) -> ContentStore {
+        ContentStore {
+            socket: PathBuf::from(address.strip_prefix("unix://").unwrap_or(address)),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    /// Finds the Wasm layer of container `id`'s image and writes it into `bundle`. `None`
+    /// when the image carries no Wasm layers (or there is no image).
+    pub async fn wasm_layer(&self, id: &str, bundle: &Path) -> ShimResult<Option<WasmLayer>> {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, self.lookup(id, bundle)).await {
+            Ok(result) => result,
+            Err(_) => Err(ShimError::Unavailable(format!(
+                "reading the image of {id} from containerd's content store took over {}s",
+                LOOKUP_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    async fn lookup(&self, id: &str, bundle: &Path) -> ShimResult<Option<WasmLayer>> {
+        let channel = containerd_client::connect(&self.socket)
+            .await
+            .map_err(|e| {
+                ShimError::Unavailable(format!(
+                    "connect to containerd at {}: {e}",
+                    self.socket.display()
+                ))
+            })?;
+        let ns = self.namespace.as_str();
+        let container = ContainersClient::new(channel.clone())
+            .get(with_namespace!(GetContainerRequest { id: id.into() }, ns))
+            .await
+            .map_err(|e| status("read the container record", e))?
+            .into_inner()
+            .container;
+        let Some(image_name) = container.map(|c| c.image).filter(|i| !i.is_empty()) else {
+            return Ok(None);
+        };
+        let image = ImagesClient::new(channel.clone())
+            .get(with_namespace!(
+                GetImageRequest {
+                    name: image_name.clone()
+                },
+                ns
+            ))
+            .await
+            .map_err(|e| status(&format!("read image {image_name}"), e))?
+            .into_inner()
+            .image;
+        let Some(target) = image.and_then(|i| i.target) else {
+            return Ok(None);
+        };
+        let mut target = BlobRef {
+            media_type: target.media_type,
+            digest: target.digest,
+            size: target.size,
+        };
+        let reader = BlobReader { channel, ns };
+        if artifact::is_index(&target.media_type) {
+            let index = reader.read(&target, MAX_DOCUMENT).await?;
+            match artifact::wasm_manifest_of_index(&index).map_err(oci_error)? {
+                Some(manifest) => target = manifest,
+                None => return Ok(None),
+            }
+        }
+        let manifest =
+            ManifestView::parse(&reader.read(&target, MAX_DOCUMENT).await?).map_err(oci_error)?;
+        if manifest.wasm_layers.is_empty() {
+            return Ok(None);
+        }
+        let wasm_config = manifest.is_wasm_artifact()
+            || artifact::config_is_wasm(&reader.read(&manifest.config, MAX_DOCUMENT).await?);
+        if !wasm_config {
+            return Ok(None);
+        }
+        let layer = match manifest.wasm_layers.as_slice() {
+            [one] => one,
+            many => {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "image {image_name} has {} Wasm layers; wasmpod runs images with one",
+                    many.len()
+                )))
+            }
+        };
+        let bytes = reader.read(layer, MAX_LAYER).await?;
+        let hex = layer.digest.trim_start_matches("sha256:");
+        let path = bundle.join(format!("wasmpod-layer-{}.wasm", &hex[..hex.len().min(16)]));
+        std::fs::write(&path, &bytes)
+            .map_err(|e| ShimError::Internal(format!("write {}: {e}", path.display())))?;
+        log::debug!("{id}: read {} bytes of Wasm from {image_name}", bytes.len());
+        Ok(Some(WasmLayer {
+            path,
+            digest: layer.digest.clone(),
+        }))
+    }
+}
+
+/// Reads whole blobs from the content service, checking their digest.
+struct BlobReader<'a> {
+    channel: Channel,
+    ns: &'a str,
+}
+
+impl BlobReader<'_> {
+    async fn read(&self, blob: &BlobRef, limit: i64) -> ShimResult<Vec<u8>> {
+        if blob.size > limit {
+            return Err(ShimError::FailedPrecondition(format!(
+                "blob {} ({}) is {} bytes, more than the {limit} wasmpod reads",
+                blob.digest, blob.media_type, blob.size
+            )));
+        }
+        let ns = self.ns;
+        let request = ReadContentRequest {
+            digest: blob.digest.clone(),
+            offset: 0,
+            size: 0,
+        };
+        let mut stream = ContentClient::new(self.channel.clone())
+            .read(with_namespace!(request, ns))
+            .await
+            .map_err(|e| status(&format!("read blob {}", blob.digest), e))?
+            .into_inner();
+        let mut bytes = Vec::with_capacity(blob.size.max(0) as usize);
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|e| status(&format!("read blob {}", blob.digest), e))?
+        {
+            bytes.extend_from_slice(&chunk.data);
+            if bytes.len() as i64 > limit {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "blob {} is larger than the {limit} bytes wasmpod reads",
+                    blob.digest
+                )));
+            }
+        }
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        if actual != blob.digest {
+            return Err(ShimError::FailedPrecondition(format!(
+                "blob {} read from the content store has digest {actual}",
+                blob.digest
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+fn status(what: &str, e: tonic::Status) -> ShimError {
+    ShimError::Unavailable(format!("{what}: {}", e.message()))
+}
+
+fn oci_error(e: wasmpod_oci::OciError) -> ShimError {
+    ShimError::FailedPrecondition(e.to_string())
+}
