@@ -890,35 +890,33 @@ fn component_image(name: &str, wasm: Vec<u8>) -> String {
     import(&image, name, dir.path())
 }
 
-/// A C program as a `wasi:cli/command` component (the probe through the command adapter).
-#[test]
-fn a_c_command_component_runs() {
-    let image = component_image(
-        "docker.io/wasmpod/probe-component:e2e",
-        fixtures::probe_component(),
-    );
-    let ran = run_image(WASMPOD, &image, &["/app.wasm", "args", "one", "two words"]);
-    assert_ok(&ran);
-    assert_eq!(
-        ran.stdout,
-        "arg[0]=/app.wasm\narg[1]=args\narg[2]=one\narg[3]=two words\n"
-    );
-    let ran = run_with(
-        &["--env", "FROM_CTR=yes"],
-        &image,
-        &["/app.wasm", "env", "FROM_CTR"],
-    );
+/// What a command component must do in a container: the probe's commands (the Python
+/// fixture answers them the same way) for arguments, environment, files in the image (by
+/// absolute and relative path, with `/work` as the working directory), a write to a bind
+/// mount, and exit codes.
+fn check_command_component(image: &str) {
+    let ran = run_image(WASMPOD, image, &["/app.wasm", "args", "one", "two words"]);
     assert_eq!(
         (ran.code, ran.stdout.as_str()),
-        (0, "FROM_CTR=yes\n"),
+        (
+            0,
+            "arg[0]=/app.wasm\narg[1]=args\narg[2]=one\narg[3]=two words\n"
+        ),
         "{ran:?}"
     );
+    for (extra, name, line) in [
+        (&[][..], "IMAGE_VAR", "IMAGE_VAR=from-image\n"),
+        (&["--env", "FROM_CTR=yes"][..], "FROM_CTR", "FROM_CTR=yes\n"),
+    ] {
+        let ran = run_with(extra, image, &["/app.wasm", "env", name]);
+        assert_eq!((ran.code, ran.stdout.as_str()), (0, line), "{ran:?}");
+    }
     for (path, text) in [
         ("/data/in.txt", "data in the image\n"),
         ("rel.txt", "relative to cwd\n"),
         ("/work/rel.txt", "relative to cwd\n"),
     ] {
-        let ran = run_image(WASMPOD, &image, &["/app.wasm", "cat", path]);
+        let ran = run_image(WASMPOD, image, &["/app.wasm", "cat", path]);
         assert_eq!(
             (ran.code, ran.stdout.as_str()),
             (0, text),
@@ -932,7 +930,7 @@ fn a_c_command_component_runs() {
     );
     let ran = run_with(
         &["--mount", &mount],
-        &image,
+        image,
         &["/app.wasm", "write", "/mnt/out.txt", "from a component"],
     );
     assert_ok(&ran);
@@ -942,13 +940,22 @@ fn a_c_command_component_runs() {
     );
     // A component can only say "failed": any non-zero status becomes 1.
     assert_eq!(
-        run_image(WASMPOD, &image, &["/app.wasm", "exit", "0"]).code,
+        run_image(WASMPOD, image, &["/app.wasm", "exit", "0"]).code,
         0
     );
     assert_eq!(
-        run_image(WASMPOD, &image, &["/app.wasm", "exit", "3"]).code,
+        run_image(WASMPOD, image, &["/app.wasm", "exit", "3"]).code,
         1
     );
+}
+
+/// A C program as a `wasi:cli/command` component (the probe through the command adapter).
+#[test]
+fn a_c_command_component_runs() {
+    check_command_component(&component_image(
+        "docker.io/wasmpod/probe-component:e2e",
+        fixtures::probe_component(),
+    ));
 }
 
 /// A componentize-py `wasi:cli/command` component: an 18 MB component with CPython inside,
@@ -959,54 +966,7 @@ fn a_python_command_component_runs() {
         "docker.io/wasmpod/py-command:e2e",
         fixtures::py_component("command", PyWorld::Command),
     );
-    let ran = run_image(WASMPOD, &image, &["/app.wasm", "args", "one", "two words"]);
-    assert_ok(&ran);
-    assert!(
-        ran.stdout
-            .starts_with("arg=/app.wasm\narg=args\narg=one\narg=two words\n"),
-        "{ran:?}"
-    );
-    let ran = run_image(WASMPOD, &image, &["/app.wasm", "env", "IMAGE_VAR"]);
-    assert_eq!(
-        (ran.code, ran.stdout.as_str()),
-        (0, "from-image\n"),
-        "{ran:?}"
-    );
-    let ran = run_image(WASMPOD, &image, &["/app.wasm", "cat", "/data/in.txt"]);
-    assert_eq!(
-        (ran.code, ran.stdout.as_str()),
-        (0, "data in the image\n"),
-        "{ran:?}"
-    );
-    let ran = run_image(WASMPOD, &image, &["/app.wasm", "cat", "rel.txt"]);
-    assert_eq!(
-        (ran.code, ran.stdout.as_str()),
-        (0, "relative to cwd\n"),
-        "{ran:?}"
-    );
-    let host = tempfile::tempdir().unwrap();
-    let mount = format!(
-        "type=bind,src={},dst=/mnt,options=rbind:rw",
-        host.path().display()
-    );
-    let ran = run_with(
-        &["--mount", &mount],
-        &image,
-        &["/app.wasm", "write", "/mnt/py.txt", "from python"],
-    );
-    assert_ok(&ran);
-    assert_eq!(
-        std::fs::read_to_string(host.path().join("py.txt")).unwrap(),
-        "from python"
-    );
-    assert_eq!(
-        run_image(WASMPOD, &image, &["/app.wasm", "exit", "0"]).code,
-        0
-    );
-    assert_eq!(
-        run_image(WASMPOD, &image, &["/app.wasm", "exit", "1"]).code,
-        1
-    );
+    check_command_component(&image);
     // An uncaught exception: Python's traceback, then a trap.
     let ran = run_image(WASMPOD, &image, &["/app.wasm", "cat", "/no/such/file"]);
     assert_eq!(ran.code, 134, "{ran:?}");
