@@ -19,6 +19,8 @@ APT_PACKAGES := containerd runc containernetworking-plugins busybox-static \
 
 # componentize-py (PyPI) builds the tests' Python components; it goes under $(WORK)/pytools.
 COMPONENTIZE_PY := componentize-py==0.25.1
+# wit-bindgen (crates.io) generates the C bindings of the tests' wasi:http component.
+WIT_BINDGEN_VERSION := 0.63.0
 
 .PHONY: all setup build install install-local unit e2e e2e-containerd-1.7 test demo bench fmt clippy clean
 
@@ -34,6 +36,10 @@ setup:
 		echo "installing $(COMPONENTIZE_PY) into $(WORK)/pytools"; \
 		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
 			--target $(WORK)/pytools $(COMPONENTIZE_PY); \
+	fi
+	@if [ ! -x $(WORK)/tools/bin/wit-bindgen ]; then \
+		echo "installing wit-bindgen-cli $(WIT_BINDGEN_VERSION) into $(WORK)/tools"; \
+		$(CARGO) install -q --locked --root $(WORK)/tools wit-bindgen-cli --version $(WIT_BINDGEN_VERSION); \
 	fi
 
 build:

@@ -166,6 +166,75 @@ pub fn probe_component() -> Vec<u8> {
         .expect("wrap the probe into a component")
 }
 
+/// `test/fixtures/proxy.c` as a `wasi:http` proxy component: bindings from wit-bindgen
+/// (installed by `make setup` under `.work/tools`, or `$WASMPOD_WIT_BINDGEN`), clang for
+/// wasm32-wasi as a reactor, then Wasmtime's preview1 proxy adapter. Built once per source.
+pub fn c_proxy_component() -> Vec<u8> {
+    use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_PROXY_ADAPTER;
+    static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
+    let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/proxy.c");
+    let source = std::fs::read(&src).expect("fixture source");
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&source));
+    let out = dir().join(format!("c-proxy-{}.wasm", &digest[..16]));
+    if let Ok(bytes) = std::fs::read(&out) {
+        return bytes;
+    }
+    let gen = tempfile::tempdir().expect("tempdir");
+    let wit_bindgen = std::env::var_os("WASMPOD_WIT_BINDGEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.work/tools/bin/wit-bindgen")
+        });
+    let ran = Command::new(&wit_bindgen)
+        .arg("c")
+        .arg(wasi_wit_dir())
+        .args(["--world", "wasi:http/proxy@0.2.12", "--out-dir"])
+        .arg(gen.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (install it with `make setup`): {e}",
+                wit_bindgen.display()
+            )
+        });
+    assert!(
+        ran.status.success(),
+        "wit-bindgen failed: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let core = gen.path().join("proxy.core.wasm");
+    let status = Command::new(clang())
+        .args([
+            "--target=wasm32-wasi",
+            "--sysroot=/usr",
+            "-O2",
+            "-mexec-model=reactor",
+            "-I",
+        ])
+        .arg(gen.path())
+        .arg(&src)
+        .arg(gen.path().join("proxy.c"))
+        .arg(gen.path().join("proxy_component_type.o"))
+        .arg("-o")
+        .arg(&core)
+        .status()
+        .unwrap_or_else(|e| panic!("run {} (install it with `make setup`): {e}", clang()));
+    assert!(status.success(), "clang failed on proxy.c");
+    let component = wit_component::ComponentEncoder::default()
+        .module(&std::fs::read(&core).expect("read the core module"))
+        .and_then(|e| {
+            e.adapter(
+                "wasi_snapshot_preview1",
+                WASI_SNAPSHOT_PREVIEW1_PROXY_ADAPTER,
+            )
+        })
+        .and_then(|e| e.validate(true).encode())
+        .expect("wrap the proxy into a component");
+    std::fs::write(&out, &component).expect("keep the built component");
+    component
+}
+
 /// The WIT world a componentize-py fixture targets.
 #[derive(Debug, Clone, Copy)]
 pub enum PyWorld {

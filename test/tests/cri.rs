@@ -382,19 +382,20 @@ fn runtime_options_reach_the_shim() {
     assert!(err.message().contains("SystemdCgroup is on"), "{err:?}");
 }
 
-/// (j) A `wasi:http` proxy component (componentize-py) served in a pod, on the default
-/// `0.0.0.0:8080` of the pod's network namespace, reached from inside that namespace; a trap
-/// is a 500 and a line in the container log; StopContainer while a slow request is in flight
-/// lets it finish, then the container exits 143.
+/// (j) Two `wasi:http` proxy components in one pod: a componentize-py one on the default
+/// `0.0.0.0:8080` and a C one on `0.0.0.0:8081` (set through the container's environment),
+/// reached from inside the pod's network namespace; WASI in the handler; a trap is a 500 and
+/// a line in the container log; StopContainer while slow requests are in flight lets them
+/// finish, then the containers exit 143.
 #[test]
-fn j_an_http_proxy_component_in_a_pod() {
+fn j_http_proxy_components_in_a_pod() {
+    const C_PROXY: &str = "docker.io/wasmpod/c-proxy:cri";
     let mut cri = setup();
     static IMPORT: Once = Once::new();
     IMPORT.call_once(|| {
         cri::import_k8s(
             &ImageBuilder::new(PROXY)
                 .entrypoint(["/proxy.wasm"])
-                .env("GREETING=hello from the pod spec")
                 .file(
                     "/proxy.wasm",
                     fixtures::py_component("proxy", PyWorld::HttpProxy),
@@ -402,62 +403,97 @@ fn j_an_http_proxy_component_in_a_pod() {
                 )
                 .file("/data/in.txt", b"data in the image\n".to_vec(), 0o644),
             PROXY,
-        )
+        );
+        cri::import_k8s(
+            &ImageBuilder::new(C_PROXY).entrypoint(["/proxy.wasm"]).file(
+                "/proxy.wasm",
+                fixtures::c_proxy_component(),
+                0o755,
+            ),
+            C_PROXY,
+        );
     });
     let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
-    let app = run(
+    let py = run(
         &mut cri,
         &pod,
         &ContainerSpec {
-            name: "web".into(),
+            name: "py".into(),
             image: PROXY.into(),
             env: vec![("FROM_POD".into(), "pod env".into())],
             memory_limit: 256 << 20,
             ..Default::default()
         },
     );
-    wait_running(&mut cri, &app);
+    let c = run(
+        &mut cri,
+        &pod,
+        &ContainerSpec {
+            name: "c".into(),
+            image: C_PROXY.into(),
+            env: vec![(
+                "WASMTIME_HTTP_PROXY_SOCKET_ADDR".into(),
+                "0.0.0.0:8081".into(),
+            )],
+            ..Default::default()
+        },
+    );
+    wait_running(&mut cri, &py);
+    wait_running(&mut cri, &c);
     let netns = cri.pod_netns(&pod).expect("pod netns path");
-    let addr: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let get = |path: &'static str| {
+    let get = |port: u16, path: &'static str| {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         http::in_netns(&netns, move || {
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 match http::get(addr, path) {
                     Ok(reply) => return reply,
-                    Err(e) if Instant::now() > deadline => panic!("GET {path}: {e}"),
+                    Err(e) if Instant::now() > deadline => panic!("GET {addr}{path}: {e}"),
                     Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
             }
         })
     };
-    let hello = get("/hello");
-    assert_eq!(
-        (hello.status, hello.body.as_str()),
-        (200, "hello from a python component\n")
-    );
-    assert_eq!(get("/env?FROM_POD").body, "pod env");
-    assert_eq!(get("/file?/data/in.txt").body, "data in the image\n");
-    assert_eq!(get("/trap").status, 500);
-    assert_eq!(get("/hello").status, 200, "serving after a trap");
+    for (port, text) in [
+        (8080, "hello from a python component\n"),
+        (8081, "hello from a C component\n"),
+    ] {
+        let hello = get(port, "/hello");
+        assert_eq!((hello.status, hello.body.as_str()), (200, text));
+        assert_eq!(get(port, "/trap").status, 500);
+        assert_eq!(get(port, "/hello").status, 200, "serving after a trap");
+    }
+    assert_eq!(get(8080, "/env?FROM_POD").body, "pod env");
+    assert_eq!(get(8080, "/file?/data/in.txt").body, "data in the image\n");
 
-    let slow_netns = netns.clone();
-    let slow = std::thread::spawn(move || {
-        http::in_netns(&slow_netns, move || http::get(addr, "/slow?3000"))
-    });
+    let slow: Vec<_> = [8080u16, 8081]
+        .into_iter()
+        .map(|port| {
+            let netns = netns.clone();
+            let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+            std::thread::spawn(move || {
+                http::in_netns(&netns, move || http::get(addr, "/slow?3000"))
+            })
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(700));
-    cri.stop_container(&app, 30).unwrap();
-    let slow = slow.join().unwrap().expect("the slow request completes");
-    assert_eq!((slow.status, slow.body.as_str()), (200, "slow done\n"));
-    let status = cri.container_status(&app).unwrap();
-    assert_eq!(status.exit_code, 143, "{status:?}");
-    let lines = cri::log_lines(&pod.log_dir.join("web.log"));
-    assert!(
-        lines.iter().any(|(s, t)| s == "stderr"
-            && t.contains("wasmpod: the HTTP handler failed: the guest trapped")),
-        "{lines:?}"
-    );
-    teardown(&mut cri, &pod, &[&app]);
+    cri.stop_container(&py, 30).unwrap();
+    cri.stop_container(&c, 30).unwrap();
+    for reply in slow {
+        let reply = reply.join().unwrap().expect("the slow request completes");
+        assert_eq!((reply.status, reply.body.as_str()), (200, "slow done\n"));
+    }
+    for (id, name) in [(&py, "py"), (&c, "c")] {
+        let status = cri.container_status(id).unwrap();
+        assert_eq!(status.exit_code, 143, "{name}: {status:?}");
+        let lines = cri::log_lines(&pod.log_dir.join(format!("{name}.log")));
+        assert!(
+            lines.iter().any(|(s, t)| s == "stderr"
+                && t.contains("wasmpod: the HTTP handler failed: the guest trapped")),
+            "{name}: {lines:?}"
+        );
+    }
+    teardown(&mut cri, &pod, &[&py, &c]);
 }
 
 /// (k) Wasm carried as image layers, through CRI: a standard OCI image with a Wasm layer
