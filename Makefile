@@ -1,7 +1,7 @@
 # wasmpod: build, install, test, demo and benchmark.
 #   make demo    set up this machine, start a private containerd, run Wasm containers on it
 #   make test    set up, build once, run the unit tests and the end-to-end tests
-#   make bench   wasmpod vs runc: `ctr run --rm` round trips, medians and ratio
+#   make bench   benchmarks against baselines in the same run (release build; see test/bench.sh)
 
 PREFIX ?= /usr/local
 CARGO ?= cargo
@@ -22,7 +22,7 @@ COMPONENTIZE_PY := componentize-py==0.25.1
 # wit-bindgen (crates.io) generates the C bindings of the tests' wasi:http component.
 WIT_BINDGEN_VERSION := 0.63.0
 
-.PHONY: all setup build install install-local unit e2e e2e-containerd-1.7 test demo bench fmt clippy clean
+.PHONY: all setup build install install-local unit e2e e2e-containerd-1.7 test demo bench bench-run fmt clippy clean
 
 all: build
 
@@ -76,7 +76,12 @@ demo: setup
 	$(MAKE) --no-print-directory install-local
 	WORK=$(WORK) TARGET=$(TARGET) test/demo.sh
 
+# Benchmarks measure the build users run: release, unless BENCH_PROFILE=debug.
+BENCH_PROFILE ?= release
 bench: setup
+	$(MAKE) --no-print-directory PROFILE=$(BENCH_PROFILE) bench-run
+
+bench-run:
 	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)
 	$(MAKE) --no-print-directory install-local
 	WORK=$(WORK) TARGET=$(TARGET) test/bench.sh
