@@ -19,6 +19,10 @@ pub enum GuestOutcome {
 /// read as "OOM killed".
 pub const TRAP_EXIT_CODE: i32 = 134;
 
+/// The status when the guest could not be started at all in the container (its WASI setup
+/// failed, or an HTTP service could not listen); the reason is on the container's stderr.
+pub const SETUP_FAILED_EXIT_CODE: i32 = 1;
+
 impl GuestOutcome {
     /// The container's exit status for this outcome.
     pub fn exit_code(&self) -> i32 {

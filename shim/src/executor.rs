@@ -153,9 +153,10 @@ impl Executor for WasmpodExecutor {
                 }
                 outcome.exit_code()
             }
+            // The guest never ran (its WASI setup or HTTP listener failed): a plain failure.
             Err(e) => {
                 eprintln!("wasmpod: {e}");
-                wasmpod_runtime::outcome::TRAP_EXIT_CODE
+                wasmpod_runtime::outcome::SETUP_FAILED_EXIT_CODE
             }
         };
         let _ = std::io::stdout().flush();

@@ -128,6 +128,31 @@ pub fn big_module(functions: usize, seed: u64) -> Vec<u8> {
     wat(&text)
 }
 
+/// `wasm` (a module or a component) with a custom section appended: the same program under
+/// a new digest, so the compile cache has never seen it.
+pub fn with_custom_section(wasm: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(data);
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
 /// The compile cache's key prefix for `wasm` (its SHA-256, as the cache names entries).
 pub fn cache_key_prefix(wasm: &[u8]) -> String {
     use sha2::Digest;

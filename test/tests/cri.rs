@@ -559,3 +559,65 @@ fn k_wasm_layer_images_and_cncf_artifacts() {
     }
     teardown(&mut cri, &pod, &[&layered, &artifact]);
 }
+
+/// (l) Two pods start the same new 18 MB component (componentize-py) at the same time: the
+/// node compiles it once (read from the cache's compile log and entries, not from timing),
+/// and both run it.
+#[test]
+fn l_two_pods_share_one_compile_of_a_new_component() {
+    let _ = setup();
+    let stamp = ctr::unique_id("compile");
+    let wasm = fixtures::with_custom_section(
+        &fixtures::py_component("command", PyWorld::Command),
+        "wasmpod-test",
+        stamp.as_bytes(),
+    );
+    let key = fixtures::cache_key_prefix(&wasm);
+    let image = format!("docker.io/wasmpod/py-command:{stamp}");
+    cri::import_k8s(
+        &ImageBuilder::new(image.as_str())
+            .entrypoint(["/app.wasm"])
+            .file("/app.wasm", wasm, 0o755),
+        &image,
+    );
+    let pods: Vec<_> = (0..2)
+        .map(|n| {
+            let image = image.clone();
+            std::thread::spawn(move || {
+                let mut cri = Cri::connect();
+                let pod = cri
+                    .run_pod("wasmpod", &PodSpec::default())
+                    .expect("run pod");
+                let spec = ContainerSpec {
+                    name: "app".into(),
+                    image,
+                    args: vec!["args".into(), format!("pod{n}")],
+                    ..Default::default()
+                };
+                let app = run(&mut cri, &pod, &spec);
+                let status = cri.wait_exited(&app, Duration::from_secs(120));
+                let lines = cri::log_lines(&pod.log_dir.join("app.log"));
+                teardown(&mut cri, &pod, &[&app]);
+                (status.exit_code, lines, n)
+            })
+        })
+        .collect();
+    for pod in pods {
+        let (code, lines, n) = pod.join().expect("pod");
+        assert_eq!(code, 0, "{lines:?}");
+        assert!(
+            lines.iter().any(|(_, t)| t == &format!("arg[2]=pod{n}")),
+            "{lines:?}"
+        );
+    }
+    assert_eq!(fixtures::compiles_of(&key), 1, "one compile for both pods");
+    let entries = std::fs::read_dir(fixtures::cache_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&key) && name.ends_with(".cwasm")
+        })
+        .count();
+    assert_eq!(entries, 1, "one cache entry for the component");
+}

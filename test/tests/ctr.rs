@@ -1073,6 +1073,18 @@ fn an_http_proxy_component_serves_and_drains_on_sigterm() {
             .contains("wasmpod: the HTTP handler failed: the guest trapped"),
         "{ran:?}"
     );
+    // A listen address that is not one: the container says so and exits 1.
+    let bad = run_with(
+        &["--env", "WASMTIME_HTTP_PROXY_SOCKET_ADDR=nowhere:port"],
+        &image,
+        &[],
+    );
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr
+            .contains("WASMTIME_HTTP_PROXY_SOCKET_ADDR=\"nowhere:port\" is not an address"),
+        "{bad:?}"
+    );
     assert!(
         ran.stderr.contains("asked to fail"),
         "the guest's own traceback: {ran:?}"
