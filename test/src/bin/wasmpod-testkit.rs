@@ -6,6 +6,8 @@
 //! - `wasmpod-testkit big-image OUT.tar NAME`: a module of 20,000 functions (seconds to compile)
 //! - `wasmpod-testkit py-proxy-image OUT.tar NAME`: the componentize-py `wasi:http` proxy at
 //!   `/proxy.wasm` (needs `make setup`); `py-proxy-wasm OUT.wasm -` writes the component alone
+//! - `wasmpod-testkit c-proxy-image OUT.tar NAME`: the C `wasi:http` proxy at `/proxy.wasm`
+//!   (needs `make setup`); `c-proxy-wasm OUT.wasm -` writes the component alone
 //! - `wasmpod-testkit tree-image OUT.tar NAME DIR ENTRY`: every file under DIR at the same
 //!   path under `/`, with `/ENTRY` as the entrypoint (for programs that ship data files)
 
@@ -19,8 +21,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(cmd), Some(out), Some(name)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!(
-            "usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image|py-proxy-image \
-             OUT.tar NAME, py-proxy-wasm OUT.wasm -, tree-image OUT.tar NAME DIR ENTRY"
+            "usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image|py-proxy-image|\
+             c-proxy-image OUT.tar NAME, py-proxy-wasm|c-proxy-wasm OUT.wasm -, \
+             tree-image OUT.tar NAME DIR ENTRY"
         );
         return ExitCode::from(2);
     };
@@ -51,8 +54,15 @@ fn main() -> ExitCode {
                 fixtures::py_component("proxy", fixtures::PyWorld::HttpProxy),
                 0o755,
             ),
-        "py-proxy-wasm" => {
-            let wasm = fixtures::py_component("proxy", fixtures::PyWorld::HttpProxy);
+        "c-proxy-image" => ImageBuilder::new(name.as_str())
+            .entrypoint(["/proxy.wasm"])
+            .file("/proxy.wasm", fixtures::c_proxy_component(), 0o755),
+        "py-proxy-wasm" | "c-proxy-wasm" => {
+            let wasm = if cmd == "c-proxy-wasm" {
+                fixtures::c_proxy_component()
+            } else {
+                fixtures::py_component("proxy", fixtures::PyWorld::HttpProxy)
+            };
             return match std::fs::write(out, wasm) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
