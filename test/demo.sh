@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The demo: a private containerd, a Wasm image written by wasmpod's image builder, and Wasm
-# containers run through all three runtime names.
+# The demo: a private containerd, Wasm images written by wasmpod's image builder, Wasm
+# containers run through all three runtime names, and a wasi:http service.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${WORK:-$here/../.work}
@@ -48,4 +48,25 @@ $ctr tasks kill sleeper
 while [ "$($ctr tasks ls | awk '$1=="sleeper"{print $3}')" != STOPPED ]; do sleep 0.01; done
 echo "stopped in $(( ($(date +%s%N) - start) / 1000000 )) ms: $($ctr tasks delete sleeper 2>&1 | grep -o 'exit code [0-9]*' || echo 'exit code 0')"
 $ctr containers rm sleeper
+
+"$target/wasmpod-testkit" c-proxy-image "$work/c-proxy.tar" docker.io/wasmpod/c-proxy:demo
+$ctr images import --all-platforms "$work/c-proxy.tar" >/dev/null
+step "A wasi:http component is served (here on the host network, port 18480); SIGTERM drains it" \
+  "ctr run -d --net-host --env WASMTIME_HTTP_PROXY_SOCKET_ADDR=127.0.0.1:18480 ... web; curl; ctr task kill"
+$ctr run -d --net-host --env WASMTIME_HTTP_PROXY_SOCKET_ADDR=127.0.0.1:18480 \
+  --runtime io.containerd.wasmpod.v1 docker.io/wasmpod/c-proxy:demo web
+for _ in $(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:18480/hello && break; sleep 0.1; done
+echo "GET /hello -> $(curl -s -w ' [%{http_code}]' http://127.0.0.1:18480/hello | tr -d '\n')"
+echo "GET /trap  -> $(curl -s -w ' [%{http_code}]' http://127.0.0.1:18480/trap | tr -d '\n') (the handler trapped; the server serves on)"
+echo "GET /hello -> $(curl -s -w ' [%{http_code}]' http://127.0.0.1:18480/hello | tr -d '\n')"
+curl -s -o /tmp/wasmpod-demo-slow.txt http://127.0.0.1:18480/slow?1000 &
+slow=$!
+sleep 0.3
+$ctr tasks kill web
+wait "$slow" || true
+echo "a request in flight during SIGTERM got: $(cat /tmp/wasmpod-demo-slow.txt)"
+rm -f /tmp/wasmpod-demo-slow.txt
+while [ "$($ctr tasks ls | awk '$1=="web"{print $3}')" != STOPPED ]; do sleep 0.05; done
+echo "then the service stopped: $($ctr tasks delete web 2>&1 | grep -o 'exit code [0-9]*' || echo 'exit code 0')"
+$ctr containers rm web
 echo; echo "Demo done: the private containerd is stopped and cleaned up."
