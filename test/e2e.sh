@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
 # Runs the end-to-end tests against a private containerd that this script starts and always
 # stops, with the locally installed shim (make install-local) first on containerd's PATH.
+# With DOCKER_ROOT (unpacked dockerd 26 debs, see with-containerd-1.7.sh) it also starts a
+# private dockerd on that containerd for the Docker tests, which skip without it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${WORK:-$here/../.work}
 dir="$work/e2e-containerd"
-"$here/lib/containerd.sh" stop "$dir" || true
-trap '"$here/lib/containerd.sh" stop "$dir"' EXIT
+docker_dir="$work/e2e-dockerd"
+stop_all() {
+  "$here/lib/dockerd.sh" stop "$docker_dir" || true
+  "$here/lib/containerd.sh" stop "$dir"
+}
+stop_all || true
+trap stop_all EXIT
 # A compile cache of the tests' own, empty at the start (the shim inherits containerd's env).
 export WASMPOD_CACHE_DIR="$work/e2e-cache"
 rm -rf "$WASMPOD_CACHE_DIR"
 "$here/lib/containerd.sh" start "$dir" "$work/prefix/bin" cri
 export WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock"
+if [ -n "${DOCKER_ROOT:-}" ]; then
+  "$here/lib/dockerd.sh" start "$docker_dir" "$dir/containerd.sock" "$work/prefix/bin" "$DOCKER_ROOT"
+  export WASMPOD_DOCKER_HOST="unix://$docker_dir/docker.sock"
+  export WASMPOD_DOCKER_CLI="$DOCKER_ROOT/usr/bin/docker"
+fi
 export WASMPOD_FIXTURES="$work/fixtures"
 # The e2e tests share one containerd and count leaks: run them one at a time.
 # --workspace, like the build, so no dependency is compiled again with other features.

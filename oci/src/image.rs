@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::artifact::{WASM_ARTIFACT_CONFIG, WASM_ARTIFACT_LAYER, WASM_CONTENT_LAYER};
+use crate::reference::ImageName;
 use crate::{EntrypointKind, OciError, WasmKind};
 
 /// Media type of an OCI image manifest.
@@ -143,9 +144,7 @@ impl ImageBuilder {
 
     /// The OCI layout tarball as bytes.
     pub fn to_tar_bytes(&self) -> Result<Vec<u8>, OciError> {
-        if self.name.is_empty() {
-            return Err(OciError::Image("the image needs a name".into()));
-        }
+        let name = ImageName::parse(&self.name)?;
         self.check_shape()?;
         let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
         let mut layers = Vec::new();
@@ -198,8 +197,8 @@ impl ImageBuilder {
                 "size": manifest.len(),
                 "platform": {"os": self.os, "architecture": self.architecture},
                 "annotations": {
-                    "io.containerd.image.name": self.name,
-                    "org.opencontainers.image.ref.name": ref_name(&self.name),
+                    "io.containerd.image.name": name.to_string(),
+                    "org.opencontainers.image.ref.name": name.tag(),
                 },
             }],
         }))
@@ -303,14 +302,6 @@ impl ImageBuilder {
         layer
             .into_inner()
             .map_err(|e| OciError::Image(e.to_string()))
-    }
-}
-
-fn ref_name(name: &str) -> &str {
-    // `ref.name` is the tag alone when the name has one.
-    match name.rsplit_once(':') {
-        Some((_, tag)) if !tag.contains('/') => tag,
-        _ => "latest",
     }
 }
 

@@ -8,13 +8,15 @@
 //! 3. [`classify::EntrypointKind::of_file`] tells a core module, a component and a native
 //!    program apart by their first bytes.
 //! 4. [`artifact`] finds Wasm layers in image manifests (the shim reads the blobs).
-//! 5. [`image::ImageBuilder`] writes image tarballs that `ctr images import` loads.
+//! 5. [`image::ImageBuilder`] writes image tarballs that `ctr images import` and `docker load`
+//!    load, under full names ([`reference::ImageName`]).
 #![deny(missing_docs)]
 
 pub mod artifact;
 pub mod classify;
 pub mod error;
 pub mod image;
+pub mod reference;
 pub mod resolve;
 pub mod workload;
 

@@ -49,6 +49,17 @@ pub struct WasmLayer {
     pub digest: String,
 }
 
+/// What the content store holds for a container whose entrypoint is not in its rootfs.
+#[derive(Debug)]
+pub enum LayerLookup {
+    /// The image's Wasm layer, written into the bundle.
+    Found(WasmLayer),
+    /// The container record names no image (dockerd 26 creates containers that way).
+    NoImage,
+    /// The image has no Wasm layers, or its config does not say it is Wasm.
+    NoWasmLayers,
+}
+
 impl ContentStore {
     /// containerd at `address` (a socket path, with or without `unix://`), in `namespace`.
     pub fn new(address: &str, namespace: &str) -> ContentStore {
@@ -58,9 +69,8 @@ impl ContentStore {
         }
     }
 
-    /// Finds the Wasm layer of container `id`'s image and writes it into `bundle`. `None`
-    /// when the image carries no Wasm layers (or there is no image).
-    pub async fn wasm_layer(&self, id: &str, bundle: &Path) -> ShimResult<Option<WasmLayer>> {
+    /// Finds the Wasm layer of container `id`'s image and writes it into `bundle`.
+    pub async fn wasm_layer(&self, id: &str, bundle: &Path) -> ShimResult<LayerLookup> {
         match tokio::time::timeout(LOOKUP_TIMEOUT, self.lookup(id, bundle)).await {
             Ok(result) => result,
             Err(_) => Err(ShimError::Unavailable(format!(
@@ -70,7 +80,7 @@ impl ContentStore {
         }
     }
 
-    async fn lookup(&self, id: &str, bundle: &Path) -> ShimResult<Option<WasmLayer>> {
+    async fn lookup(&self, id: &str, bundle: &Path) -> ShimResult<LayerLookup> {
         let channel = containerd_client::connect(&self.socket)
             .await
             .map_err(|e| {
@@ -87,7 +97,7 @@ impl ContentStore {
             .into_inner()
             .container;
         let Some(image_name) = container.map(|c| c.image).filter(|i| !i.is_empty()) else {
-            return Ok(None);
+            return Ok(LayerLookup::NoImage);
         };
         let image = ImagesClient::new(channel.clone())
             .get(with_namespace!(
@@ -101,7 +111,7 @@ impl ContentStore {
             .into_inner()
             .image;
         let Some(target) = image.and_then(|i| i.target) else {
-            return Ok(None);
+            return Ok(LayerLookup::NoWasmLayers);
         };
         let mut target = BlobRef {
             media_type: target.media_type,
@@ -113,18 +123,18 @@ impl ContentStore {
             let index = reader.read(&target, MAX_DOCUMENT).await?;
             match artifact::wasm_manifest_of_index(&index).map_err(oci_error)? {
                 Some(manifest) => target = manifest,
-                None => return Ok(None),
+                None => return Ok(LayerLookup::NoWasmLayers),
             }
         }
         let manifest =
             ManifestView::parse(&reader.read(&target, MAX_DOCUMENT).await?).map_err(oci_error)?;
         if manifest.wasm_layers.is_empty() {
-            return Ok(None);
+            return Ok(LayerLookup::NoWasmLayers);
         }
         let wasm_config = manifest.is_wasm_artifact()
             || artifact::config_is_wasm(&reader.read(&manifest.config, MAX_DOCUMENT).await?);
         if !wasm_config {
-            return Ok(None);
+            return Ok(LayerLookup::NoWasmLayers);
         }
         let layer = match manifest.wasm_layers.as_slice() {
             [one] => one,
@@ -141,7 +151,7 @@ impl ContentStore {
         std::fs::write(&path, &bytes)
             .map_err(|e| ShimError::Internal(format!("write {}: {e}", path.display())))?;
         log::debug!("{id}: read {} bytes of Wasm from {image_name}", bytes.len());
-        Ok(Some(WasmLayer {
+        Ok(LayerLookup::Found(WasmLayer {
             path,
             digest: layer.digest.clone(),
         }))

@@ -34,7 +34,7 @@ use wasmpod_oci::resolve::{resolve_entrypoint, ResolvedEntrypoint};
 use wasmpod_oci::{EntrypointKind, OciError, WorkloadSpec};
 
 use crate::cgroup::{self, CgroupDriver, ContainerCgroup};
-use crate::content::ContentStore;
+use crate::content::{ContentStore, LayerLookup};
 use crate::error::{ShimError, ShimResult};
 use crate::events::EventSink;
 use crate::helper::{HelperRequest, HelperRunner, Payload, Program, WasmSource};
@@ -191,14 +191,22 @@ impl TaskService {
             // Not a file in the rootfs: the image may carry the Wasm as a layer.
             Err(not_found @ OciError::EntrypointNotFound(_)) => {
                 match self.content.wasm_layer(&req.id, bundle).await? {
-                    Some(layer) => {
+                    LayerLookup::Found(layer) => {
                         log::info!("{}: runs Wasm layer {}", req.id, layer.digest);
                         ResolvedEntrypoint {
                             in_container: PathBuf::from(&spec.args[0]),
                             on_host: layer.path,
                         }
                     }
-                    None => return Err(not_found.into()),
+                    LayerLookup::NoWasmLayers => return Err(not_found.into()),
+                    LayerLookup::NoImage => {
+                        return Err(ShimError::NotFound(format!(
+                            "{not_found}; the container record names no image (as under dockerd \
+                             or `ctr run --rootfs`), so Wasm carried in image layers cannot be \
+                             read: put the .wasm in the image's filesystem \
+                             (wasmpod image build --shape rootfs)"
+                        )))
+                    }
                 }
             }
             Err(e) => return Err(e.into()),

@@ -99,6 +99,15 @@ pub fn run_image(runtime: &str, image: &str, args: &[&str]) -> Ran {
     run_ctr(&all)
 }
 
+/// The `wasmpod` command built next to the test binaries (`target/<profile>/wasmpod`).
+pub fn wasmpod_tool() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|profile_dir| profile_dir.join("wasmpod"))
+        .expect("target/<profile>/deps/<test>")
+}
+
 /// The version of the containerd under test, as (major, minor, patch).
 pub fn server_version() -> (u32, u32, u32) {
     let out = run_ctr(&["version"]);

@@ -1,10 +1,11 @@
 //! wasmpod's end-to-end test kit: Wasm fixtures built from our own sources at test time, OCI
 //! image tarballs written with the `oci` crate, and a thin `ctr` client for the private
 //! containerd that `test/lib/containerd.sh` starts (its socket is in
-//! `WASMPOD_CONTAINERD_ADDRESS`).
+//! `WASMPOD_CONTAINERD_ADDRESS`), and a `docker` client for the private dockerd 26 on it.
 
 pub mod cri;
 pub mod ctr;
+pub mod docker;
 pub mod fixtures;
 pub mod http;
 pub mod leaks;

@@ -822,8 +822,7 @@ fn a_corrupt_cache_entry_is_rebuilt_and_cwasm_is_refused() {
 /// `wasmpod image build` writes an image that containerd imports and wasmpod runs.
 #[test]
 fn wasmpod_image_build_output_runs() {
-    let exe = std::env::current_exe().unwrap();
-    let tool = exe.parent().unwrap().parent().unwrap().join("wasmpod");
+    let tool = ctr::wasmpod_tool();
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("probe.wasm");
     std::fs::write(&wasm, fixtures::probe()).unwrap();

@@ -3,7 +3,7 @@
 //! ```text
 //! wasmpod image build [options] APP.wasm
 //!   -o, --output FILE        the OCI image tarball to write (required)
-//!   -t, --tag NAME           the image name, e.g. docker.io/me/app:1.0 (required)
+//!   -t, --tag NAME           the image name, e.g. me/app:1.0 (= docker.io/me/app:1.0) (required)
 //!       --path PATH          where the .wasm goes in the image (default /app.wasm)
 //!       --file SRC:DST       add a file (repeatable)
 //!       --env KEY=VALUE      set an environment variable (repeatable)
@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wasmpod_oci::image::{ImageBuilder, ImageShape};
+use wasmpod_oci::reference::ImageName;
 use wasmpod_oci::{EntrypointKind, WasmKind};
 
 const USAGE: &str = "usage: wasmpod image build -o OUT.tar -t NAME [--path /app.wasm] \
@@ -96,6 +97,7 @@ fn parse(args: &[String]) -> Result<BuildArgs, String> {
                     }
                 }
             }
+            "-h" | "--help" => return Err(USAGE.to_string()),
             other if other.starts_with('-') => return Err(format!("unknown option {other}")),
             other => {
                 if out.wasm.replace(other.into()).is_some() {
@@ -110,6 +112,7 @@ fn parse(args: &[String]) -> Result<BuildArgs, String> {
 fn build(args: BuildArgs) -> Result<(), String> {
     let output = args.output.ok_or("--output is required")?;
     let tag = args.tag.ok_or("--tag is required")?;
+    let name = ImageName::parse(&tag).map_err(|e| e.to_string())?;
     let wasm_path = args.wasm.ok_or("the .wasm file is required")?;
     let wasm =
         std::fs::read(&wasm_path).map_err(|e| format!("read {}: {e}", wasm_path.display()))?;
@@ -124,7 +127,7 @@ fn build(args: BuildArgs) -> Result<(), String> {
         }
     }
     let path = args.path.unwrap_or_else(|| "/app.wasm".into());
-    let mut image = ImageBuilder::new(tag.as_str()).shape(args.shape);
+    let mut image = ImageBuilder::new(name.to_string()).shape(args.shape);
     image = match args.shape {
         ImageShape::Rootfs => image.entrypoint([path.clone()]).file(&path, wasm, 0o755),
         ImageShape::WasmLayer => image.entrypoint([path.clone()]).wasm_layer(wasm),
@@ -153,7 +156,7 @@ fn build(args: BuildArgs) -> Result<(), String> {
         image = image.file(&dst, bytes, 0o644);
     }
     image.write_tar(&output).map_err(|e| e.to_string())?;
-    println!("wrote {} ({tag})", output.display());
+    println!("wrote {} ({name})", output.display());
     Ok(())
 }
 
@@ -162,6 +165,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("image") if args.get(1).map(String::as_str) == Some("build") => {
             parse(&args[2..]).and_then(build)
+        }
+        Some("--help") | Some("-h") | Some("help") => {
+            println!("{USAGE}");
+            Ok(())
         }
         Some("--version") | Some("-V") => {
             println!("wasmpod {}", env!("CARGO_PKG_VERSION"));
@@ -245,6 +252,30 @@ mod tests {
             ..Default::default()
         };
         build(a).unwrap();
-        assert!(dir.path().join("o.tar").exists());
+        let tar = std::fs::read(dir.path().join("o.tar")).unwrap();
+        let index = tar::Archive::new(tar.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_str() == Some("index.json"))
+            .map(|mut e| {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+                s
+            })
+            .unwrap();
+        // `docker load` wants the full name.
+        assert!(index.contains(r#""io.containerd.image.name":"docker.io/library/n:1""#));
+    }
+
+    #[test]
+    fn refuses_a_bad_name_before_reading_anything() {
+        let a = BuildArgs {
+            output: Some("/nonexistent/o.tar".into()),
+            tag: Some("Me/App".into()),
+            wasm: Some("/nonexistent/app.wasm".into()),
+            ..Default::default()
+        };
+        assert!(build(a).unwrap_err().contains("invalid image name"));
     }
 }

@@ -1,0 +1,102 @@
+//! A thin client for the private dockerd 26 that `test/lib/dockerd.sh` starts on the tests'
+//! containerd (its socket in `WASMPOD_DOCKER_HOST`, its CLI in `WASMPOD_DOCKER_CLI`). Only
+//! `make e2e-containerd-1.7` starts one; without it the Docker tests skip with a message.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::ctr::Ran;
+
+/// The Docker socket and CLI under test, or `None` (with a message saying why the test
+/// skips) when no dockerd was started.
+pub fn available() -> Option<(String, String)> {
+    match (
+        std::env::var("WASMPOD_DOCKER_HOST"),
+        std::env::var("WASMPOD_DOCKER_CLI"),
+    ) {
+        (Ok(host), Ok(cli)) => Some((host, cli)),
+        _ => {
+            eprintln!(
+                "skipped: no dockerd under test (`make e2e-containerd-1.7` starts dockerd 26; \
+                 bookworm's dockerd 20.10 cannot run a shim by name)"
+            );
+            None
+        }
+    }
+}
+
+/// A `docker` command against the private dockerd.
+pub fn docker() -> Command {
+    let (host, cli) = available().expect("no dockerd under test");
+    let mut c = Command::new(cli);
+    c.env("DOCKER_HOST", host).env(
+        "DOCKER_CONFIG",
+        std::env::temp_dir().join("wasmpod-e2e-docker"),
+    );
+    c
+}
+
+/// `docker compose` (the compose v2 plugin, run standalone) against the private dockerd.
+pub fn compose(file: &Path, args: &[&str]) -> Ran {
+    let (host, cli) = available().expect("no dockerd under test");
+    let plugin = Path::new(&cli)
+        .parent()
+        .and_then(Path::parent)
+        .map(|usr| usr.join("libexec/docker/cli-plugins/docker-compose"))
+        .expect("docker CLI path");
+    Command::new(plugin)
+        .env("DOCKER_HOST", host)
+        .args(["-f", file.to_str().expect("utf-8 path")])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker-compose")
+        .into()
+}
+
+/// Runs `docker ARGS...` to completion with no stdin.
+pub fn run_docker(args: &[&str]) -> Ran {
+    docker()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker")
+        .into()
+}
+
+/// `docker load -i TAR`, asserting it worked; returns what it printed.
+pub fn load(tar: &Path) -> String {
+    let ran = run_docker(&["load", "-i", tar.to_str().expect("utf-8 path")]);
+    assert_eq!(ran.code, 0, "docker load {}: {ran:?}", tar.display());
+    ran.stdout
+}
+
+/// The options every Wasm `docker run` of the tests takes: the runtime, the Wasm platform,
+/// and no pulling (no registry can be reached).
+pub fn wasm_run_args(runtime: &str) -> Vec<String> {
+    [
+        "--runtime",
+        runtime,
+        "--platform",
+        "wasi/wasm",
+        "--pull",
+        "never",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The IP address of container `name` on its first network.
+pub fn ip_of(name: &str) -> String {
+    let ran = run_docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+        name,
+    ]);
+    ran.stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
