@@ -14,6 +14,7 @@ CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := containerd runc containernetworking-plugins busybox-static curl \
+	skopeo docker-registry \
 	protobuf-compiler libseccomp-dev pkg-config \
 	clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc
 

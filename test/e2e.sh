@@ -8,8 +8,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=${WORK:-$here/../.work}
 dir="$work/e2e-containerd"
 docker_dir="$work/e2e-dockerd"
+registry_dir="$work/e2e-registry"
+export TEST_REGISTRY=127.0.0.1:5055
 stop_all() {
   "$here/lib/dockerd.sh" stop "$docker_dir" || true
+  "$here/lib/registry.sh" stop "$registry_dir" || true
   "$here/lib/containerd.sh" stop "$dir"
 }
 stop_all || true
@@ -18,6 +21,9 @@ trap stop_all EXIT
 export WASMPOD_CACHE_DIR="$work/e2e-cache"
 rm -rf "$WASMPOD_CACHE_DIR"
 "$here/lib/containerd.sh" start "$dir" "$work/prefix/bin" cri
+# A registry the tests push to with skopeo and pull from through CRI.
+"$here/lib/registry.sh" start "$registry_dir" "$TEST_REGISTRY"
+export WASMPOD_REGISTRY="$TEST_REGISTRY"
 export WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock"
 if [ -n "${DOCKER_ROOT:-}" ]; then
   "$here/lib/dockerd.sh" start "$docker_dir" "$dir/containerd.sock" "$work/prefix/bin" "$DOCKER_ROOT"

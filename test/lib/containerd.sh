@@ -9,6 +9,8 @@ set -euo pipefail
 
 cmd=${1:?usage: containerd.sh start|stop|env DIR [SHIM_DIR]}
 dir=${2:?directory}
+# Where the tests' registry listens (registry.sh); CRI pulls from it over plain HTTP.
+TEST_REGISTRY=${TEST_REGISTRY:-127.0.0.1:5055}
 
 write_config() {
   local dir=$1 cri=$2
@@ -44,6 +46,8 @@ TOML
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$dir/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$dir/certs.d"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -62,6 +66,13 @@ TOML
         ConfigPath = "$dir/wasmpod-systemd.toml"
 TOML
   echo 'SystemdCgroup = true' >"$dir/wasmpod-systemd.toml"
+  # The tests' registry (registry.sh) speaks plain HTTP on loopback.
+  mkdir -p "$dir/certs.d/$TEST_REGISTRY"
+  cat >"$dir/certs.d/$TEST_REGISTRY/hosts.toml" <<TOML
+server = "http://$TEST_REGISTRY"
+[host."http://$TEST_REGISTRY"]
+  capabilities = ["pull", "resolve"]
+TOML
   mkdir -p "$dir/cni"
   cat >"$dir/cni/10-wasmpod-test.conflist" <<JSON
 {

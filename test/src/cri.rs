@@ -122,6 +122,22 @@ impl Cri {
             .unwrap_or(false)
     }
 
+    /// PullImage, as kubelet sends it; returns the image reference containerd answers.
+    pub fn pull_image(&mut self, image: &str) -> Result<String, tonic::Status> {
+        let req = PullImageRequest {
+            image: Some(ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: None,
+        };
+        let mut c = self.images.clone();
+        self.rt
+            .block_on(c.pull_image(req))
+            .map(|r| r.into_inner().image_ref)
+    }
+
     /// RunPodSandbox with `handler`.
     pub fn run_pod(&mut self, handler: &str, spec: &PodSpec) -> Result<Pod, tonic::Status> {
         let name = unique("pod");

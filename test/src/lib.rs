@@ -9,3 +9,4 @@ pub mod docker;
 pub mod fixtures;
 pub mod http;
 pub mod leaks;
+pub mod registry;

@@ -12,6 +12,7 @@ use wasmpod_e2e::ctr;
 use wasmpod_e2e::fixtures::{self, wat, PyWorld};
 use wasmpod_e2e::http;
 use wasmpod_e2e::leaks;
+use wasmpod_e2e::registry;
 use wasmpod_oci::image::{ImageBuilder, ImageShape};
 
 const PROBE: &str = "docker.io/wasmpod/probe:cri";
@@ -620,4 +621,83 @@ fn l_two_pods_share_one_compile_of_a_new_component() {
         })
         .count();
     assert_eq!(entries, 1, "one cache entry for the component");
+}
+
+/// (m) Images pushed to a registry with `skopeo copy oci-archive:` and pulled with PullImage,
+/// the way a node gets them: a rootfs image on every containerd; on 1.7.7 and later also a
+/// Wasm-layer image and a CNCF Wasm artifact. All three run in one pod.
+#[test]
+fn m_images_pulled_from_a_registry() {
+    let Some(registry) = registry::available() else {
+        return;
+    };
+    let mut cri = setup();
+    let tag = ctr::unique_id("pull");
+    let rootfs = format!("{registry}/e2e/probe-rootfs:{tag}");
+    registry::push(
+        &ImageBuilder::new(rootfs.as_str())
+            .entrypoint(["/probe.wasm"])
+            .file("/probe.wasm", fixtures::probe(), 0o755),
+        &rootfs,
+    );
+    let mut containers = vec![("rootfs", rootfs, Vec::new())];
+    if ctr::server_version() >= (1, 7, 7) {
+        let layered = format!("{registry}/e2e/probe-layer:{tag}");
+        registry::push(
+            &ImageBuilder::new(layered.as_str())
+                .shape(ImageShape::WasmLayer)
+                .entrypoint(["/probe.wasm"])
+                .wasm_layer(fixtures::probe()),
+            &layered,
+        );
+        let artifact = format!("{registry}/e2e/probe-artifact:{tag}");
+        registry::push(
+            &ImageBuilder::new(artifact.as_str())
+                .shape(ImageShape::WasmArtifact)
+                .wasm_layer(fixtures::probe_component()),
+            &artifact,
+        );
+        containers.push(("layered", layered, Vec::new()));
+        containers.push(("artifact", artifact, vec!["/probe.wasm".to_string()]));
+    } else {
+        eprintln!(
+            "containerd {:?}: only the rootfs image (Wasm layers need >= 1.7.7)",
+            ctr::server_version()
+        );
+    }
+    for (_, image, _) in &containers {
+        assert!(!cri.image_present(image));
+        let image_ref = cri.pull_image(image).expect("PullImage");
+        assert!(image_ref.starts_with("sha256:"), "{image}: {image_ref}");
+    }
+    let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
+    let ids: Vec<String> = containers
+        .iter()
+        .map(|(name, image, command)| {
+            run(
+                &mut cri,
+                &pod,
+                &ContainerSpec {
+                    name: name.to_string(),
+                    image: image.clone(),
+                    command: command.clone(),
+                    args: vec!["args".into(), "pulled".into()],
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    for ((name, _, _), id) in containers.iter().zip(&ids) {
+        let status = cri.wait_exited(id, Duration::from_secs(60));
+        let lines = cri::log_lines(&pod.log_dir.join(format!("{name}.log")));
+        assert_eq!(status.exit_code, 0, "{name}: {status:?} {lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|(s, t)| s == "stdout" && t == "arg[2]=pulled"),
+            "{name}: {lines:?}"
+        );
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    teardown(&mut cri, &pod, &ids);
 }
