@@ -18,6 +18,77 @@ use wasmpod_runtime::{GuestSetup, Prepared};
 
 use crate::helper::Payload;
 
+/// Empties the capability sets the spec leaves out.
+///
+/// A pod that drops ALL capabilities reaches us as `"capabilities": {}`: containerd omits the
+/// empty sets. runc reads an omitted set as empty; libcontainer leaves it as it was (full,
+/// for a root parent). A native program loses them anyway at `execve` when it runs as a
+/// non-root user, but a Wasm guest runs without an `execve`, so it would keep every
+/// capability the shim had. Bounding is always applied by libcontainer.
+fn clear_omitted_capabilities(spec: &Spec) -> Result<(), ExecutorError> {
+    let Some(caps) = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+    else {
+        return Ok(());
+    };
+    // Effective before permitted: effective must stay a subset of permitted.
+    let omitted = [
+        (caps::CapSet::Ambient, caps.ambient().is_none()),
+        (caps::CapSet::Inheritable, caps.inheritable().is_none()),
+        (caps::CapSet::Effective, caps.effective().is_none()),
+        (caps::CapSet::Permitted, caps.permitted().is_none()),
+    ];
+    for (set, is_omitted) in omitted {
+        if is_omitted {
+            caps::clear(None, set).map_err(|e| {
+                ExecutorError::Other(format!("cannot clear the {set:?} capabilities: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Confines a Wasm guest with the container's AppArmor profile now.
+///
+/// libcontainer asks AppArmor to switch profiles at the next `execve` (`exec PROFILE`), which
+/// a Wasm guest never makes, so it would run unconfined. Switching at once
+/// (`changeprofile PROFILE`) gives it the profile a native process would get. A profile that
+/// cannot be applied fails the start rather than running the guest unconfined.
+fn apply_apparmor_profile_now(spec: &Spec) -> Result<(), ExecutorError> {
+    let Some(profile) = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.apparmor_profile().as_deref())
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(());
+    };
+    if !libcontainer::apparmor::is_enabled().unwrap_or(false) {
+        return Ok(());
+    }
+    let request = format!("changeprofile {profile}");
+    let mut last_error = None;
+    for attr in [
+        "/proc/self/attr/apparmor/current",
+        "/proc/self/attr/current",
+    ] {
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(attr)
+            .and_then(|mut f| f.write_all(request.as_bytes()));
+        match written {
+            Ok(()) => return Ok(()),
+            Err(e) => last_error = Some(format!("{attr}: {e}")),
+        }
+    }
+    Err(ExecutorError::Other(format!(
+        "cannot confine the Wasm guest with AppArmor profile {profile:?}: {}",
+        last_error.unwrap_or_default()
+    )))
+}
+
 /// State carried from `validate` to `exec` inside the init process.
 struct Compiled {
     prepared: Prepared,
@@ -118,9 +189,11 @@ impl Executor for WasmpodExecutor {
     }
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        clear_omitted_capabilities(spec)?;
         if self.payload == Payload::Native {
             return self.exec_native(spec);
         }
+        apply_apparmor_profile_now(spec)?;
         let compiled = self
             .compiled
             .lock()

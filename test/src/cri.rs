@@ -66,6 +66,59 @@ pub struct ContainerSpec {
     pub env: Vec<(String, String)>,
     /// Memory limit in bytes (0: none).
     pub memory_limit: i64,
+    /// The security context of Kubernetes' "restricted" Pod Security Standard, as kubelet
+    /// sends it: uid and gid 1000, a read-only rootfs, no new privileges, every capability
+    /// dropped, the runtime's default seccomp profile, and kubelet's masked and read-only
+    /// `/proc` paths.
+    pub restricted: bool,
+}
+
+/// The `/proc` paths kubelet masks by default.
+const MASKED_PATHS: [&str; 9] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+];
+/// The `/proc` paths kubelet makes read-only by default.
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn security_context(
+    spec: &ContainerSpec,
+    ns: Option<NamespaceOption>,
+) -> LinuxContainerSecurityContext {
+    let mut context = LinuxContainerSecurityContext {
+        namespace_options: ns,
+        masked_paths: MASKED_PATHS.map(String::from).to_vec(),
+        readonly_paths: READONLY_PATHS.map(String::from).to_vec(),
+        ..Default::default()
+    };
+    if spec.restricted {
+        context.run_as_user = Some(Int64Value { value: 1000 });
+        context.run_as_group = Some(Int64Value { value: 1000 });
+        context.readonly_rootfs = true;
+        context.no_new_privs = true;
+        context.capabilities = Some(Capability {
+            drop_capabilities: vec!["ALL".into()],
+            ..Default::default()
+        });
+        context.seccomp = Some(SecurityProfile {
+            profile_type: security_profile::ProfileType::RuntimeDefault as i32,
+            localhost_ref: String::new(),
+        });
+    }
+    context
 }
 
 fn unique(prefix: &str) -> String {
@@ -234,10 +287,7 @@ impl Cri {
                     memory_limit_in_bytes: spec.memory_limit,
                     ..Default::default()
                 }),
-                security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: ns,
-                    ..Default::default()
-                }),
+                security_context: Some(security_context(spec, ns)),
             }),
             ..Default::default()
         };

@@ -701,3 +701,198 @@ fn m_images_pulled_from_a_registry() {
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     teardown(&mut cri, &pod, &ids);
 }
+
+/// An image of real Debian programs from this host (dynamically linked, with the libraries
+/// `ldd` names at the same paths), `/bin/sh` being dash, and `/entry.sh` as the entrypoint.
+fn debian_image(name: &str, entry: &str) -> ImageBuilder {
+    let programs = ["/bin/dash", "/usr/bin/id", "/bin/sleep"];
+    let mut files: Vec<(String, String)> = programs
+        .iter()
+        .map(|p| (p.to_string(), p.to_string()))
+        .collect();
+    files.push(("/bin/dash".into(), "/bin/sh".into()));
+    files.push(("/etc/os-release".into(), "/etc/os-release".into()));
+    for program in programs {
+        let out = Command::new("ldd").arg(program).output().expect("run ldd");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux... (0x...)"
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            };
+            if let Some(path) = path.filter(|p| p.starts_with('/')) {
+                files.push((path.to_string(), path.to_string()));
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    let mut image = ImageBuilder::new(name)
+        .platform("linux", "amd64")
+        .entrypoint(["/entry.sh"])
+        .file("/entry.sh", entry.as_bytes().to_vec(), 0o755);
+    for (from, to) in files {
+        let bytes = std::fs::read(&from).unwrap_or_else(|e| panic!("read {from}: {e}"));
+        image = image.file(&to, bytes, 0o755);
+    }
+    image
+}
+
+/// The processes of a container, found through its cgroup under the pod's.
+fn container_pids(pod: &Pod, id: &str) -> Vec<i32> {
+    fn walk(dir: &Path, id: &str, out: &mut Vec<i32>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(id))
+            {
+                let procs = std::fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
+                out.extend(procs.lines().filter_map(|l| l.parse::<i32>().ok()));
+            }
+            walk(&path, id, out);
+        }
+    }
+    let mut pids = Vec::new();
+    let root = Path::new("/sys/fs/cgroup/pids").join(pod.cgroup_parent.trim_start_matches('/'));
+    walk(&root, id, &mut pids);
+    pids
+}
+
+/// `Name:\tvalue` lines of `/proc/PID/status`.
+fn proc_status(pid: i32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{key}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// (n) A pod under Kubernetes' "restricted" security context (uid 1000, read-only rootfs, no
+/// new privileges, no capabilities, the runtime's default seccomp profile): a Wasm command,
+/// a wasi:http component on the pooling allocator, and a sidecar made of real, dynamically
+/// linked Debian programs started through a `#!` script. All run confined as asked, the
+/// sidecar answers ExecSync, and an exec probe runs a Wasm file in the Wasm container.
+#[test]
+fn n_restricted_pod_with_a_debian_program_sidecar() {
+    const DEBIAN: &str = "docker.io/wasmpod/debian-programs:cri";
+    const C_PROXY: &str = "docker.io/wasmpod/c-proxy-restricted:cri";
+    let mut cri = setup();
+    cri::import_k8s(
+        &debian_image(
+            DEBIAN,
+            "#!/bin/sh\n\
+             echo \"sidecar uid=$(id -u) gid=$(id -g)\"\n\
+             if (: >/written) 2>/dev/null; then echo 'rootfs writable'; else echo 'rootfs read-only'; fi\n\
+             while read -r key value; do\n\
+               case $key in CapEff:|NoNewPrivs:|Seccomp:) echo \"$key $value\";; esac\n\
+             done </proc/self/status\n\
+             exec sleep 300\n",
+        ),
+        DEBIAN,
+    );
+    cri::import_k8s(
+        &ImageBuilder::new(C_PROXY).entrypoint(["/proxy.wasm"]).file(
+            "/proxy.wasm",
+            fixtures::c_proxy_component(),
+            0o755,
+        ),
+        C_PROXY,
+    );
+    let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
+    let restricted = |spec: ContainerSpec| ContainerSpec {
+        restricted: true,
+        ..spec
+    };
+    let app = run(&mut cri, &pod, &restricted(probe("app", &["sleep", "300"])));
+    let web = run(
+        &mut cri,
+        &pod,
+        &restricted(ContainerSpec {
+            name: "web".into(),
+            image: C_PROXY.into(),
+            ..Default::default()
+        }),
+    );
+    let side = run(
+        &mut cri,
+        &pod,
+        &restricted(ContainerSpec {
+            name: "side".into(),
+            image: DEBIAN.into(),
+            ..Default::default()
+        }),
+    );
+    for id in [&app, &web, &side] {
+        wait_running(&mut cri, id);
+    }
+
+    // The sidecar saw itself confined.
+    let log = pod.log_dir.join("side.log");
+    wait_until(Duration::from_secs(20), || {
+        cri::log_lines(&log)
+            .iter()
+            .any(|(_, t)| t.starts_with("Seccomp"))
+    });
+    let lines: Vec<String> = cri::log_lines(&log).into_iter().map(|(_, t)| t).collect();
+    for expected in [
+        "sidecar uid=1000 gid=1000",
+        "rootfs read-only",
+        "CapEff: 0000000000000000",
+        "NoNewPrivs: 1",
+        "Seccomp: 2",
+    ] {
+        assert!(lines.iter().any(|l| l == expected), "{expected}: {lines:?}");
+    }
+    let (code, stdout, stderr) = cri.exec_sync(&side, &["/usr/bin/id", "-u"], 10).unwrap();
+    assert_eq!((code, stdout.as_str()), (0, "1000\n"), "{stderr}");
+
+    // The Wasm processes are confined the same way, and still work.
+    for id in [&app, &web] {
+        let pids = container_pids(&pod, id);
+        assert!(!pids.is_empty(), "no processes found for {id}");
+        for pid in pids {
+            assert_eq!(
+                proc_status(pid, "Uid").split_whitespace().next(),
+                Some("1000")
+            );
+            assert_eq!(proc_status(pid, "CapEff"), "0000000000000000");
+            assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+            assert_eq!(proc_status(pid, "Seccomp"), "2");
+        }
+    }
+    let (code, stdout, _) = cri
+        .exec_sync(&app, &["/probe.wasm", "args", "probe"], 10)
+        .unwrap();
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "arg[0]=/probe.wasm\narg[1]=args\narg[2]=probe\n")
+    );
+    let (code, _, stderr) = cri
+        .exec_sync(&app, &["/probe.wasm", "write", "/written", "x"], 10)
+        .unwrap();
+    assert_ne!(code, 0, "wrote to a read-only rootfs: {stderr}");
+    let netns = cri.pod_netns(&pod).expect("pod netns path");
+    let reply = http::in_netns(&netns, move || {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match http::get(addr, "/hello") {
+                Ok(reply) => return reply,
+                Err(e) if Instant::now() > deadline => panic!("GET {addr}/hello: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    });
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "hello from a C component\n")
+    );
+    teardown(&mut cri, &pod, &[&app, &web, &side]);
+}
