@@ -189,18 +189,23 @@ impl CompileCache {
             .dir
             .join(format!(".{}.{}.tmp", key.0, std::process::id()));
         write_synced(&tmp, &bytes)
-            .map_err(|e| cache_err(format!("write {}: {e}", tmp.display())))?;
-        fs::rename(&tmp, &entry)
-            .map_err(|e| cache_err(format!("rename {}: {e}", entry.display())))?;
+            .and_then(|()| fs::rename(&tmp, &entry))
+            .map_err(|e| {
+                // A full disk must not leave half an entry behind.
+                let _ = fs::remove_file(&tmp);
+                cache_err(format!("write {}: {e}", entry.display()))
+            })?;
         let sum =
             checksum(&entry).map_err(|e| cache_err(format!("read {}: {e}", entry.display())))?;
         let sum_tmp = self
             .dir
             .join(format!(".{}.{}.sumtmp", key.0, std::process::id()));
         write_synced(&sum_tmp, sum.as_bytes())
-            .map_err(|e| cache_err(format!("write {}: {e}", sum_tmp.display())))?;
-        fs::rename(&sum_tmp, self.sum_file(key))
-            .map_err(|e| cache_err(format!("rename sum: {e}")))?;
+            .and_then(|()| fs::rename(&sum_tmp, self.sum_file(key)))
+            .map_err(|e| {
+                let _ = fs::remove_file(&sum_tmp);
+                cache_err(format!("write the sum of {}: {e}", entry.display()))
+            })?;
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -232,8 +237,11 @@ impl CompileCache {
         let _ = fs::remove_file(self.entry(key));
     }
 
-    /// Removes least recently used entries (never `keep`) until the cache fits its bound.
+    /// Removes the temporary files of compiles that died before renaming them (their writer
+    /// is gone), then the least recently used entries (never `keep`) until the cache fits
+    /// its bound.
     pub fn evict(&self, keep: &CacheKey) {
+        self.sweep_orphaned_temporaries();
         let Ok(dir) = fs::read_dir(&self.dir) else {
             return;
         };
@@ -261,6 +269,35 @@ impl CompileCache {
             total = total.saturating_sub(len);
         }
     }
+}
+
+impl CompileCache {
+    /// Temporary files are `.<key>.<pid>.tmp` and `.<key>.<pid>.sumtmp`; one whose writer no
+    /// longer runs was left by a compile that was killed.
+    fn sweep_orphaned_temporaries(&self) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in dir.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(writer) = temporary_writer(&name) else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{writer}")).exists() {
+                log::info!("compile cache: removing {name}, left by a compile that died");
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// The pid in a temporary file's name, if `name` is one.
+fn temporary_writer(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let rest = rest
+        .strip_suffix(".tmp")
+        .or_else(|| rest.strip_suffix(".sumtmp"))?;
+    rest.rsplit_once('.')?.1.parse().ok()
 }
 
 /// Whether `path` holds Wasmtime-precompiled code (a `.cwasm`), which wasmpod never runs from
@@ -380,6 +417,30 @@ mod tests {
         let plain = dir.path().join("x.wasm");
         fs::write(&plain, wasm()).unwrap();
         assert!(!is_precompiled(&plain));
+    }
+
+    #[test]
+    fn temporaries_of_dead_compiles_are_swept() {
+        assert_eq!(temporary_writer(".abc-1-module.4242.tmp"), Some(4242));
+        assert_eq!(temporary_writer(".abc-1-module.7.sumtmp"), Some(7));
+        assert_eq!(temporary_writer("abc-1-module.cwasm"), None);
+        assert_eq!(temporary_writer(".abc.tmp"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        // A pid above the kernel's limit never runs; this process does.
+        let dead = dir.path().join(".k-0-module.4294967.tmp");
+        let live = dir
+            .path()
+            .join(format!(".k-0-module.{}.tmp", std::process::id()));
+        fs::write(&dead, b"half").unwrap();
+        fs::write(&live, b"in progress").unwrap();
+        let engine = engine();
+        let key = CompileCache::key(&engine, &wasm(), WasmKind::CoreModule);
+        cache
+            .compile(&engine, &wasm(), WasmKind::CoreModule, &key)
+            .unwrap();
+        assert!(!dead.exists(), "an orphaned temporary file stays");
+        assert!(live.exists(), "a compile in progress lost its file");
     }
 
     #[test]
