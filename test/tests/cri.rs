@@ -896,3 +896,91 @@ fn n_restricted_pod_with_a_debian_program_sidecar() {
     );
     teardown(&mut cri, &pod, &[&app, &web, &side]);
 }
+
+/// Every process in the cgroups under a pod's cgroup parent.
+fn pod_processes(pod: &Pod) -> Vec<i32> {
+    fn walk(dir: &Path, out: &mut Vec<i32>) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        out.extend(procs.lines().filter_map(|l| l.parse::<i32>().ok()));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                walk(&entry.path(), out);
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    let root = Path::new("/sys/fs/cgroup/pids").join(pod.cgroup_parent.trim_start_matches('/'));
+    walk(&root, &mut pids);
+    pids
+}
+
+/// (o) Things killed mid-way, as on a real node: a Wasm guest SIGKILLed from outside (137,
+/// the pod lives on), then the pod's shim SIGKILLed under a running native sidecar and the
+/// pause container. containerd's cleanup through the shim's `delete` command ends them all;
+/// the pod is removed as kubelet would, nothing is left (processes, mounts, shims, pod
+/// cgroups), and the next pod runs.
+#[test]
+fn o_a_killed_guest_and_a_killed_shim_leak_nothing() {
+    let mut cri = setup();
+    let address = ctr::address();
+    let state = Path::new(&address).parent().unwrap().display().to_string();
+    let count = || {
+        (
+            leaks::mounts_containing(&state),
+            leaks::shim_processes(&address),
+            leaks::cgroup_dirs("memory", cri::CGROUP_PARENT_ROOT.trim_start_matches('/')),
+        )
+    };
+    wait_until(Duration::from_secs(15), || {
+        leaks::shim_processes(&address) == 0
+    });
+    let before = count();
+
+    let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
+    let app = run(&mut cri, &pod, &probe("app", &["sleep", "300"]));
+    let other = run(&mut cri, &pod, &probe("other", &["sleep", "300"]));
+    let web = run(&mut cri, &pod, &httpd("web", 8080));
+    for id in [&app, &other, &web] {
+        wait_running(&mut cri, id);
+    }
+
+    // A guest killed from outside: its container exits 137, the rest of the pod runs on.
+    for pid in container_pids(&pod, &app) {
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let status = cri.wait_exited(&app, Duration::from_secs(20));
+    assert_eq!(status.exit_code, 137, "{status:?}");
+    let (code, _, _) = cri
+        .exec_sync(&other, &["/probe.wasm", "args"], 10)
+        .expect("the pod serves on after one guest was killed");
+    assert_eq!(code, 0);
+
+    // The shim killed under running containers.
+    let shim = leaks::shim_pid(&address, &pod.id).expect("the pod's shim");
+    // SAFETY: kill(2) has no memory effects.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGKILL) }, 0);
+    for id in [&other, &web] {
+        let status = cri.wait_exited(id, Duration::from_secs(30));
+        assert_ne!(status.exit_code, 0, "{id}: {status:?}");
+    }
+    wait_until(Duration::from_secs(15), || pod_processes(&pod).is_empty());
+    assert_eq!(
+        pod_processes(&pod),
+        Vec::<i32>::new(),
+        "processes outlived their shim"
+    );
+    teardown(&mut cri, &pod, &[&app, &other, &web]);
+    wait_until(Duration::from_secs(15), || count() == before);
+    assert_eq!(
+        count(),
+        before,
+        "(mounts, shims, pod cgroups) before vs after"
+    );
+
+    // The node is fine: the next pod runs.
+    let next = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
+    let id = run(&mut cri, &next, &probe("app", &["exit", "5"]));
+    assert_eq!(cri.wait_exited(&id, Duration::from_secs(20)).exit_code, 5);
+    teardown(&mut cri, &next, &[&id]);
+}
