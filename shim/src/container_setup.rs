@@ -1,6 +1,7 @@
-//! The helper-mode `main`: reads one [`HelperRequest`] from stdin, does it with libcontainer,
-//! and writes a [`HelperResponse`] to stdout. It runs in a freshly exec'd, single-threaded
-//! process, the only kind of process in which libcontainer may fork.
+//! The container helper: does one [`HelperRequest`] with libcontainer and writes a
+//! [`HelperResponse`] to stdout. It runs in a single-threaded process, the only kind in which
+//! libcontainer may fork: a worker forked by the shim's zygote, or (for the `delete` action,
+//! and when there is no zygote) a freshly exec'd copy of the binary reading stdin.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -19,23 +20,33 @@ use crate::compile_cmd::{compile_in_child, CompileRequest};
 use crate::executor::WasmpodExecutor;
 use crate::helper::{HelperRequest, HelperResponse, Payload, Program, WasmSource};
 
-/// Entry point of helper mode; never returns.
+/// Entry point of helper mode (an exec'd helper): the request comes on stdin; never returns.
 pub fn main() -> ! {
-    let mut input = String::new();
-    let response = match std::io::stdin().read_to_string(&mut input) {
-        Err(e) => HelperResponse::Error {
+    let mut input = Vec::new();
+    match std::io::stdin().read_to_end(&mut input) {
+        Ok(_) => respond(&input),
+        Err(e) => reply(HelperResponse::Error {
             message: format!("read request: {e}"),
+        }),
+    }
+}
+
+/// Does one request (JSON) and writes the response to stdout; never returns. Both helper
+/// kinds end here: an exec'd helper and a zygote's worker (see `zygote`).
+pub fn respond(input: &[u8]) -> ! {
+    let response = match serde_json::from_slice::<HelperRequest>(input) {
+        Err(e) => HelperResponse::Error {
+            message: format!("bad request: {e}"),
         },
-        Ok(_) => match serde_json::from_str::<HelperRequest>(&input) {
-            Err(e) => HelperResponse::Error {
-                message: format!("bad request: {e}"),
-            },
-            Ok(request) => match handle(request) {
-                Ok(pid) => HelperResponse::Ok { pid },
-                Err(message) => HelperResponse::Error { message },
-            },
+        Ok(request) => match handle(request) {
+            Ok(pid) => HelperResponse::Ok { pid },
+            Err(message) => HelperResponse::Error { message },
         },
     };
+    reply(response)
+}
+
+fn reply(response: HelperResponse) -> ! {
     let out = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(out.as_bytes());

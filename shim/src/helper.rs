@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::reaper::Reaper;
+use crate::zygote::Zygote;
 
 /// The first argument that puts the binary in helper mode.
 pub const HELPER_ARG: &str = "__wasmpod-container";
@@ -144,6 +145,14 @@ pub enum ChildWait {
 pub struct HelperRunner {
     exe: PathBuf,
     wait: ChildWait,
+    zygote: Option<Arc<Zygote>>,
+}
+
+/// What a helper printed, and how it ended when that is known.
+struct HelperOutput {
+    response: Vec<u8>,
+    diagnostics: String,
+    status: Option<i32>,
 }
 
 impl HelperRunner {
@@ -153,7 +162,14 @@ impl HelperRunner {
         HelperRunner {
             exe: PathBuf::from("/proc/self/exe"),
             wait,
+            zygote: None,
         }
+    }
+
+    /// Sends requests to `zygote` first (an exec'd helper when it cannot take them).
+    pub fn with_zygote(mut self, zygote: Option<Arc<Zygote>>) -> HelperRunner {
+        self.zygote = zygote;
+        self
     }
 
     /// Runs one request to completion.
@@ -166,6 +182,35 @@ impl HelperRunner {
 
     async fn run_inner(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
         let input = serde_json::to_vec(request).map_err(|e| format!("encode request: {e}"))?;
+        let output = match &self.zygote {
+            Some(zygote) => match run_in_zygote(zygote, &input).await {
+                Ok(output) => output,
+                Err(e) => {
+                    log::warn!("{e}; running an exec'd helper instead");
+                    self.run_exec(input).await?
+                }
+            },
+            None => self.run_exec(input).await?,
+        };
+        for line in output.diagnostics.lines().filter(|l| !l.trim().is_empty()) {
+            log::debug!("container helper: {line}");
+        }
+        let status = output
+            .status
+            .map(|s| format!("status {s}"))
+            .unwrap_or_else(|| "no response".into());
+        match serde_json::from_slice::<HelperResponse>(&output.response) {
+            Ok(HelperResponse::Ok { pid }) => Ok(pid),
+            Ok(HelperResponse::Error { message }) => Err(message),
+            Err(_) => Err(format!(
+                "the container helper failed ({status}): {}",
+                last_line(&output.diagnostics)
+            )),
+        }
+    }
+
+    /// Runs the request in a freshly exec'd helper.
+    async fn run_exec(&self, input: Vec<u8>) -> Result<HelperOutput, String> {
         // The container's init is a fork of the helper: name it for `ps` on the node.
         let mut child = self_command(&self.exe, "wasmpod-init", HELPER_ARG)
             .stdin(Stdio::piped())
@@ -208,18 +253,40 @@ impl HelperRunner {
                 .and_then(|s| s.code())
                 .unwrap_or(-1),
         };
-        for line in err.lines().filter(|l| !l.trim().is_empty()) {
-            log::debug!("container helper: {line}");
-        }
-        match serde_json::from_slice::<HelperResponse>(&out) {
-            Ok(HelperResponse::Ok { pid }) => Ok(pid),
-            Ok(HelperResponse::Error { message }) => Err(message),
-            Err(_) => Err(format!(
-                "the container helper failed (status {status}): {}",
-                last_line(&err)
-            )),
-        }
+        Ok(HelperOutput {
+            response: out,
+            diagnostics: err,
+            status: Some(status),
+        })
     }
+}
+
+/// Runs the request in a worker of the zygote: sends it with the write ends of two pipes and
+/// reads both to their end (the worker and the processes it forks close them).
+async fn run_in_zygote(zygote: &Zygote, input: &[u8]) -> Result<HelperOutput, String> {
+    let pipe =
+        || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+    let (response_r, response_w) = pipe()?;
+    let (diagnostics_r, diagnostics_w) = pipe()?;
+    zygote.send(input, &response_w, &diagnostics_w)?;
+    drop(response_w);
+    drop(diagnostics_w);
+    tokio::task::spawn_blocking(move || {
+        let err_reader = std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = std::fs::File::from(diagnostics_r).read_to_string(&mut buf);
+            buf
+        });
+        let mut response = Vec::new();
+        let _ = std::fs::File::from(response_r).read_to_end(&mut response);
+        HelperOutput {
+            response,
+            diagnostics: err_reader.join().unwrap_or_default(),
+            status: None,
+        }
+    })
+    .await
+    .map_err(|e| format!("helper I/O: {e}"))
 }
 
 /// This binary (`exe`, normally `/proc/self/exe`) in one of its internal modes, shown as

@@ -5,7 +5,8 @@
 //! - containerd's shim protocol: `start`, `delete`, and the serving daemon ([`shim_cmd`]);
 //! - `__wasmpod-container`: the single-threaded container helper ([`container_setup`]), which
 //!   creates containers with libcontainer; its container init then runs the Wasm guest
-//!   ([`executor`]).
+//!   ([`executor`]). The serving shim runs it in workers of its [`zygote`] instead of
+//!   exec'ing the binary, when it can.
 
 mod cgroup;
 mod compile_cmd;
@@ -25,6 +26,7 @@ mod shim_cmd;
 mod start_signal;
 mod task;
 mod tty;
+mod zygote;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -29,6 +29,7 @@ use crate::reaper::Reaper;
 use crate::rootfs;
 use crate::service::TaskService;
 use crate::task::timestamp;
+use crate::zygote::{self, Zygote};
 
 const TASK_V3: &str = "containerd.task.v3.Task";
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -53,6 +54,14 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
     if flags.info {
         return print_info();
     }
+    // The serving shim forks its zygote now, while it has one thread (see `zygote`).
+    let zygote = match (flags.action.as_str(), flags.socket.is_empty()) {
+        ("", false) => match zygote::fork() {
+            Ok(z) => Ok(Some(Arc::new(z))),
+            Err(e) => Err(e),
+        },
+        _ => Ok(None),
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -67,7 +76,7 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
     let result = match flags.action.as_str() {
         "start" => rt.block_on(start(&flags)),
         "delete" => rt.block_on(delete(&flags)),
-        "" => rt.block_on(serve(&flags)),
+        "" => rt.block_on(serve(&flags, zygote)),
         other => Err(format!("unknown action {other:?}")),
     };
     match result {
@@ -244,7 +253,7 @@ fn aliased(services: HashMap<String, Service>) -> HashMap<String, Service> {
 }
 
 /// The serving daemon.
-async fn serve(flags: &Flags) -> Result<(), String> {
+async fn serve(flags: &Flags, zygote: Result<Option<Arc<Zygote>>, String>) -> Result<(), String> {
     if flags.socket.is_empty() {
         return Err("-socket is required".into());
     }
@@ -252,6 +261,20 @@ async fn serve(flags: &Flags) -> Result<(), String> {
     {
         eprintln!("wasmpod: no containerd log pipe ({e}); logging to stderr");
     }
+    let zygote = zygote.unwrap_or_else(|e| {
+        log::warn!("no zygote ({e}); every container helper will be exec'd");
+        None
+    });
+    let result = serve_tasks(flags, zygote.clone()).await;
+    if let Some(zygote) = zygote {
+        tokio::task::spawn_blocking(move || zygote.stop())
+            .await
+            .ok();
+    }
+    result
+}
+
+async fn serve_tasks(flags: &Flags, zygote: Option<Arc<Zygote>>) -> Result<(), String> {
     // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(format!(
@@ -281,7 +304,7 @@ async fn serve(flags: &Flags) -> Result<(), String> {
     let service: Arc<dyn TaskApi + Send + Sync> = Arc::new(TaskService::new(
         sink,
         reaper.clone(),
-        HelperRunner::new(ChildWait::Reaper(reaper)),
+        HelperRunner::new(ChildWait::Reaper(reaper)).with_zygote(zygote),
         root,
         exit.clone(),
         ContentStore::new(&flags.address, &flags.namespace),

@@ -72,6 +72,27 @@ pub fn shim_sockets() -> usize {
         .unwrap_or(0)
 }
 
+/// The pids of the processes whose parent is `pid`.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let child = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "pid (comm) state ppid ...": the command name may hold spaces.
+            let ppid: i32 = stat
+                .get(stat.rfind(')')? + 2..)?
+                .split(' ')
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
+}
+
 /// The pid of the shim started for task `id` of the containerd at `address`.
 pub fn shim_pid(address: &str, id: &str) -> Option<i32> {
     processes().find_map(|(pid, args)| {

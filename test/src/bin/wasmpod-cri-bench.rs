@@ -6,9 +6,13 @@
 //!   until CRI reports the container running, ROUNDS times per runtime, interleaved (the
 //!   first pod of each is a warm-up: page cache, compile cache);
 //! - memory: PODS sleeping pods per runtime running side by side, then the PSS of every
-//!   process of a pod (its shim, the pause container and the app container), per pod.
+//!   process of a pod (its shim and the shim's children, the pause container and the app
+//!   container), per pod.
 //!
-//! It prints `cold_ms WASMPOD RUNC` and `pss_kb WASMPOD RUNC` lines (medians) for bench.sh.
+//! - a second container: PODS Wasm pods with two app containers each, PSS per pod.
+//!
+//! It prints `cold_ms WASMPOD RUNC`, `pss_kb WASMPOD RUNC` and `pss_two_kb WASMPOD` lines
+//! (medians) for bench.sh.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -71,9 +75,9 @@ fn main() -> ExitCode {
     for round in 0..=rounds {
         for (n, side) in [&WASMPOD, &RUNC].into_iter().enumerate() {
             let started = Instant::now();
-            let (pod, id) = start_pod(&mut cri, side);
+            let (pod, ids) = start_pod(&mut cri, side, 1);
             let elapsed = started.elapsed();
-            remove_pod(&mut cri, &pod, &id);
+            remove_pod(&mut cri, &pod, &ids);
             if round > 0 {
                 times[n].push(elapsed.as_secs_f64() * 1000.0);
             }
@@ -87,9 +91,9 @@ fn main() -> ExitCode {
 
     // Memory: PODS of each side running at once, measured together so shared pages are
     // shared the way they are on a busy node.
-    let running: Vec<Vec<(Pod, String)>> = [&WASMPOD, &RUNC]
+    let running: Vec<Vec<(Pod, Vec<String>)>> = [&WASMPOD, &RUNC]
         .into_iter()
-        .map(|side| (0..pods).map(|_| start_pod(&mut cri, side)).collect())
+        .map(|side| (0..pods).map(|_| start_pod(&mut cri, side, 1)).collect())
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     let mut pss: Vec<Vec<f64>> = running
@@ -101,48 +105,73 @@ fn main() -> ExitCode {
         median(&mut pss[0]),
         median(&mut pss[1])
     );
-    for (pod, id) in running.iter().flatten() {
-        remove_pod(&mut cri, pod, id);
+    for (pod, ids) in running.iter().flatten() {
+        remove_pod(&mut cri, pod, ids);
+    }
+
+    // The same number of Wasm pods with two containers each: what a second container costs.
+    let two: Vec<(Pod, Vec<String>)> = (0..pods)
+        .map(|_| start_pod(&mut cri, &WASMPOD, 2))
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut pss_two: Vec<f64> = two.iter().map(|(pod, _)| pod_pss_kb(pod) as f64).collect();
+    println!("pss_two_kb {:.0}", median(&mut pss_two));
+    for (pod, ids) in &two {
+        remove_pod(&mut cri, pod, ids);
     }
     ExitCode::SUCCESS
 }
 
-/// Runs a pod of `side` with its one container and waits until CRI reports it running.
-fn start_pod(cri: &mut Cri, side: &Side) -> (Pod, String) {
+/// Runs a pod of `side` with `containers` app containers and waits until CRI reports them
+/// all running.
+fn start_pod(cri: &mut Cri, side: &Side, containers: usize) -> (Pod, Vec<String>) {
     let pod = cri
         .run_pod(side.handler, &PodSpec::default())
         .expect("RunPodSandbox");
-    let spec = ContainerSpec {
-        name: "app".into(),
-        image: side.image.into(),
-        command: side.command.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    let id = cri.create_container(&pod, &spec).expect("CreateContainer");
-    cri.start_container(&id).expect("StartContainer");
+    let ids: Vec<String> = (0..containers)
+        .map(|n| {
+            let spec = ContainerSpec {
+                name: format!("app{n}"),
+                image: side.image.into(),
+                command: side.command.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            };
+            let id = cri.create_container(&pod, &spec).expect("CreateContainer");
+            cri.start_container(&id).expect("StartContainer");
+            id
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while cri
-        .container_status(&id)
-        .map(|s| s.state != ContainerState::ContainerRunning as i32)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "{id} never ran");
-        std::thread::sleep(Duration::from_millis(2));
+    for id in &ids {
+        while cri
+            .container_status(id)
+            .map(|s| s.state != ContainerState::ContainerRunning as i32)
+            .unwrap_or(true)
+        {
+            assert!(Instant::now() < deadline, "{id} never ran");
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
-    (pod, id)
+    (pod, ids)
 }
 
-fn remove_pod(cri: &mut Cri, pod: &Pod, id: &str) {
-    let _ = cri.stop_container(id, 0);
-    let _ = cri.remove_container(id);
+fn remove_pod(cri: &mut Cri, pod: &Pod, ids: &[String]) {
+    for id in ids {
+        let _ = cri.stop_container(id, 0);
+        let _ = cri.remove_container(id);
+    }
     cri.remove_pod(pod).expect("RemovePodSandbox");
 }
 
-/// PSS of the pod's shim and of every process in the pod's cgroups.
+/// PSS of the pod's shim, its children (wasmpod's zygote), and every process in the pod's
+/// cgroups.
 fn pod_pss_kb(pod: &Pod) -> u64 {
     let mut pids: Vec<i32> = leaks::shim_pid(&ctr::address(), &pod.id)
         .into_iter()
         .collect();
+    if let Some(&shim) = pids.first() {
+        pids.extend(leaks::children_of(shim));
+    }
     let cgroup = Path::new("/sys/fs/cgroup/pids").join(pod.cgroup_parent.trim_start_matches('/'));
     collect_procs(&cgroup, &mut pids);
     pids.sort_unstable();
