@@ -459,6 +459,29 @@ impl Cri {
     }
 }
 
+/// The processes in the cgroups (pids controller) under `pod`'s cgroup parent whose
+/// directory name contains `name`: a container's when `name` is its id, all when it is "".
+pub fn pod_processes(pod: &Pod, name: &str) -> Vec<i32> {
+    fn walk(dir: &Path, name: &str, out: &mut Vec<i32>) {
+        if dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(name))
+        {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                walk(&entry.path(), name, out);
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    let root = Path::new("/sys/fs/cgroup/pids").join(pod.cgroup_parent.trim_start_matches('/'));
+    walk(&root, name, &mut pids);
+    pids
+}
+
 /// Removes a cgroup (v1: in every controller) and its now-empty parents up to the test root.
 pub fn remove_cgroup_dirs(path: &str) {
     let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {

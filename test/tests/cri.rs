@@ -19,6 +19,19 @@ const PROBE: &str = "docker.io/wasmpod/probe:cri";
 const BUSYBOX: &str = "docker.io/wasmpod/busybox:cri";
 const TRAP: &str = "docker.io/wasmpod/trap:cri";
 const PROXY: &str = "docker.io/wasmpod/py-proxy:cri";
+const C_PROXY: &str = "docker.io/wasmpod/c-proxy:cri";
+
+/// Imports the C `wasi:http` component (test/fixtures/proxy.c) as [`C_PROXY`].
+fn import_c_proxy() {
+    cri::import_k8s(
+        &ImageBuilder::new(C_PROXY).entrypoint(["/proxy.wasm"]).file(
+            "/proxy.wasm",
+            fixtures::c_proxy_component(),
+            0o755,
+        ),
+        C_PROXY,
+    );
+}
 
 fn setup() -> Cri {
     static ONCE: Once = Once::new();
@@ -324,24 +337,32 @@ fn g_a_memory_limit_lands_in_the_cgroup() {
     teardown(&mut cri, &pod, &[&app]);
 }
 
+/// What pods could leave on the node: mounts under containerd's state directory, shim
+/// processes, and pod cgroups.
+fn leak_counts() -> (usize, usize, usize) {
+    let address = ctr::address();
+    let state = Path::new(&address).parent().unwrap().display().to_string();
+    (
+        leaks::mounts_containing(&state),
+        leaks::shim_processes(&address),
+        leaks::cgroup_dirs("memory", cri::CGROUP_PARENT_ROOT.trim_start_matches('/')),
+    )
+}
+
+/// The leak counts once the shims of earlier tests, which exit asynchronously after their
+/// pods are removed, are gone.
+fn leak_baseline() -> (usize, usize, usize) {
+    wait_until(Duration::from_secs(15), || {
+        leaks::shim_processes(&ctr::address()) == 0
+    });
+    leak_counts()
+}
+
 /// (i) 20 pods created, run and removed concurrently; nothing leaks.
 #[test]
 fn i_twenty_concurrent_pods_leak_nothing() {
     let _ = setup();
-    let address = ctr::address();
-    let state = Path::new(&address).parent().unwrap().display().to_string();
-    let count = || {
-        (
-            leaks::mounts_containing(&state),
-            leaks::shim_processes(&address),
-            leaks::cgroup_dirs("memory", cri::CGROUP_PARENT_ROOT.trim_start_matches('/')),
-        )
-    };
-    // Shims of earlier tests exit asynchronously after their pods are removed.
-    wait_until(Duration::from_secs(15), || {
-        leaks::shim_processes(&address) == 0
-    });
-    let before = count();
+    let before = leak_baseline();
     let workers: Vec<_> = (0..20)
         .map(|n| {
             std::thread::spawn(move || {
@@ -364,9 +385,9 @@ fn i_twenty_concurrent_pods_leak_nothing() {
     for w in workers {
         w.join().expect("pod worker");
     }
-    wait_until(Duration::from_secs(15), || count() == before);
+    wait_until(Duration::from_secs(15), || leak_counts() == before);
     assert_eq!(
-        count(),
+        leak_counts(),
         before,
         "(mounts, shims, pod cgroups) before vs after"
     );
@@ -390,7 +411,6 @@ fn runtime_options_reach_the_shim() {
 /// finish, then the containers exit 143.
 #[test]
 fn j_http_proxy_components_in_a_pod() {
-    const C_PROXY: &str = "docker.io/wasmpod/c-proxy:cri";
     let mut cri = setup();
     static IMPORT: Once = Once::new();
     IMPORT.call_once(|| {
@@ -405,14 +425,7 @@ fn j_http_proxy_components_in_a_pod() {
                 .file("/data/in.txt", b"data in the image\n".to_vec(), 0o644),
             PROXY,
         );
-        cri::import_k8s(
-            &ImageBuilder::new(C_PROXY).entrypoint(["/proxy.wasm"]).file(
-                "/proxy.wasm",
-                fixtures::c_proxy_component(),
-                0o755,
-            ),
-            C_PROXY,
-        );
+        import_c_proxy();
     });
     let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
     let py = run(
@@ -738,30 +751,6 @@ fn debian_image(name: &str, entry: &str) -> ImageBuilder {
     image
 }
 
-/// The processes of a container, found through its cgroup under the pod's.
-fn container_pids(pod: &Pod, id: &str) -> Vec<i32> {
-    fn walk(dir: &Path, id: &str, out: &mut Vec<i32>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if !path.is_dir() {
-                continue;
-            }
-            if path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().contains(id))
-            {
-                let procs = std::fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
-                out.extend(procs.lines().filter_map(|l| l.parse::<i32>().ok()));
-            }
-            walk(&path, id, out);
-        }
-    }
-    let mut pids = Vec::new();
-    let root = Path::new("/sys/fs/cgroup/pids").join(pod.cgroup_parent.trim_start_matches('/'));
-    walk(&root, id, &mut pids);
-    pids
-}
-
 /// `Name:\tvalue` lines of `/proc/PID/status`.
 fn proc_status(pid: i32, key: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -782,7 +771,6 @@ fn proc_status(pid: i32, key: &str) -> String {
 #[test]
 fn n_restricted_pod_with_a_debian_program_sidecar() {
     const DEBIAN: &str = "docker.io/wasmpod/debian-programs:cri";
-    const C_PROXY: &str = "docker.io/wasmpod/c-proxy-restricted:cri";
     let mut cri = setup();
     cri::import_k8s(
         &debian_image(
@@ -797,14 +785,7 @@ fn n_restricted_pod_with_a_debian_program_sidecar() {
         ),
         DEBIAN,
     );
-    cri::import_k8s(
-        &ImageBuilder::new(C_PROXY).entrypoint(["/proxy.wasm"]).file(
-            "/proxy.wasm",
-            fixtures::c_proxy_component(),
-            0o755,
-        ),
-        C_PROXY,
-    );
+    import_c_proxy();
     let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
     let restricted = |spec: ContainerSpec| ContainerSpec {
         restricted: true,
@@ -855,7 +836,7 @@ fn n_restricted_pod_with_a_debian_program_sidecar() {
 
     // The Wasm processes are confined the same way, and still work.
     for id in [&app, &web] {
-        let pids = container_pids(&pod, id);
+        let pids = cri::pod_processes(&pod, id);
         assert!(!pids.is_empty(), "no processes found for {id}");
         for pid in pids {
             assert_eq!(
@@ -897,23 +878,6 @@ fn n_restricted_pod_with_a_debian_program_sidecar() {
     teardown(&mut cri, &pod, &[&app, &web, &side]);
 }
 
-/// Every process in the cgroups under a pod's cgroup parent.
-fn pod_processes(pod: &Pod) -> Vec<i32> {
-    fn walk(dir: &Path, out: &mut Vec<i32>) {
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        out.extend(procs.lines().filter_map(|l| l.parse::<i32>().ok()));
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if entry.path().is_dir() {
-                walk(&entry.path(), out);
-            }
-        }
-    }
-    let mut pids = Vec::new();
-    let root = Path::new("/sys/fs/cgroup/pids").join(pod.cgroup_parent.trim_start_matches('/'));
-    walk(&root, &mut pids);
-    pids
-}
-
 /// (o) Things killed mid-way, as on a real node: a Wasm guest SIGKILLed from outside (137,
 /// the pod lives on), then the pod's shim SIGKILLed under a running native sidecar and the
 /// pause container. containerd's cleanup through the shim's `delete` command ends them all;
@@ -923,18 +887,7 @@ fn pod_processes(pod: &Pod) -> Vec<i32> {
 fn o_a_killed_guest_and_a_killed_shim_leak_nothing() {
     let mut cri = setup();
     let address = ctr::address();
-    let state = Path::new(&address).parent().unwrap().display().to_string();
-    let count = || {
-        (
-            leaks::mounts_containing(&state),
-            leaks::shim_processes(&address),
-            leaks::cgroup_dirs("memory", cri::CGROUP_PARENT_ROOT.trim_start_matches('/')),
-        )
-    };
-    wait_until(Duration::from_secs(15), || {
-        leaks::shim_processes(&address) == 0
-    });
-    let before = count();
+    let before = leak_baseline();
 
     let pod = cri.run_pod("wasmpod", &PodSpec::default()).unwrap();
     let app = run(&mut cri, &pod, &probe("app", &["sleep", "300"]));
@@ -945,7 +898,7 @@ fn o_a_killed_guest_and_a_killed_shim_leak_nothing() {
     }
 
     // A guest killed from outside: its container exits 137, the rest of the pod runs on.
-    for pid in container_pids(&pod, &app) {
+    for pid in cri::pod_processes(&pod, &app) {
         // SAFETY: kill(2) has no memory effects.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
@@ -964,16 +917,18 @@ fn o_a_killed_guest_and_a_killed_shim_leak_nothing() {
         let status = cri.wait_exited(id, Duration::from_secs(30));
         assert_ne!(status.exit_code, 0, "{id}: {status:?}");
     }
-    wait_until(Duration::from_secs(15), || pod_processes(&pod).is_empty());
+    wait_until(Duration::from_secs(15), || {
+        cri::pod_processes(&pod, "").is_empty()
+    });
     assert_eq!(
-        pod_processes(&pod),
+        cri::pod_processes(&pod, ""),
         Vec::<i32>::new(),
         "processes outlived their shim"
     );
     teardown(&mut cri, &pod, &[&app, &other, &web]);
-    wait_until(Duration::from_secs(15), || count() == before);
+    wait_until(Duration::from_secs(15), || leak_counts() == before);
     assert_eq!(
-        count(),
+        leak_counts(),
         before,
         "(mounts, shims, pod cgroups) before vs after"
     );

@@ -578,6 +578,37 @@ fn a_killed_shim_is_cleaned_up_by_the_delete_action() {
     );
 }
 
+/// The shim runs container operations in workers of its zygote; if the zygote is killed, the
+/// shim runs them in exec'd helpers instead, and the container keeps being served.
+#[test]
+fn a_killed_zygote_does_not_stop_the_shim() {
+    let image = probe_image();
+    let id = unique_id("zygote");
+    let child = spawn_run(&id, &[], &image, &["/app.wasm", "sleep", "300"]);
+    wait_running(&id);
+    let shim = leaks::shim_pid(&ctr::address(), &id).expect("the task's shim");
+    let zygotes: Vec<i32> = leaks::children_of(shim)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .unwrap_or_default()
+                .trim()
+                == "wasmpod-zygote"
+        })
+        .collect();
+    assert_eq!(zygotes.len(), 1, "the shim has one zygote: {zygotes:?}");
+    // SAFETY: kill(2) has no memory effects.
+    assert_eq!(unsafe { libc::kill(zygotes[0], libc::SIGKILL) }, 0);
+    let ran = exec_in(&id, "after", &["/app.wasm", "args", "still served"]);
+    assert_ok(&ran);
+    assert_eq!(
+        ran.stdout,
+        "arg[0]=/app.wasm\narg[1]=args\narg[2]=still served\n"
+    );
+    assert_ok(&run_ctr(&["tasks", "kill", &id]));
+    assert_eq!(finish(child).0.code, 143);
+}
+
 #[test]
 fn exec_into_wasm_and_native_containers() {
     let image = probe_image();

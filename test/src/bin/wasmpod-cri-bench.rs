@@ -14,7 +14,6 @@
 //! It prints `cold_ms WASMPOD RUNC`, `pss_kb WASMPOD RUNC` and `pss_two_kb WASMPOD` lines
 //! (medians) for bench.sh.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -172,22 +171,10 @@ fn pod_pss_kb(pod: &Pod) -> u64 {
     if let Some(&shim) = pids.first() {
         pids.extend(leaks::children_of(shim));
     }
-    let cgroup = Path::new("/sys/fs/cgroup/pids").join(pod.cgroup_parent.trim_start_matches('/'));
-    collect_procs(&cgroup, &mut pids);
+    pids.extend(cri::pod_processes(pod, ""));
     pids.sort_unstable();
     pids.dedup();
     pids.iter().map(|pid| pss_kb(*pid)).sum()
-}
-
-fn collect_procs(dir: &Path, pids: &mut Vec<i32>) {
-    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.path().is_dir() {
-            collect_procs(&entry.path(), pids);
-        }
-    }
 }
 
 fn pss_kb(pid: i32) -> u64 {
