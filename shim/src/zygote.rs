@@ -112,6 +112,7 @@ fn serve(socket: OwnedFd) -> ! {
     // The shim's stdio may be pipes that someone reads to their end (the `start` action
     // reads the daemon's stdout): the zygote must not hold them open.
     redirect_stdio_to_null();
+    close_other_descriptors(socket.as_raw_fd());
     set_process_title("wasmpod-zygote", &["wasmpod-zygote"]);
     let mut buf = vec![0u8; MAX_REQUEST];
     loop {
@@ -178,6 +179,24 @@ fn worker(socket: &OwnedFd, request: &[u8], response: OwnedFd, diagnostics: Owne
     // The container's processes are forks of this one: show them as the helper's were.
     set_process_title("wasmpod-init", &["wasmpod-init", crate::helper::HELPER_ARG]);
     crate::container_setup::respond(request)
+}
+
+/// Closes every descriptor above stdio but `keep`: whatever the shim inherited stays with
+/// the shim, and workers (and the container processes forked from them) start clean.
+fn close_other_descriptors(keep: RawFd) {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .filter(|fd| *fd > 2 && *fd != keep)
+        .collect();
+    for fd in fds {
+        // SAFETY: closing descriptors nothing in this single-threaded process uses any more
+        // (the directory's own descriptor is already closed; closing it again is harmless).
+        unsafe { libc::close(fd) };
+    }
 }
 
 fn redirect_stdio_to_null() {
