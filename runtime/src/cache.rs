@@ -241,7 +241,6 @@ impl CompileCache {
     /// is gone), then the least recently used entries (never `keep`) until the cache fits
     /// its bound.
     pub fn evict(&self, keep: &CacheKey) {
-        self.sweep_orphaned_temporaries();
         let Ok(dir) = fs::read_dir(&self.dir) else {
             return;
         };
@@ -249,6 +248,11 @@ impl CompileCache {
             .filter_map(Result::ok)
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
+                if is_orphaned_temporary(&name) {
+                    log::info!("compile cache: removing {name}, left by a compile that died");
+                    let _ = fs::remove_file(e.path());
+                    return None;
+                }
                 let key = name.strip_suffix(".cwasm")?.to_string();
                 let md = e.metadata().ok()?;
                 Some((md.modified().ok()?, md.len(), key))
@@ -271,24 +275,10 @@ impl CompileCache {
     }
 }
 
-impl CompileCache {
-    /// Temporary files are `.<key>.<pid>.tmp` and `.<key>.<pid>.sumtmp`; one whose writer no
-    /// longer runs was left by a compile that was killed.
-    fn sweep_orphaned_temporaries(&self) {
-        let Ok(dir) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in dir.filter_map(Result::ok) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(writer) = temporary_writer(&name) else {
-                continue;
-            };
-            if !Path::new(&format!("/proc/{writer}")).exists() {
-                log::info!("compile cache: removing {name}, left by a compile that died");
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
+/// Temporary files are `.<key>.<pid>.tmp` and `.<key>.<pid>.sumtmp`; one whose writer no
+/// longer runs was left by a compile that was killed.
+fn is_orphaned_temporary(name: &str) -> bool {
+    temporary_writer(name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// The pid in a temporary file's name, if `name` is one.

@@ -230,18 +230,10 @@ impl HelperRunner {
             if let Some(mut s) = stdin.take() {
                 let _ = s.write_all(&input);
             }
-            let err_reader = std::thread::spawn(move || {
-                let mut buf = String::new();
-                if let Some(mut e) = stderr.take() {
-                    let _ = e.read_to_string(&mut buf);
-                }
-                buf
-            });
-            let mut out = Vec::new();
-            if let Some(mut o) = stdout.take() {
-                let _ = o.read_to_end(&mut out);
+            match (stdout.take(), stderr.take()) {
+                (Some(out), Some(err)) => read_to_end_both(out, err),
+                _ => (Vec::new(), String::new()),
             }
-            (out, err_reader.join().unwrap_or_default())
         });
         let (out, err) = io.await.map_err(|e| format!("helper I/O: {e}"))?;
         let status = match exited {
@@ -272,21 +264,34 @@ async fn run_in_zygote(zygote: &Zygote, input: &[u8]) -> Result<HelperOutput, St
     drop(response_w);
     drop(diagnostics_w);
     tokio::task::spawn_blocking(move || {
-        let err_reader = std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = std::fs::File::from(diagnostics_r).read_to_string(&mut buf);
-            buf
-        });
-        let mut response = Vec::new();
-        let _ = std::fs::File::from(response_r).read_to_end(&mut response);
+        let (response, diagnostics) = read_to_end_both(
+            std::fs::File::from(response_r),
+            std::fs::File::from(diagnostics_r),
+        );
         HelperOutput {
             response,
-            diagnostics: err_reader.join().unwrap_or_default(),
+            diagnostics,
             status: None,
         }
     })
     .await
     .map_err(|e| format!("helper I/O: {e}"))
+}
+
+/// Reads a helper's response and diagnostics to their ends at once (the diagnostics on a
+/// thread of their own, so that neither pipe fills while the other is read).
+fn read_to_end_both(
+    mut response: impl Read,
+    mut diagnostics: impl Read + Send + 'static,
+) -> (Vec<u8>, String) {
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = String::new();
+        let _ = diagnostics.read_to_string(&mut buf);
+        buf
+    });
+    let mut out = Vec::new();
+    let _ = response.read_to_end(&mut out);
+    (out, err_reader.join().unwrap_or_default())
 }
 
 /// This binary (`exe`, normally `/proc/self/exe`) in one of its internal modes, shown as

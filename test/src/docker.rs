@@ -71,19 +71,23 @@ pub fn load(tar: &Path) -> String {
     ran.stdout
 }
 
-/// The options every Wasm `docker run` of the tests takes: the runtime, the Wasm platform,
-/// and no pulling (no registry can be reached).
-pub fn wasm_run_args(runtime: &str) -> Vec<String> {
-    [
+/// `docker run OPTIONS IMAGE ARGS` of a Wasm image with wasmpod under `runtime`: the Wasm
+/// platform, and no pulling (no registry can be reached).
+pub fn run_wasm_command(runtime: &str, options: &[&str], image: &str, args: &[&str]) -> Command {
+    let mut c = docker();
+    c.args([
+        "run",
         "--runtime",
         runtime,
         "--platform",
         "wasi/wasm",
         "--pull",
         "never",
-    ]
-    .map(String::from)
-    .to_vec()
+    ])
+    .args(options)
+    .arg(image)
+    .args(args);
+    c
 }
 
 /// The IP address of container `name` on its first network.

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wasmpod_e2e::ctr::{self, unique_id, Ran, RUNTIMES};
-use wasmpod_e2e::docker::{self, compose, run_docker, wasm_run_args};
+use wasmpod_e2e::docker::{self, compose, run_docker, run_wasm_command};
 use wasmpod_e2e::fixtures::{self, wat};
 use wasmpod_e2e::{http, leaks};
 use wasmpod_oci::image::{ImageBuilder, ImageShape};
@@ -22,13 +22,13 @@ fn assert_ok(ran: &Ran) {
 /// `docker run --rm` of `image` with wasmpod under `runtime`, `options` before the image and
 /// `args` after it.
 fn run_wasm(runtime: &str, options: &[&str], image: &str, args: &[&str]) -> Ran {
-    let mut all: Vec<String> = vec!["run".into(), "--rm".into()];
-    all.extend(wasm_run_args(runtime));
-    all.extend(options.iter().map(|s| s.to_string()));
-    all.push(image.into());
-    all.extend(args.iter().map(|s| s.to_string()));
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    run_docker(&all)
+    let mut rm = vec!["--rm"];
+    rm.extend_from_slice(options);
+    run_wasm_command(runtime, &rm, image, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker")
+        .into()
 }
 
 /// Live wasmpod shims of the containerd under test (dockerd's included).
@@ -127,11 +127,7 @@ fn docker_loads_and_runs_a_built_image_through_all_three_runtime_names() {
         "hi"
     );
 
-    let mut args = vec!["run".to_string(), "--rm".into(), "-i".into()];
-    args.extend(wasm_run_args(RUNTIMES[0]));
-    args.extend([image.to_string(), "stdin".into()]);
-    let mut child = docker::docker()
-        .args(&args)
+    let mut child = run_wasm_command(RUNTIMES[0], &["--rm", "-i"], image, &["stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -173,11 +169,16 @@ fn a_detached_http_component_serves_execs_and_stops_under_docker() {
         .file("/bin/probe.wasm", fixtures::probe(), 0o755);
     load(&image, dir.path(), "c-proxy.tar");
     let name = unique_id("web");
-    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.clone()];
-    args.extend(wasm_run_args(RUNTIMES[1]));
-    args.push("e2e/c-proxy:docker".into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert_ok(&run_docker(&args));
+    let detached = run_wasm_command(
+        RUNTIMES[1],
+        &["-d", "--name", &name],
+        "e2e/c-proxy:docker",
+        &[],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .expect("run docker");
+    assert_ok(&detached.into());
 
     let ip = docker::ip_of(&name);
     let addr: SocketAddr = format!("{ip}:8080").parse().expect("container address");
