@@ -12,35 +12,37 @@ SHIM := containerd-shim-wasmpod-v1
 ALIASES := containerd-shim-spin-v2 containerd-shim-wasmtime-v1
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-# Debian packages the build, the tests and the demo need.
-APT_PACKAGES := containerd runc containernetworking-plugins busybox-static curl \
-	skopeo docker-registry \
+# Debian packages the build and the demo need.
+APT_PACKAGES := containerd runc busybox-static curl \
 	protobuf-compiler libseccomp-dev pkg-config \
 	clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc
+# ... and those only the tests need (CNI for CRI pods, a registry for pulls).
+APT_TEST_PACKAGES := containernetworking-plugins skopeo docker-registry
 
 # componentize-py (PyPI) builds the tests' Python components; it goes under $(WORK)/pytools.
 COMPONENTIZE_PY := componentize-py==0.25.1
-# wit-bindgen (crates.io) generates the C bindings of the tests' wasi:http component.
+# wit-bindgen (crates.io) generates the C bindings of the demo's and tests' wasi:http component.
 WIT_BINDGEN_VERSION := 0.63.0
 
-.PHONY: all setup build install install-local unit e2e e2e-containerd-1.7 test demo bench bench-run fmt clippy clean
+.PHONY: all setup setup-test build install install-local unit e2e e2e-containerd-1.7 test demo bench bench-run fmt clippy clean
 
 all: build
 
+# Installs what the build and the demo use (Debian packages, wit-bindgen under .work/tools).
 setup:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	else echo "setup: all packages present"; fi
+	@WORK=$(WORK) test/lib/apt-install.sh $(APT_PACKAGES)
+	@if [ ! -x $(WORK)/tools/bin/wit-bindgen ]; then \
+		echo "installing wit-bindgen-cli $(WIT_BINDGEN_VERSION) into $(WORK)/tools"; \
+		$(CARGO) install -q --locked --root $(WORK)/tools wit-bindgen-cli --version $(WIT_BINDGEN_VERSION); \
+	fi
+
+# setup, plus what only the tests and benchmarks use.
+setup-test: setup
+	@WORK=$(WORK) test/lib/apt-install.sh $(APT_TEST_PACKAGES)
 	@if [ ! -x $(WORK)/pytools/bin/componentize-py ]; then \
 		echo "installing $(COMPONENTIZE_PY) into $(WORK)/pytools"; \
 		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
 			--target $(WORK)/pytools $(COMPONENTIZE_PY); \
-	fi
-	@if [ ! -x $(WORK)/tools/bin/wit-bindgen ]; then \
-		echo "installing wit-bindgen-cli $(WIT_BINDGEN_VERSION) into $(WORK)/tools"; \
-		$(CARGO) install -q --locked --root $(WORK)/tools wit-bindgen-cli --version $(WIT_BINDGEN_VERSION); \
 	fi
 
 build:
@@ -66,7 +68,7 @@ unit:
 e2e: install-local
 	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/e2e.sh
 
-test: setup build unit e2e e2e-containerd-1.7
+test: setup-test build unit e2e e2e-containerd-1.7
 
 # The same end-to-end tests against containerd 1.7 (downloaded from Debian trixie).
 e2e-containerd-1.7: install-local
@@ -79,7 +81,7 @@ demo: setup
 
 # Benchmarks measure the build users run: release, unless BENCH_PROFILE=debug.
 BENCH_PROFILE ?= release
-bench: setup
+bench: setup-test
 	$(MAKE) --no-print-directory PROFILE=$(BENCH_PROFILE) bench-run
 
 bench-run:

@@ -25,7 +25,9 @@ rm -rf "$WASMPOD_CACHE_DIR"
 "$here/lib/registry.sh" start "$registry_dir" "$TEST_REGISTRY"
 export WASMPOD_REGISTRY="$TEST_REGISTRY"
 export WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock"
+export WASMPOD_E2E_DOCKER=off
 if [ -n "${DOCKER_ROOT:-}" ]; then
+  WASMPOD_E2E_DOCKER=on
   "$here/lib/dockerd.sh" start "$docker_dir" "$dir/containerd.sock" "$work/prefix/bin" "$DOCKER_ROOT"
   export WASMPOD_DOCKER_HOST="unix://$docker_dir/docker.sock"
   export WASMPOD_DOCKER_CLI="$DOCKER_ROOT/usr/bin/docker"
@@ -33,4 +35,13 @@ fi
 export WASMPOD_FIXTURES="$work/fixtures"
 # The e2e tests share one containerd and count leaks: run them one at a time.
 # --workspace, like the build, so no dependency is compiled again with other features.
-${CARGO:-cargo} test --workspace ${CARGO_PROFILE_FLAG:-} --test '*' -- --test-threads=1
+# Tests that do not run here are listed at the end (see test/src/skip.rs).
+export WASMPOD_SKIP_LOG="$work/e2e-skipped.txt"
+rm -f "$WASMPOD_SKIP_LOG"
+status=0
+${CARGO:-cargo} test --workspace ${CARGO_PROFILE_FLAG:-} --test '*' -- --test-threads=1 || status=$?
+if [ -s "$WASMPOD_SKIP_LOG" ]; then
+  echo "== e2e tests that did not run against $("${CONTAINERD:-containerd}" --version | awk '{print $3}'):"
+  cat "$WASMPOD_SKIP_LOG"
+fi
+exit "$status"

@@ -22,6 +22,16 @@ pub enum OciError {
     /// `args[0]` names something that is not a regular file.
     #[error("entrypoint {0:?} is not a regular file")]
     EntrypointNotAFile(String),
+    /// `args[0]` is a file, but neither Wasm nor a native program.
+    #[error(
+        "entrypoint {path} is {what}: it must be a Wasm module or component (or a native program)"
+    )]
+    NotRunnable {
+        /// The entrypoint as the container sees it.
+        path: String,
+        /// What it is instead.
+        what: &'static str,
+    },
     /// A symlink loop or a chain too long to follow.
     #[error("too many levels of symbolic links while resolving {0:?}")]
     SymlinkLoop(String),

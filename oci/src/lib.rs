@@ -3,10 +3,11 @@
 //! image layouts as tarballs.
 //!
 //! This crate knows OCI and nothing of Wasmtime or containerd:
-//! 1. [`WorkloadSpec::from_bundle`] reads a bundle's `config.json`.
-//! 2. [`resolve::resolve_entrypoint`] finds `args[0]` inside the rootfs.
-//! 3. [`classify::EntrypointKind::of_file`] tells a core module, a component and a native
-//!    program apart by their first bytes.
+//! 1. [`WorkloadSpec::from_bundle`] reads a bundle's `config.json`, once.
+//! 2. [`locate::locate`] finds `args[0]` inside the rootfs ([`resolve`]), tells a core
+//!    module, a component and a native program apart by their first bytes ([`classify`]),
+//!    and yields the [`Workload`]: the one value the container helper and the container's
+//!    init are given.
 //! 4. [`artifact`] finds Wasm layers in image manifests (the shim reads the blobs).
 //! 5. [`image::ImageBuilder`] writes image tarballs that `ctr images import` and `docker load`
 //!    load, under full names ([`reference::ImageName`]).
@@ -16,10 +17,12 @@ pub mod artifact;
 pub mod classify;
 pub mod error;
 pub mod image;
+pub mod locate;
 pub mod reference;
 pub mod resolve;
 pub mod workload;
 
 pub use classify::{EntrypointKind, NativeKind, WasmKind};
 pub use error::OciError;
+pub use locate::{Program, Workload};
 pub use workload::WorkloadSpec;

@@ -1,10 +1,10 @@
-//! [`WorkloadSpec`]: what to run and how, read from an OCI runtime spec. It is the only view of
-//! `config.json` the rest of wasmpod uses.
+//! [`WorkloadSpec`]: a container's `config.json`, parsed once at Create into what wasmpod
+//! uses of it. [`crate::locate`] turns it into the [`crate::locate::Workload`] that runs.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
+use serde::{Deserialize, Serialize};
 
 use crate::OciError;
 
@@ -13,7 +13,7 @@ pub const ANNOTATION_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// Annotation CRI sets to `sandbox` or `container`.
 pub const ANNOTATION_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 
-/// What to run in a container and how.
+/// What wasmpod uses of a container's runtime spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadSpec {
     /// `process.args`; never empty.
@@ -24,18 +24,63 @@ pub struct WorkloadSpec {
     pub cwd: String,
     /// The rootfs as seen from the host (`root.path`, relative to the bundle when not absolute).
     pub rootfs: PathBuf,
-    /// `root.readonly`.
-    pub rootfs_readonly: bool,
     /// `process.terminal`.
     pub terminal: bool,
     /// `linux.cgroupsPath`, if set.
     pub cgroups_path: Option<String>,
     /// `linux.resources.memory.limit` in bytes, if set and positive.
     pub memory_limit: Option<u64>,
-    /// The spec's annotations.
-    pub annotations: HashMap<String, String>,
     /// Whether the spec has `poststart` hooks (which only libcontainer's start runs).
     pub has_poststart_hooks: bool,
+    /// What the container's init applies itself.
+    pub confinement: Confinement,
+}
+
+/// A capability set of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CapabilitySet {
+    /// Ambient.
+    Ambient,
+    /// Inheritable.
+    Inheritable,
+    /// Effective.
+    Effective,
+    /// Permitted.
+    Permitted,
+}
+
+/// Confinement a Wasm guest's init applies itself, because libcontainer applies it at an
+/// `execve` that a Wasm guest never makes, or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// Capability sets the spec leaves out, which mean "empty" (as runc reads them), in the
+    /// order they must be cleared (effective before permitted).
+    pub omitted_capability_sets: Vec<CapabilitySet>,
+    /// `process.apparmorProfile`, if set.
+    pub apparmor_profile: Option<String>,
+}
+
+impl Confinement {
+    /// The confinement `process` asks for.
+    pub fn of_process(process: &Process) -> Confinement {
+        let omitted_capability_sets = match process.capabilities() {
+            None => Vec::new(),
+            Some(caps) => [
+                (CapabilitySet::Ambient, caps.ambient().is_none()),
+                (CapabilitySet::Inheritable, caps.inheritable().is_none()),
+                (CapabilitySet::Effective, caps.effective().is_none()),
+                (CapabilitySet::Permitted, caps.permitted().is_none()),
+            ]
+            .into_iter()
+            .filter(|(_, omitted)| *omitted)
+            .map(|(set, _)| set)
+            .collect(),
+        };
+        Confinement {
+            omitted_capability_sets,
+            apparmor_profile: process.apparmor_profile().clone().filter(|p| !p.is_empty()),
+        }
+    }
 }
 
 impl WorkloadSpec {
@@ -63,17 +108,10 @@ impl WorkloadSpec {
         } else {
             "/".to_string()
         };
-        let (rootfs, rootfs_readonly) = match spec.root() {
-            Some(root) => {
-                let p = root.path();
-                let p = if p.is_absolute() {
-                    p.clone()
-                } else {
-                    bundle.join(p)
-                };
-                (p, root.readonly().unwrap_or(false))
-            }
-            None => (bundle.join("rootfs"), false),
+        let rootfs = match spec.root() {
+            Some(root) if root.path().is_absolute() => root.path().clone(),
+            Some(root) => bundle.join(root.path()),
+            None => bundle.join("rootfs"),
         };
         let linux = spec.linux().as_ref();
         let cgroups_path = linux
@@ -90,11 +128,10 @@ impl WorkloadSpec {
             env,
             cwd,
             rootfs,
-            rootfs_readonly,
             terminal: process.terminal().unwrap_or(false),
             cgroups_path,
             memory_limit,
-            annotations: spec.annotations().clone().unwrap_or_default(),
+            confinement: Confinement::of_process(process),
             has_poststart_hooks: spec
                 .hooks()
                 .as_ref()
@@ -102,23 +139,6 @@ impl WorkloadSpec {
                 .map(|v| !v.is_empty())
                 .unwrap_or(false),
         })
-    }
-
-    /// The value of `name` in the environment, if set.
-    pub fn env_var(&self, name: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The pod this container belongs to under CRI, if any.
-    pub fn sandbox_id(&self) -> Option<&str> {
-        self.annotations
-            .get(ANNOTATION_SANDBOX_ID)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
     }
 }
 
@@ -131,7 +151,7 @@ pub fn load_spec(bundle: &Path) -> Result<Spec, OciError> {
     })
 }
 
-fn split_env(kv: &str) -> (String, String) {
+pub(crate) fn split_env(kv: &str) -> (String, String) {
     match kv.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => (kv.to_string(), String::new()),
@@ -145,6 +165,7 @@ mod tests {
         LinuxBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, ProcessBuilder, RootBuilder,
         SpecBuilder,
     };
+    use std::collections::HashMap;
 
     fn spec(args: &[&str]) -> Spec {
         SpecBuilder::default()
@@ -196,15 +217,16 @@ mod tests {
     fn maps_the_spec() {
         let w = WorkloadSpec::from_spec(&spec(&["/app.wasm", "x"]), Path::new("/b")).unwrap();
         assert_eq!(w.args, vec!["/app.wasm", "x"]);
-        assert_eq!(w.env_var("A"), Some("b=c"));
-        assert_eq!(w.env_var("EMPTY"), Some(""));
-        assert_eq!(w.env_var("PATH"), Some("/bin"));
+        assert_eq!(
+            w.env,
+            [("PATH", "/bin"), ("A", "b=c"), ("EMPTY", "")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
         assert_eq!(w.cwd, "/work");
         assert_eq!(w.rootfs, PathBuf::from("/b/rootfs"));
-        assert!(w.rootfs_readonly);
         assert_eq!(w.cgroups_path.as_deref(), Some("/default/c1"));
         assert_eq!(w.memory_limit, Some(64 << 20));
-        assert_eq!(w.sandbox_id(), Some("pod1"));
+        assert_eq!(w.confinement, Confinement::default());
     }
 
     #[test]

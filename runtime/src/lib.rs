@@ -3,7 +3,8 @@
 //!
 //! This crate knows Wasmtime and nothing of containerd. It runs *inside* the container process,
 //! after the container's namespaces, cgroup and rootfs are in place:
-//! 1. [`signals::TerminationWatch::install`] first, before any thread exists.
+//! 1. [`signals::TerminationWatch::block`] first, before any thread exists, and
+//!    [`signals::StopSignalsBlocked::start_watcher`] once the process's privileges are final.
 //! 2. [`Prepared::compile`] turns the Wasm bytes into a module or component whose imports
 //!    are known to be satisfiable (done at create time, so bad Wasm fails `Create`).
 //! 3. [`Prepared::run`] runs it with a [`GuestSetup`] and returns a [`GuestOutcome`], whose
@@ -19,6 +20,8 @@ pub mod limits;
 pub mod outcome;
 pub mod run;
 pub mod signals;
+pub mod state;
+pub mod trigger;
 pub mod wasi;
 pub mod world;
 

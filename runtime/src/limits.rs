@@ -20,6 +20,8 @@ pub fn guest_memory_cap(container_limit: u64) -> u64 {
 #[derive(Debug, Clone)]
 pub struct GuestLimits {
     cap: Option<usize>,
+    /// Where the cap comes from, for the message when growth is refused.
+    source: &'static str,
     denied_once: bool,
 }
 
@@ -28,8 +30,21 @@ impl GuestLimits {
     pub fn for_container(container_limit: Option<u64>) -> GuestLimits {
         GuestLimits {
             cap: container_limit.map(|l| guest_memory_cap(l) as usize),
+            source: "the container's memory limit",
             denied_once: false,
         }
+    }
+
+    /// These limits, lowered to `instance_cap` bytes when that is set and lower (one HTTP
+    /// request's instance, say).
+    pub fn with_instance_cap(mut self, instance_cap: Option<u64>) -> GuestLimits {
+        if let Some(cap) = instance_cap.map(|c| c as usize) {
+            if self.cap.is_none_or(|current| cap < current) {
+                self.cap = Some(cap);
+                self.source = "the per-instance memory limit";
+            }
+        }
+        self
     }
 
     fn allow(&mut self, what: &str, desired_bytes: usize) -> bool {
@@ -43,9 +58,10 @@ impl GuestLimits {
             self.denied_once = true;
             eprintln!(
                 "wasmpod: the guest asked to grow its {what} to {} MiB, past its limit of {} MiB \
-                 (from the container's memory limit); the growth fails",
+                 (from {}); the growth fails",
                 desired_bytes >> 20,
-                cap >> 20
+                cap >> 20,
+                self.source
             );
         }
         false
@@ -93,6 +109,17 @@ mod tests {
         assert!(!l.table_growing(0, 10 << 20, None).unwrap());
         let mut free = GuestLimits::for_container(None);
         assert!(free.memory_growing(0, usize::MAX, None).unwrap());
+    }
+
+    #[test]
+    fn an_instance_cap_only_lowers_the_limit() {
+        let mut l = GuestLimits::for_container(Some(64 << 20)).with_instance_cap(Some(8 << 20));
+        assert!(!l.memory_growing(0, 9 << 20, None).unwrap());
+        let mut l = GuestLimits::for_container(Some(64 << 20)).with_instance_cap(Some(1 << 30));
+        assert!(l.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(!l.memory_growing(0, 49 << 20, None).unwrap());
+        let mut l = GuestLimits::for_container(None).with_instance_cap(Some(8 << 20));
+        assert!(!l.memory_growing(0, 9 << 20, None).unwrap());
     }
 
     #[test]

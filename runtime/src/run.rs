@@ -1,86 +1,28 @@
-//! Compiling a workload ([`Prepared::compile`]) and running it to a [`GuestOutcome`]
-//! ([`Prepared::run`]).
+//! Compiling a workload ([`Prepared::compile`]), linking it into the [`Trigger`] that runs it
+//! (a command module or component runs once; a `wasi:http` proxy is served, see [`http`]),
+//! and running it to a [`GuestOutcome`] ([`Prepared::run`]).
 
 use std::path::Path;
 
 use wasmpod_oci::WasmKind;
-use wasmtime::component::{Component, Linker as ComponentLinker, ResourceTable};
+use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, InstancePre, Linker, Module, Store, UpdateDeadline};
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::cache::{CompileCache, Compiled};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
+use crate::state::{ComponentState, ModuleState};
+use crate::trigger::Trigger;
 use crate::world::ComponentWorld;
 use crate::{engine, http, GuestOutcome, GuestSetup, RuntimeError};
-
-/// Store state of a core module guest.
-pub struct ModuleState {
-    wasi: WasiP1Ctx,
-    limits: GuestLimits,
-}
-
-/// Store state of a component guest (a command, or one HTTP request).
-pub struct ComponentState {
-    ctx: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-    limits: GuestLimits,
-}
-
-impl ComponentState {
-    /// State for one instance with WASI from `wasi` and memory capped by `limits`.
-    pub fn new(mut wasi: WasiCtxBuilder, limits: GuestLimits) -> ComponentState {
-        ComponentState {
-            ctx: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            limits,
-        }
-    }
-
-    /// The store's resource limiter.
-    pub fn limits_mut(&mut self) -> &mut GuestLimits {
-        &mut self.limits
-    }
-}
-
-impl WasiView for ComponentState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.ctx,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for ComponentState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: Default::default(),
-        }
-    }
-}
-
-enum Workload {
-    /// A WASI preview1 command module, linked and ready to instantiate.
-    Module(InstancePre<ModuleState>),
-    /// A `wasi:cli/command` component, linked and ready to instantiate.
-    Component(CommandPre<ComponentState>),
-    /// A `wasi:http/proxy` component, instantiated once per request.
-    HttpProxy(ProxyPre<ComponentState>),
-}
 
 /// A compiled workload whose imports are known to be satisfiable.
 pub struct Prepared {
     engine: Engine,
-    workload: Workload,
+    trigger: Box<dyn Trigger>,
 }
 
 impl Prepared {
@@ -141,7 +83,7 @@ impl Prepared {
         compiled: Compiled,
         world: ComponentWorld,
     ) -> Result<Prepared, RuntimeError> {
-        let workload = match compiled {
+        let trigger = match compiled {
             Compiled::Module(module) => {
                 let what = "module";
                 let mut linker: Linker<ModuleState> = Linker::new(&engine);
@@ -162,7 +104,7 @@ impl Prepared {
                     Some(wasmtime::ExternType::Func(_)) => {}
                     _ => return Err(RuntimeError::NoStart),
                 }
-                Workload::Module(pre)
+                Box::new(CommandModule(pre)) as Box<dyn Trigger>
             }
             Compiled::Component(component) => {
                 let what = "component";
@@ -179,77 +121,103 @@ impl Prepared {
                         reason: format!("{e:#}"),
                     })?;
                 match world {
-                    ComponentWorld::Command => Workload::Component(
+                    ComponentWorld::Command => Box::new(CommandComponent(
                         CommandPre::new(pre)
                             .map_err(|e| RuntimeError::NotACommand(format!("{e:#}")))?,
-                    ),
-                    ComponentWorld::HttpProxy => Workload::HttpProxy(
+                    )) as Box<dyn Trigger>,
+                    ComponentWorld::HttpProxy => Box::new(http::HttpProxy(
                         ProxyPre::new(pre)
                             .map_err(|e| RuntimeError::NotAProxy(format!("{e:#}")))?,
-                    ),
+                    )),
                 }
             }
         };
-        Ok(Prepared { engine, workload })
+        Ok(Prepared { engine, trigger })
     }
 
-    /// Runs the guest to completion, or until `watch` sees a stop signal.
+    /// Runs the workload's trigger: a command to completion (or until `watch` sees a stop
+    /// signal), a server until it is told to stop.
     pub fn run(
         self,
         setup: &GuestSetup,
         watch: &TerminationWatch,
     ) -> Result<GuestOutcome, RuntimeError> {
-        if let Workload::HttpProxy(pre) = self.workload {
-            // Requests are served on every CPU the container may use.
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
-            return rt.block_on(http::serve(pre, setup.clone(), watch));
-        }
-        let wasi = setup.builder()?;
-        let limits = GuestLimits::for_container(setup.memory_limit);
-        watch.attach(&self.engine);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
-        Ok(rt.block_on(self.run_async(wasi, limits, watch)))
+        self.trigger.run(&self.engine, setup, watch)
     }
+}
 
-    async fn run_async(
-        self,
-        mut wasi: WasiCtxBuilder,
-        limits: GuestLimits,
+/// A WASI preview1 command module, linked and ready to instantiate.
+struct CommandModule(InstancePre<ModuleState>);
+
+impl Trigger for CommandModule {
+    fn run(
+        self: Box<Self>,
+        engine: &Engine,
+        setup: &GuestSetup,
         watch: &TerminationWatch,
-    ) -> GuestOutcome {
-        let guest = async {
-            match self.workload {
-                Workload::Module(pre) => {
-                    let state = ModuleState {
-                        wasi: wasi.build_p1(),
-                        limits,
-                    };
-                    let mut store = Store::new(&self.engine, state);
-                    store.limiter(|s| &mut s.limits);
-                    interrupt_on_stop(&mut store, watch);
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                    start.call_async(&mut store, ()).await?;
-                    Ok::<i32, wasmtime::Error>(0)
-                }
-                Workload::Component(pre) => {
-                    let state = ComponentState::new(wasi, limits);
-                    let mut store = Store::new(&self.engine, state);
-                    store.limiter(|s| &mut s.limits);
-                    interrupt_on_stop(&mut store, watch);
-                    let command = pre.instantiate_async(&mut store).await?;
-                    let result = command.wasi_cli_run().call_run(&mut store).await?;
-                    Ok(if result.is_ok() { 0 } else { 1 })
-                }
-                Workload::HttpProxy(_) => unreachable!("served by Prepared::run"),
-            }
-        };
+    ) -> Result<GuestOutcome, RuntimeError> {
+        let pre = self.0;
+        run_once(engine, setup, watch, |mut wasi, limits| async move {
+            let state = ModuleState {
+                wasi: wasi.build_p1(),
+                limits,
+            };
+            let mut store = Store::new(engine, state);
+            store.limiter(|s| &mut s.limits);
+            interrupt_on_stop(&mut store, watch);
+            let instance = pre.instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await?;
+            Ok(0)
+        })
+    }
+}
+
+/// A `wasi:cli/command` component, linked and ready to instantiate.
+struct CommandComponent(CommandPre<ComponentState>);
+
+impl Trigger for CommandComponent {
+    fn run(
+        self: Box<Self>,
+        engine: &Engine,
+        setup: &GuestSetup,
+        watch: &TerminationWatch,
+    ) -> Result<GuestOutcome, RuntimeError> {
+        let pre = self.0;
+        run_once(engine, setup, watch, |wasi, limits| async move {
+            let state = ComponentState::new(wasi, limits);
+            let mut store = Store::new(engine, state);
+            store.limiter(|s| s.limits_mut());
+            interrupt_on_stop(&mut store, watch);
+            let command = pre.instantiate_async(&mut store).await?;
+            let result = command.wasi_cli_run().call_run(&mut store).await?;
+            Ok(if result.is_ok() { 0 } else { 1 })
+        })
+    }
+}
+
+/// Runs a guest once on a current-thread runtime: `guest` gets the WASI builder and the
+/// container's limits, and its exit code (or error) becomes the outcome; a stop signal
+/// abandons it.
+fn run_once<'a, F, Fut>(
+    engine: &'a Engine,
+    setup: &GuestSetup,
+    watch: &'a TerminationWatch,
+    guest: F,
+) -> Result<GuestOutcome, RuntimeError>
+where
+    F: FnOnce(WasiCtxBuilder, GuestLimits) -> Fut,
+    Fut: std::future::Future<Output = wasmtime::Result<i32>> + 'a,
+{
+    let wasi = setup.builder()?;
+    let limits = GuestLimits::for_container(setup.memory_limit);
+    watch.attach(engine);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
+    let guest = guest(wasi, limits);
+    Ok(rt.block_on(async {
         tokio::select! {
             result = guest => match result {
                 Ok(code) => GuestOutcome::Exited(code),
@@ -257,7 +225,7 @@ impl Prepared {
             },
             sig = watch.stopped() => GuestOutcome::Terminated(sig),
         }
-    }
+    }))
 }
 
 /// How a workload of `kind` made of `bytes` is run.
@@ -282,13 +250,6 @@ fn what(kind: WasmKind) -> &'static str {
         WasmKind::CoreModule => "module",
         WasmKind::Component => "component",
     }
-}
-
-/// For stores that must not be interrupted by a stop signal (HTTP requests drain instead):
-/// the epoch never moves for them, and if it did they would carry on.
-pub(crate) fn never_interrupt<T>(store: &mut Store<T>) {
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(1)));
 }
 
 /// The epoch only moves when a stop signal arrives; the callback then ends the guest.

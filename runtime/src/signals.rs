@@ -40,10 +40,19 @@ enum Running {
     Server,
 }
 
-/// A handle on the watcher thread. Install it once, before any other thread starts.
+/// A handle on the watcher thread, made in two steps: [`TerminationWatch::block`] once,
+/// before any other thread starts, then [`StopSignalsBlocked::start_watcher`] once the
+/// process holds the privileges it will run with (capabilities, `no_new_privs`, seccomp and
+/// the AppArmor profile are per thread, and a thread started earlier keeps the old ones).
 #[derive(Clone)]
 pub struct TerminationWatch {
     shared: Arc<Shared>,
+}
+
+/// The stop signals have handlers and are blocked; no watcher thread runs yet. A signal that
+/// arrives now stays pending and is taken when the watcher starts.
+pub struct StopSignalsBlocked {
+    set: libc::sigset_t,
 }
 
 extern "C" fn ignore(_: libc::c_int) {}
@@ -51,14 +60,9 @@ extern "C" fn ignore(_: libc::c_int) {}
 const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
 
 impl TerminationWatch {
-    /// Installs the handlers, blocks the stop signals in the calling thread (threads started
-    /// later inherit the mask) and starts the watcher thread.
-    pub fn install() -> std::io::Result<TerminationWatch> {
-        let shared = Arc::new(Shared {
-            signal: AtomicI32::new(0),
-            notify: Notify::new(),
-            running: Mutex::new(Running::Nothing),
-        });
+    /// Installs the handlers and blocks the stop signals in the calling thread (threads
+    /// started later inherit the mask). Starts no thread.
+    pub fn block() -> std::io::Result<StopSignalsBlocked> {
         // SAFETY: plain libc signal-mask calls on locals; the handler is async-signal-safe.
         let set = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
@@ -78,11 +82,13 @@ impl TerminationWatch {
             }
             set
         };
-        let watcher = shared.clone();
-        std::thread::Builder::new()
-            .name("wasmpod-signals".into())
-            .spawn(move || watch(watcher, set))?;
-        Ok(TerminationWatch { shared })
+        Ok(StopSignalsBlocked { set })
+    }
+
+    /// [`TerminationWatch::block`] and [`StopSignalsBlocked::start_watcher`] at once, for a
+    /// process whose privileges are final.
+    pub fn install() -> std::io::Result<TerminationWatch> {
+        Self::block()?.start_watcher()
     }
 
     /// Tells the watcher which engine runs the guest, so a stop signal can interrupt it.
@@ -121,6 +127,23 @@ impl TerminationWatch {
             }
             notified.await;
         }
+    }
+}
+
+impl StopSignalsBlocked {
+    /// Starts the watcher thread (the process's first thread besides the caller's).
+    pub fn start_watcher(self) -> std::io::Result<TerminationWatch> {
+        let shared = Arc::new(Shared {
+            signal: AtomicI32::new(0),
+            notify: Notify::new(),
+            running: Mutex::new(Running::Nothing),
+        });
+        let watcher = shared.clone();
+        let set = self.set;
+        std::thread::Builder::new()
+            .name("wasmpod-signals".into())
+            .spawn(move || watch(watcher, set))?;
+        Ok(TerminationWatch { shared })
     }
 }
 

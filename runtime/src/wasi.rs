@@ -57,6 +57,18 @@ impl GuestSetup {
         }
     }
 
+    /// The setup of a container process running `workload`: its arguments, environment,
+    /// working directory and memory limit, with the container's `/` preopened.
+    pub fn for_workload(workload: &wasmpod_oci::Workload) -> Self {
+        let mut setup = GuestSetup::for_container(
+            workload.args.clone(),
+            workload.env.clone(),
+            workload.cwd.clone(),
+        );
+        setup.memory_limit = workload.memory_limit;
+        setup
+    }
+
     /// A WASI builder for this setup with the process's stdio inherited.
     pub fn builder(&self) -> Result<WasiCtxBuilder, RuntimeError> {
         let mut b = WasiCtxBuilder::new();

@@ -13,7 +13,8 @@ use wasmpod_oci::WasmKind;
 use wasmpod_runtime::cache::CompileCache;
 use wasmpod_runtime::{engine, RuntimeError};
 
-use crate::helper::{self_command, HelperResponse, COMPILE_ARG};
+use crate::sandbox::client::self_command;
+use crate::sandbox::protocol::{HelperResponse, COMPILE_ARG};
 
 /// What to compile.
 #[derive(Debug, Clone, Serialize, Deserialize)]

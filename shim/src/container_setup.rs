@@ -13,12 +13,13 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
 
+use wasmpod_oci::Program;
 use wasmpod_runtime::cache::CompileCache;
 use wasmpod_runtime::Prepared;
 
 use crate::compile_cmd::{compile_in_child, CompileRequest};
 use crate::executor::WasmpodExecutor;
-use crate::helper::{HelperRequest, HelperResponse, Payload, Program, WasmSource};
+use crate::sandbox::protocol::{HelperRequest, HelperResponse, Launch};
 
 /// Entry point of helper mode (an exec'd helper): the request comes on stdin; never returns.
 pub fn main() -> ! {
@@ -60,10 +61,10 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             root,
             id,
             bundle,
-            program,
+            launch,
             systemd_cgroup,
         } => {
-            let container = builder(id, &root, program)?
+            let container = builder(id, &root, launch)?
                 .as_init(&bundle)
                 .with_systemd(systemd_cgroup)
                 .with_detach(true)
@@ -75,10 +76,10 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             root,
             id,
             process,
-            program,
+            launch,
         } => {
             mark_running(&root.join(&id))?;
-            let pid = builder(id, &root, program)?
+            let pid = builder(id, &root, launch)?
                 .as_tenant()
                 .with_process(Some(&process))
                 .with_detach(true)
@@ -103,21 +104,25 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
     }
 }
 
-/// Loads a Wasm payload's compiled code (compiling it into the node's cache first, in a
+/// Loads a Wasm program's compiled code (compiling it into the node's cache first, in a
 /// child process, when needed) and links it, before the container process is cloned from
 /// this one: the container maps the cached code instead of compiling it.
-fn prepare(wasm: Option<&WasmSource>, payload: Payload) -> Result<Option<Prepared>, String> {
-    let (Payload::Wasm(kind), Some(source)) = (payload, wasm) else {
+fn prepare(launch: &Launch) -> Result<Option<Prepared>, String> {
+    let Program::Wasm {
+        kind, host_path, ..
+    } = &launch.workload.program
+    else {
         return Ok(None);
     };
-    let shown = source.host_path.display().to_string();
-    let bytes = std::fs::read(&source.host_path).map_err(|e| format!("read {shown}: {e}"))?;
+    let kind = *kind;
+    let shown = host_path.display().to_string();
+    let bytes = std::fs::read(host_path).map_err(|e| format!("read {shown}: {e}"))?;
     let cache =
-        CompileCache::open(&source.cache_dir, source.cache_max_bytes).map_err(|e| e.to_string())?;
+        CompileCache::open(&launch.cache.dir, launch.cache.max_bytes).map_err(|e| e.to_string())?;
     let request = CompileRequest {
-        cache_dir: source.cache_dir.clone(),
-        cache_max_bytes: source.cache_max_bytes,
-        wasm: source.host_path.clone(),
+        cache_dir: launch.cache.dir.clone(),
+        cache_max_bytes: launch.cache.max_bytes,
+        wasm: host_path.clone(),
         kind,
     };
     Prepared::from_cache(&cache, &bytes, kind, || compile_in_child(&request))
@@ -125,22 +130,30 @@ fn prepare(wasm: Option<&WasmSource>, payload: Payload) -> Result<Option<Prepare
         .map_err(|e| e.to_string())
 }
 
-/// A builder for a process running `program`: its executor (with the Wasm prepared) and its
+/// A builder for a process running `launch`: its executor (with the Wasm prepared) and its
 /// stdio (containerd's FIFOs, or a terminal sent to the console socket).
-fn builder(id: String, root: &Path, program: Program) -> Result<ContainerBuilder, String> {
-    let prepared = prepare(program.wasm.as_ref(), program.payload)?;
-    let executor = WasmpodExecutor::new(program.entrypoint, program.payload, prepared);
+fn builder(id: String, root: &Path, launch: Launch) -> Result<ContainerBuilder, String> {
+    let prepared = prepare(&launch)?;
+    let Launch {
+        workload,
+        stdin,
+        stdout,
+        stderr,
+        console_socket,
+        ..
+    } = launch;
+    let executor = WasmpodExecutor::new(workload, prepared);
     let builder = ContainerBuilder::new(id, SyscallType::default())
         .with_executor(executor)
         .with_root_path(root)
         .map_err(|e| chain(&e))?;
-    if let Some(socket) = program.console_socket {
+    if let Some(socket) = console_socket {
         return Ok(builder.with_console_socket(Some(socket)));
     }
     Ok(builder
-        .with_stdin(open_stdin(&program.stdin)?)
-        .with_stdout(open_output(&program.stdout)?)
-        .with_stderr(open_output(&program.stderr)?))
+        .with_stdin(open_stdin(&stdin)?)
+        .with_stdout(open_output(&stdout)?)
+        .with_stderr(open_output(&stderr)?))
 }
 
 /// The shim starts containers through the notify socket, so libcontainer's record may still

@@ -6,7 +6,13 @@
 //! the manifest's Wasm layers are read if its config says `architecture: wasm` or is a CNCF
 //! Wasm artifact config. Containers without an image (dockerd 26 creates them so) or with a
 //! non-Wasm image give `None`, and the caller reports the missing file.
+//!
+//! A Wasm layer is streamed to a node-wide directory of layers named by digest (under the
+//! compile cache's directory), checked against its digest as it is written, and renamed into
+//! place only when complete: it is read from containerd once per node, never held in the
+//! shim's memory, and shared by every container that runs it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,10 +46,10 @@ pub struct ContentStore {
     namespace: String,
 }
 
-/// A Wasm layer, written next to the bundle.
+/// A Wasm layer, written to the node's layer directory.
 #[derive(Debug, Clone)]
 pub struct WasmLayer {
-    /// The file holding the layer's bytes (in the bundle directory).
+    /// The file holding the layer's bytes (shared by every container that runs it).
     pub path: PathBuf,
     /// The layer's digest.
     pub digest: String,
@@ -52,7 +58,7 @@ pub struct WasmLayer {
 /// What the content store holds for a container whose entrypoint is not in its rootfs.
 #[derive(Debug)]
 pub enum LayerLookup {
-    /// The image's Wasm layer, written into the bundle.
+    /// The image's Wasm layer, in the node's layer directory.
     Found(WasmLayer),
     /// The container record names no image (dockerd 26 creates containers that way).
     NoImage,
@@ -69,9 +75,9 @@ impl ContentStore {
         }
     }
 
-    /// Finds the Wasm layer of container `id`'s image and writes it into `bundle`.
-    pub async fn wasm_layer(&self, id: &str, bundle: &Path) -> ShimResult<LayerLookup> {
-        match tokio::time::timeout(LOOKUP_TIMEOUT, self.lookup(id, bundle)).await {
+    /// Finds the Wasm layer of container `id`'s image, written into `layers` (once a node).
+    pub async fn wasm_layer(&self, id: &str, layers: &Path) -> ShimResult<LayerLookup> {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, self.lookup(id, layers)).await {
             Ok(result) => result,
             Err(_) => Err(ShimError::Unavailable(format!(
                 "reading the image of {id} from containerd's content store took over {}s",
@@ -80,7 +86,7 @@ impl ContentStore {
         }
     }
 
-    async fn lookup(&self, id: &str, bundle: &Path) -> ShimResult<LayerLookup> {
+    async fn lookup(&self, id: &str, layers: &Path) -> ShimResult<LayerLookup> {
         let channel = containerd_client::connect(&self.socket)
             .await
             .map_err(|e| {
@@ -145,17 +151,30 @@ impl ContentStore {
                 )))
             }
         };
-        let bytes = reader.read(layer, MAX_LAYER).await?;
-        let hex = layer.digest.trim_start_matches("sha256:");
-        let path = bundle.join(format!("wasmpod-layer-{}.wasm", &hex[..hex.len().min(16)]));
-        std::fs::write(&path, &bytes)
-            .map_err(|e| ShimError::Internal(format!("write {}: {e}", path.display())))?;
-        log::debug!("{id}: read {} bytes of Wasm from {image_name}", bytes.len());
+        let path = layer_path(layers, &layer.digest)?;
+        let present = std::fs::metadata(&path).is_ok_and(|m| m.len() as i64 == layer.size);
+        if present {
+            log::debug!("{id}: Wasm layer {} is on the node already", layer.digest);
+        } else {
+            let written = reader.write_to(layer, MAX_LAYER, &path).await?;
+            log::debug!("{id}: wrote {written} bytes of Wasm from {image_name}");
+        }
         Ok(LayerLookup::Found(WasmLayer {
             path,
             digest: layer.digest.clone(),
         }))
     }
+}
+
+/// Where the layer with `digest` is kept in `layers`; only sha256 digests are accepted.
+fn layer_path(layers: &Path, digest: &str) -> ShimResult<PathBuf> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| {
+            ShimError::FailedPrecondition(format!("layer digest {digest:?} is not a sha256 digest"))
+        })?;
+    Ok(layers.join(format!("sha256-{hex}.wasm")))
 }
 
 /// Reads whole blobs from the content service, checking their digest.
@@ -165,7 +184,45 @@ struct BlobReader<'a> {
 }
 
 impl BlobReader<'_> {
+    /// The whole blob in memory (documents: manifests, indexes, configs).
     async fn read(&self, blob: &BlobRef, limit: i64) -> ShimResult<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(blob.size.clamp(0, limit) as usize);
+        self.stream(blob, limit, |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        })
+        .await?;
+        Ok(bytes)
+    }
+
+    /// Streams the blob into `path`: written to a temporary file beside it and renamed into
+    /// place once complete and digest-checked. Returns the bytes written.
+    async fn write_to(&self, blob: &BlobRef, limit: i64, path: &Path) -> ShimResult<u64> {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ShimError::Internal(format!("create {}: {e}", dir.display())))?;
+        let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
+            ShimError::Internal(format!("a temporary file in {}: {e}", dir.display()))
+        })?;
+        let mut written = 0u64;
+        self.stream(blob, limit, |chunk| {
+            written += chunk.len() as u64;
+            temp.write_all(chunk)
+                .map_err(|e| ShimError::Internal(format!("write {}: {e}", path.display())))
+        })
+        .await?;
+        temp.persist(path)
+            .map_err(|e| ShimError::Internal(format!("keep {}: {}", path.display(), e.error)))?;
+        Ok(written)
+    }
+
+    /// Hands the blob's bytes to `sink` chunk by chunk, then checks size and digest.
+    async fn stream(
+        &self,
+        blob: &BlobRef,
+        limit: i64,
+        mut sink: impl FnMut(&[u8]) -> ShimResult<()>,
+    ) -> ShimResult<()> {
         if blob.size > limit {
             return Err(ShimError::FailedPrecondition(format!(
                 "blob {} ({}) is {} bytes, more than the {limit} wasmpod reads",
@@ -183,28 +240,31 @@ impl BlobReader<'_> {
             .await
             .map_err(|e| status(&format!("read blob {}", blob.digest), e))?
             .into_inner();
-        let mut bytes = Vec::with_capacity(blob.size.max(0) as usize);
+        let mut hasher = Sha256::new();
+        let mut total: i64 = 0;
         while let Some(chunk) = stream
             .message()
             .await
             .map_err(|e| status(&format!("read blob {}", blob.digest), e))?
         {
-            bytes.extend_from_slice(&chunk.data);
-            if bytes.len() as i64 > limit {
+            total += chunk.data.len() as i64;
+            if total > limit {
                 return Err(ShimError::FailedPrecondition(format!(
                     "blob {} is larger than the {limit} bytes wasmpod reads",
                     blob.digest
                 )));
             }
+            hasher.update(&chunk.data);
+            sink(&chunk.data)?;
         }
-        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
         if actual != blob.digest {
             return Err(ShimError::FailedPrecondition(format!(
                 "blob {} read from the content store has digest {actual}",
                 blob.digest
             )));
         }
-        Ok(bytes)
+        Ok(())
     }
 }
 
@@ -214,4 +274,22 @@ fn status(what: &str, e: tonic::Status) -> ShimError {
 
 fn oci_error(e: wasmpod_oci::OciError) -> ShimError {
     ShimError::FailedPrecondition(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_are_kept_by_digest() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let path = layer_path(Path::new("/cache/layers"), &digest).unwrap();
+        assert_eq!(
+            path,
+            Path::new("/cache/layers").join(format!("sha256-{}.wasm", "ab".repeat(32)))
+        );
+        for bad in ["sha256:../../etc/passwd", "sha512:abcd", "", "sha256:zz"] {
+            assert!(layer_path(Path::new("/l"), bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -4,19 +4,19 @@
 //!   import fails `Create` with a clear message;
 //! - `exec` (at start) runs the guest and ends the process with the guest's exit status.
 //!
-//! Native payloads are `execve`d, like any container's process.
+//! Native programs are `execve`d, like any container's process.
 
 use std::ffi::CString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
-use wasmpod_runtime::signals::TerminationWatch;
+use wasmpod_oci::workload::{CapabilitySet, Confinement};
+use wasmpod_oci::{Program, Workload};
+use wasmpod_runtime::signals::{StopSignalsBlocked, TerminationWatch};
 use wasmpod_runtime::{GuestSetup, Prepared};
-
-use crate::helper::Payload;
 
 /// Empties the capability sets the spec leaves out.
 ///
@@ -25,27 +25,17 @@ use crate::helper::Payload;
 /// for a root parent). A native program loses them anyway at `execve` when it runs as a
 /// non-root user, but a Wasm guest runs without an `execve`, so it would keep every
 /// capability the shim had. Bounding is always applied by libcontainer.
-fn clear_omitted_capabilities(spec: &Spec) -> Result<(), ExecutorError> {
-    let Some(caps) = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.capabilities().as_ref())
-    else {
-        return Ok(());
-    };
-    // Effective before permitted: effective must stay a subset of permitted.
-    let omitted = [
-        (caps::CapSet::Ambient, caps.ambient().is_none()),
-        (caps::CapSet::Inheritable, caps.inheritable().is_none()),
-        (caps::CapSet::Effective, caps.effective().is_none()),
-        (caps::CapSet::Permitted, caps.permitted().is_none()),
-    ];
-    for (set, is_omitted) in omitted {
-        if is_omitted {
-            caps::clear(None, set).map_err(|e| {
-                ExecutorError::Other(format!("cannot clear the {set:?} capabilities: {e}"))
-            })?;
-        }
+fn clear_omitted_capabilities(confinement: &Confinement) -> Result<(), ExecutorError> {
+    for set in &confinement.omitted_capability_sets {
+        let caps_set = match set {
+            CapabilitySet::Ambient => caps::CapSet::Ambient,
+            CapabilitySet::Inheritable => caps::CapSet::Inheritable,
+            CapabilitySet::Effective => caps::CapSet::Effective,
+            CapabilitySet::Permitted => caps::CapSet::Permitted,
+        };
+        caps::clear(None, caps_set).map_err(|e| {
+            ExecutorError::Other(format!("cannot clear the {set:?} capabilities: {e}"))
+        })?;
     }
     Ok(())
 }
@@ -56,13 +46,8 @@ fn clear_omitted_capabilities(spec: &Spec) -> Result<(), ExecutorError> {
 /// a Wasm guest never makes, so it would run unconfined. Switching at once
 /// (`changeprofile PROFILE`) gives it the profile a native process would get. A profile that
 /// cannot be applied fails the start rather than running the guest unconfined.
-fn apply_apparmor_profile_now(spec: &Spec) -> Result<(), ExecutorError> {
-    let Some(profile) = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.apparmor_profile().as_deref())
-        .filter(|p| !p.is_empty())
-    else {
+fn apply_apparmor_profile_now(confinement: &Confinement) -> Result<(), ExecutorError> {
+    let Some(profile) = confinement.apparmor_profile.as_deref() else {
         return Ok(());
     };
     if !libcontainer::apparmor::is_enabled().unwrap_or(false) {
@@ -92,14 +77,15 @@ fn apply_apparmor_profile_now(spec: &Spec) -> Result<(), ExecutorError> {
 /// State carried from `validate` to `exec` inside the init process.
 struct Compiled {
     prepared: Prepared,
-    watch: TerminationWatch,
+    /// The watcher thread starts in `exec`, once the process's privileges are final.
+    signals: StopSignalsBlocked,
 }
 
-/// Runs the container's payload.
+/// Runs the container's workload. Everything it runs with comes from the [`Workload`] the
+/// shim located; libcontainer's `Spec` is not read here.
 #[derive(Clone)]
 pub struct WasmpodExecutor {
-    entrypoint: PathBuf,
-    payload: Payload,
+    workload: Arc<Workload>,
     /// Compiled and linked by the helper before the container process was cloned from it.
     prepared: Arc<Mutex<Option<Prepared>>>,
     /// Filled by `validate`, taken by `exec`; both run in the init process, one after the other.
@@ -107,67 +93,61 @@ pub struct WasmpodExecutor {
 }
 
 impl WasmpodExecutor {
-    /// An executor for `entrypoint` (a path inside the container), with the Wasm payload
-    /// already prepared (`None`: compile it from `entrypoint` in the container).
-    pub fn new(
-        entrypoint: PathBuf,
-        payload: Payload,
-        prepared: Option<Prepared>,
-    ) -> WasmpodExecutor {
+    /// An executor for `workload`, with its Wasm already prepared (`None`: compile it from
+    /// the program's path in the container).
+    pub fn new(workload: Workload, prepared: Option<Prepared>) -> WasmpodExecutor {
         WasmpodExecutor {
-            entrypoint,
-            payload,
+            workload: Arc::new(workload),
             prepared: Arc::new(Mutex::new(prepared)),
             compiled: Arc::new(Mutex::new(None)),
         }
     }
-}
 
-impl WasmpodExecutor {
     /// The shim resolved the program already (with the container's `PATH` and cwd); check
     /// that it is still there and executable now that the rootfs is `/`.
-    fn validate_native(&self) -> Result<(), ExecutorValidationError> {
-        nix::unistd::access(&self.entrypoint, nix::unistd::AccessFlags::X_OK).map_err(|e| {
+    fn validate_native(path: &Path) -> Result<(), ExecutorValidationError> {
+        nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).map_err(|e| {
             ExecutorValidationError::ArgValidationError(format!(
                 "{} is not executable: {e}",
-                self.entrypoint.display()
+                path.display()
             ))
         })
     }
 
-    /// `execve` of the resolved program with the container's arguments and environment.
-    fn exec_native(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        let args = spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.args().clone())
-            .unwrap_or_default();
+    /// `execve` of the resolved program with the workload's arguments and the process's
+    /// environment.
+    fn exec_native(&self, path: &Path) -> Result<(), ExecutorError> {
         let to_c = |s: &str| {
             CString::new(s).map_err(|_| ExecutorError::Other(format!("NUL byte in {s:?}")))
         };
-        let path = to_c(&self.entrypoint.to_string_lossy())?;
-        let argv = args
+        let program = to_c(&path.to_string_lossy())?;
+        let argv = self
+            .workload
+            .args
             .iter()
             .map(|a| to_c(a))
             .collect::<Result<Vec<_>, _>>()?;
-        let envp = std::env::vars()
+        let envp = process_env()
+            .iter()
             .map(|(k, v)| to_c(&format!("{k}={v}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+        let err = nix::unistd::execve(&program, &argv, &envp).unwrap_err();
         Err(ExecutorError::Other(format!(
             "exec {}: {err}",
-            self.entrypoint.display()
+            path.display()
         )))
     }
 }
 
 impl Executor for WasmpodExecutor {
     fn validate(&self, _spec: &Spec) -> Result<(), ExecutorValidationError> {
-        let kind = match self.payload {
-            Payload::Native => return self.validate_native(),
-            Payload::Wasm(kind) => kind,
+        let (kind, path) = match &self.workload.program {
+            Program::Native { path } => return Self::validate_native(path),
+            Program::Wasm { kind, path, .. } => (*kind, path),
         };
-        let watch = TerminationWatch::install().map_err(|e| {
+        // Handlers and the signal mask now, so a stop signal before Start is kept pending;
+        // no thread yet: it would keep the capabilities `exec` clears.
+        let signals = TerminationWatch::block().map_err(|e| {
             ExecutorValidationError::ArgValidationError(format!(
                 "cannot watch for stop signals: {e}"
             ))
@@ -175,51 +155,43 @@ impl Executor for WasmpodExecutor {
         let ready = self.prepared.lock().ok().and_then(|mut p| p.take());
         let prepared = match ready {
             Some(p) => p,
-            None => Prepared::from_file(&self.entrypoint, kind).map_err(|e| {
-                ExecutorValidationError::ArgValidationError(format!(
-                    "{}: {e}",
-                    self.entrypoint.display()
-                ))
+            None => Prepared::from_file(path, kind).map_err(|e| {
+                ExecutorValidationError::ArgValidationError(format!("{}: {e}", path.display()))
             })?,
         };
         if let Ok(mut slot) = self.compiled.lock() {
-            *slot = Some(Compiled { prepared, watch });
+            *slot = Some(Compiled { prepared, signals });
         }
         Ok(())
     }
 
-    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        clear_omitted_capabilities(spec)?;
-        if self.payload == Payload::Native {
-            return self.exec_native(spec);
+    fn exec(&self, _spec: &Spec) -> Result<(), ExecutorError> {
+        let confinement = &self.workload.confinement;
+        clear_omitted_capabilities(confinement)?;
+        if let Program::Native { path } = &self.workload.program {
+            return self.exec_native(path);
         }
-        apply_apparmor_profile_now(spec)?;
+        apply_apparmor_profile_now(confinement)?;
         let compiled = self
             .compiled
             .lock()
             .ok()
             .and_then(|mut c| c.take())
             .ok_or_else(|| ExecutorError::Other("the Wasm guest was not prepared".into()))?;
-        let process = spec.process().as_ref();
-        let args = process.and_then(|p| p.args().clone()).unwrap_or_default();
-        // setup_envs has put the container's environment into this process.
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        let cwd = process
-            .map(|p| p.cwd().to_string_lossy().into_owned())
-            .unwrap_or_else(|| "/".into());
-        let mut setup = GuestSetup::for_container(args, env, cwd);
-        setup.memory_limit = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-            .and_then(|r| r.memory().as_ref())
-            .and_then(|m| m.limit())
-            .filter(|l| *l > 0)
-            .map(|l| l as u64);
+        // Capabilities, no_new_privs, seccomp and AppArmor are all applied to this thread now:
+        // threads started from here on inherit them.
+        let watch = compiled
+            .signals
+            .start_watcher()
+            .map_err(|e| ExecutorError::Other(format!("cannot watch for stop signals: {e}")))?;
+        let setup = GuestSetup::for_workload(&Workload {
+            env: process_env(),
+            ..(*self.workload).clone()
+        });
         // What execve would do: close-on-exec descriptors (libcontainer's sockets and pipes,
         // one of which tells `exec` callers that the process has started) go away now.
         close_cloexec_fds();
-        let code = match compiled.prepared.run(&setup, &compiled.watch) {
+        let code = match compiled.prepared.run(&setup, &watch) {
             Ok(outcome) => {
                 if let Some(line) = outcome.stderr_line() {
                     eprintln!("{line}");
@@ -236,6 +208,12 @@ impl Executor for WasmpodExecutor {
         let _ = std::io::stderr().flush();
         std::process::exit(code)
     }
+}
+
+/// The environment libcontainer gave this process: the workload's, plus `HOME` when it had
+/// none (as runc does).
+fn process_env() -> Vec<(String, String)> {
+    std::env::vars().collect()
 }
 
 /// Closes every pipe and socket above stderr that has `FD_CLOEXEC` set: libcontainer's

@@ -5,8 +5,8 @@
 //! - containerd's shim protocol: `start`, `delete`, and the serving daemon ([`shim_cmd`]);
 //! - `__wasmpod-container`: the single-threaded container helper ([`container_setup`]), which
 //!   creates containers with libcontainer; its container init then runs the Wasm guest
-//!   ([`executor`]). The serving shim runs it in workers of its [`zygote`] instead of
-//!   exec'ing the binary, when it can.
+//!   ([`executor`]). The serving shim runs it in workers of its zygote ([`sandbox`]) instead
+//!   of exec'ing the binary, when it can.
 
 mod cgroup;
 mod compile_cmd;
@@ -15,31 +15,31 @@ mod content;
 mod error;
 mod events;
 mod executor;
-mod helper;
 mod lifecycle;
 mod oom;
+mod ops;
 mod options;
 mod reaper;
 mod rootfs;
+mod sandbox;
 mod service;
 mod shim_cmd;
 mod start_signal;
 mod task;
 mod tty;
-mod zygote;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args
         .get(1)
-        .map(|a| a == helper::HELPER_ARG)
+        .map(|a| a == sandbox::protocol::HELPER_ARG)
         .unwrap_or(false)
     {
         container_setup::main();
     }
     if args
         .get(1)
-        .map(|a| a == helper::COMPILE_ARG)
+        .map(|a| a == sandbox::protocol::COMPILE_ARG)
         .unwrap_or(false)
     {
         compile_cmd::main();

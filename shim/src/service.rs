@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,22 +29,20 @@ use containerd_shim::protos::ttrpc::Result as TtrpcResult;
 use containerd_shim::protos::types::task::Status;
 use containerd_shim::ExitSignal;
 use libcontainer::oci_spec;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use wasmpod_oci::resolve::{resolve_entrypoint, ResolvedEntrypoint};
-use wasmpod_oci::{EntrypointKind, OciError, WorkloadSpec};
+use nix::sys::signal::Signal;
+use wasmpod_oci::locate::{locate, locate_exec, Located};
+use wasmpod_oci::{Program, Workload, WorkloadSpec};
 
 use crate::cgroup::{self, CgroupDriver, ContainerCgroup};
 use crate::content::{ContentStore, LayerLookup};
 use crate::error::{ShimError, ShimResult};
 use crate::events::EventSink;
-use crate::helper::{HelperRequest, HelperRunner, Payload, Program, WasmSource};
 use crate::lifecycle::Lifecycle;
 use crate::oom;
+use crate::ops::ContainerOps;
 use crate::options::RuntimeOptions;
 use crate::reaper::Reaper;
-use crate::rootfs;
-use crate::start_signal;
+use crate::sandbox::protocol::{CacheConfig, HelperRequest, Launch};
 use crate::task::{timestamp, Process, Stdio, Task, TaskConfig};
 use crate::tty::{Console, ConsoleSocket};
 
@@ -70,6 +69,14 @@ impl Drop for Reservation<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         creating.remove(&self.id);
+        let idle = creating.is_empty() && self.service.table().is_empty();
+        drop(creating);
+        // A Shutdown that came while this Create was in flight is honoured once nothing is
+        // left (a failed Create leaves no task for a later Delete and Shutdown).
+        if idle && self.service.shutdown_requested.load(Ordering::SeqCst) {
+            log::info!("no tasks left after a Create: shutting down");
+            self.service.exit.signal();
+        }
     }
 }
 
@@ -79,9 +86,11 @@ pub struct TaskService {
     tasks: Mutex<HashMap<String, Arc<Task>>>,
     /// Guards the ids whose Create is in progress.
     creating: Mutex<std::collections::HashSet<String>>,
+    /// Set by a Shutdown that found Creates in flight.
+    shutdown_requested: AtomicBool,
     events: EventSink,
     reaper: Arc<Reaper>,
-    helper: HelperRunner,
+    ops: Arc<dyn ContainerOps>,
     /// libcontainer's state directory for this namespace.
     state_root: PathBuf,
     exit: Arc<ExitSignal>,
@@ -94,7 +103,7 @@ impl TaskService {
     pub fn new(
         events: EventSink,
         reaper: Arc<Reaper>,
-        helper: HelperRunner,
+        ops: Arc<dyn ContainerOps>,
         state_root: PathBuf,
         exit: Arc<ExitSignal>,
         content: ContentStore,
@@ -102,9 +111,10 @@ impl TaskService {
         TaskService {
             tasks: Mutex::new(HashMap::new()),
             creating: Mutex::new(Default::default()),
+            shutdown_requested: AtomicBool::new(false),
             events,
             reaper,
-            helper,
+            ops,
             state_root,
             exit,
             content,
@@ -143,16 +153,16 @@ impl TaskService {
         // instead of racing this one.
         let _reservation = self.reserve(&id)?;
         let bundle = PathBuf::from(&req.bundle);
-        let mounted = rootfs::mount(&bundle, &req.rootfs)?;
+        let mounted = self.ops.mount_rootfs(&bundle, &req.rootfs)?;
         match self.create_container(&req, &bundle, mounted.clone()).await {
             Ok(resp) => Ok(resp),
             Err(e) => {
                 log::warn!("create {id} failed: {e}");
-                if let Err(cleanup) = self.helper.run(&self.delete_request(&id)).await {
+                if let Err(cleanup) = self.ops.helper(&self.delete_request(&id)).await {
                     log::warn!("cleanup of {id} after failed create: {cleanup}");
                 }
                 if let Some(target) = mounted {
-                    rootfs::unmount(&target);
+                    self.ops.unmount_rootfs(&target);
                 }
                 Err(e)
             }
@@ -169,7 +179,10 @@ impl TaskService {
         let options =
             RuntimeOptions::from_any(req.options.as_ref()).map_err(ShimError::InvalidArgument)?;
         let (cache_dir, cache_max) = options.cache();
-        let cache = (PathBuf::from(cache_dir), cache_max);
+        let cache = CacheConfig {
+            dir: PathBuf::from(cache_dir),
+            max_bytes: cache_max,
+        };
         let driver = if options.systemd_cgroup {
             CgroupDriver::Systemd
         } else {
@@ -181,45 +194,33 @@ impl TaskService {
             .map(|p| ContainerCgroup::new(p, driver))
             .transpose()
             .map_err(ShimError::InvalidArgument)?;
-        let entry = match resolve_entrypoint(
-            &spec.rootfs,
-            &spec.args[0],
-            &spec.cwd,
-            spec.env_var("PATH"),
-        ) {
-            Ok(entry) => entry,
+        let workload = match locate(&spec)? {
+            Located::Found(workload) => workload,
             // Not a file in the rootfs: the image may carry the Wasm as a layer.
-            Err(not_found @ OciError::EntrypointNotFound(_)) => {
-                match self.content.wasm_layer(&req.id, bundle).await? {
+            Located::NotInRootfs(missing) => {
+                let layers = cache.dir.join("layers");
+                match self.content.wasm_layer(&req.id, &layers).await? {
                     LayerLookup::Found(layer) => {
                         log::info!("{}: runs Wasm layer {}", req.id, layer.digest);
-                        ResolvedEntrypoint {
-                            in_container: PathBuf::from(&spec.args[0]),
-                            on_host: layer.path,
-                        }
+                        missing.in_layer(layer.path)?
                     }
-                    LayerLookup::NoWasmLayers => return Err(not_found.into()),
+                    LayerLookup::NoWasmLayers => return Err(missing.into_error().into()),
                     LayerLookup::NoImage => {
                         return Err(ShimError::NotFound(format!(
-                            "{not_found}; the container record names no image (as under dockerd \
+                            "{}; the container record names no image (as under dockerd \
                              or `ctr run --rootfs`), so Wasm carried in image layers cannot be \
                              read: put the .wasm in the image's filesystem \
-                             (wasmpod image build --shape rootfs)"
+                             (wasmpod image build --shape rootfs)",
+                            missing.into_error()
                         )))
                     }
                 }
             }
-            Err(e) => return Err(e.into()),
         };
-        let payload = payload_of(&entry.on_host, &entry.in_container)?;
+        refuse_precompiled(&workload, &spec.rootfs)?;
         let terminal = spec.terminal || req.terminal;
-        check_terminal(terminal, payload)?;
-        log::info!(
-            "create {}: {} ({:?})",
-            req.id,
-            entry.in_container.display(),
-            payload
-        );
+        check_terminal(terminal, &workload.program)?;
+        log::info!("create {}: {:?}", req.id, workload.program);
         let stdio = Stdio {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -231,7 +232,7 @@ impl TaskService {
             root: self.state_root.clone(),
             id: req.id.clone(),
             bundle: bundle.to_path_buf(),
-            program: program(&entry, payload, &stdio, console.as_ref(), &cache),
+            launch: launch(workload, &stdio, console.as_ref(), &cache),
             systemd_cgroup: driver == CgroupDriver::Systemd,
         };
         let (pid, console) = self.run_with_console(&request, console, &stdio).await?;
@@ -244,6 +245,7 @@ impl TaskService {
                 cgroup: cgroup.clone(),
                 start_with_hooks: spec.has_poststart_hooks,
                 cache: cache.clone(),
+                memory_limit: spec.memory_limit,
             },
             stdio.clone(),
             pid,
@@ -251,9 +253,10 @@ impl TaskService {
         if let Some(console) = console {
             task.init.set_console(console);
         }
-        self.watch_exit(task.clone(), pid);
-        self.watch_oom(&task);
-        self.table().insert(req.id.clone(), task);
+        // TaskCreate is queued before anything can queue the init's TaskExit: the exit
+        // watcher only starts below, whenever the init dies.
+        let exit = self.reaper.watch(pid);
+        self.table().insert(req.id.clone(), task.clone());
         self.events.send(
             TASK_CREATE_EVENT_TOPIC,
             TaskCreate {
@@ -272,14 +275,15 @@ impl TaskService {
                 ..Default::default()
             },
         );
+        self.watch_exit(task.clone(), pid, exit);
+        self.watch_oom(&task);
         Ok(CreateTaskResponse {
             pid: pid as u32,
             ..Default::default()
         })
     }
 
-    fn watch_exit(&self, task: Arc<Task>, pid: i32) {
-        let rx = self.reaper.watch(pid);
+    fn watch_exit(&self, task: Arc<Task>, pid: i32, rx: tokio::sync::oneshot::Receiver<i32>) {
         let events = self.events.clone();
         tokio::spawn(async move {
             if let Ok(code) = rx.await {
@@ -345,15 +349,15 @@ impl TaskService {
         }
         let pid = task.init.begin_start()?;
         let started = if task.config.start_with_hooks {
-            self.helper
-                .run(&HelperRequest::Start {
+            self.ops
+                .helper(&HelperRequest::Start {
                     root: self.state_root.clone(),
                     id: req.id.clone(),
                 })
                 .await
                 .map(|_| ())
         } else {
-            start_signal::send(&self.state_root.join(&req.id)).await
+            self.ops.release(&self.state_root.join(&req.id)).await
         };
         match started {
             Ok(_) => {
@@ -438,29 +442,9 @@ impl TaskService {
     async fn run_exec(&self, task: &Arc<Task>, process: &Arc<Process>) -> ShimResult<i32> {
         let spec: oci_spec::runtime::Process = serde_json::from_slice(&process.exec_spec)
             .map_err(|e| ShimError::InvalidArgument(format!("exec process spec: {e}")))?;
-        let args = spec.args().clone().unwrap_or_default();
-        let arg0 = args
-            .first()
-            .ok_or_else(|| ShimError::InvalidArgument("exec has no command".into()))?;
-        let env: Vec<(String, String)> = spec
-            .env()
-            .clone()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
-        let path_env = env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str());
-        let cwd = spec.cwd().to_string_lossy().into_owned();
-        let entry = resolve_entrypoint(&task.config.rootfs, arg0, &cwd, path_env)?;
-        let payload = payload_of(&entry.on_host, &entry.in_container)?;
-        check_terminal(process.stdio.terminal, payload)?;
+        let workload = locate_exec(&spec, &task.config.rootfs, task.config.memory_limit)?;
+        refuse_precompiled(&workload, &task.config.rootfs)?;
+        check_terminal(process.stdio.terminal, &workload.program)?;
         let file = self
             .state_root
             .join(&task.id)
@@ -472,9 +456,8 @@ impl TaskService {
             root: self.state_root.clone(),
             id: task.id.clone(),
             process: file.clone(),
-            program: program(
-                &entry,
-                payload,
+            launch: launch(
+                workload,
                 &process.stdio,
                 console.as_ref(),
                 &task.config.cache,
@@ -513,8 +496,8 @@ impl TaskService {
     ) -> ShimResult<(i32, Option<Console>)> {
         let master = console.map(|c| tokio::task::spawn_blocking(move || c.receive_master()));
         let pid = self
-            .helper
-            .run(request)
+            .ops
+            .helper(request)
             .await
             .map_err(ShimError::FailedPrecondition)?
             .ok_or_else(|| ShimError::Internal("the container helper returned no pid".into()))?;
@@ -522,7 +505,7 @@ impl TaskService {
             return Ok((pid, None));
         };
         let fail = |e: String| {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = self.ops.signal(pid, Signal::SIGKILL);
             ShimError::Internal(format!("terminal: {e}"))
         };
         let master = master
@@ -625,10 +608,10 @@ impl TaskService {
                 .as_ref()
                 .and_then(|c| cgroup::pids(c).ok());
             for p in pids.unwrap_or_default() {
-                let _ = kill(Pid::from_raw(p), signal);
+                let _ = self.ops.signal(p, signal);
             }
         }
-        match kill(Pid::from_raw(pid), signal) {
+        match self.ops.signal(pid, signal) {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::ESRCH) => Err(ShimError::NotFound(format!(
                 "process of task {} already finished",
@@ -656,7 +639,7 @@ impl TaskService {
             return self.delete_exec(&task, &req.exec_id);
         }
         if let Lifecycle::Created { pid } = task.init.lifecycle() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = self.ops.signal(pid, Signal::SIGKILL);
             if tokio::time::timeout(KILL_WAIT, task.init.wait())
                 .await
                 .is_err()
@@ -668,11 +651,11 @@ impl TaskService {
             }
         }
         let exit = task.init.lifecycle().check_delete()?;
-        if let Err(e) = self.helper.run(&self.delete_request(&req.id)).await {
+        if let Err(e) = self.ops.helper(&self.delete_request(&req.id)).await {
             log::error!("delete {}: {e}", req.id);
         }
         if let Some(target) = &task.config.mounted_rootfs {
-            rootfs::unmount(target);
+            self.ops.unmount_rootfs(target);
         }
         self.table().remove(&req.id);
         let pid = task.init.lifecycle().pid() as u32;
@@ -791,37 +774,35 @@ impl TaskService {
         })
     }
 
-    /// Shutdown: the shim exits once it serves no task.
+    /// Shutdown: the shim exits once it serves no task and creates none. A Shutdown that
+    /// finds a Create in flight is remembered: if that Create fails, the shim exits then.
     pub async fn task_shutdown(&self, _req: ShutdownRequest) -> ShimResult<()> {
-        if self.table().is_empty() {
-            log::info!("no tasks left: shutting down");
-            self.exit.signal();
+        let creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.table().is_empty() {
+            return Ok(());
         }
+        if !creating.is_empty() {
+            log::info!("shutdown deferred: {} create(s) in flight", creating.len());
+            self.shutdown_requested.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        log::info!("no tasks left: shutting down");
+        self.exit.signal();
         Ok(())
     }
 }
 
-/// What the helper needs to start `entry`: the program, where a Wasm payload's compiled code
-/// comes from, and the stdio (or console socket).
-fn program(
-    entry: &ResolvedEntrypoint,
-    payload: Payload,
+/// What the helper needs to start `workload`: where its compiled Wasm comes from, and its
+/// stdio (or console socket).
+fn launch(
+    workload: Workload,
     stdio: &Stdio,
     console: Option<&ConsoleSocket>,
-    cache: &(PathBuf, u64),
-) -> Program {
-    let wasm = match payload {
-        Payload::Wasm(_) => Some(WasmSource {
-            host_path: entry.on_host.clone(),
-            cache_dir: cache.0.clone(),
-            cache_max_bytes: cache.1,
-        }),
-        Payload::Native => None,
-    };
-    Program {
-        entrypoint: entry.in_container.clone(),
-        payload,
-        wasm,
+    cache: &CacheConfig,
+) -> Launch {
+    Launch {
+        workload,
+        cache: cache.clone(),
         stdin: stdio.stdin.clone(),
         stdout: stdio.stdout.clone(),
         stderr: stdio.stderr.clone(),
@@ -838,8 +819,8 @@ fn task_cgroup(task: &Task) -> ShimResult<&ContainerCgroup> {
 }
 
 /// Terminals exist for native processes only: a Wasm guest has no tty to attach.
-fn check_terminal(terminal: bool, payload: Payload) -> ShimResult<()> {
-    if terminal && payload != Payload::Native {
+fn check_terminal(terminal: bool, program: &Program) -> ShimResult<()> {
+    if terminal && program.wasm_kind().is_some() {
         return Err(ShimError::FailedPrecondition(
             "a terminal (tty) is not supported for Wasm workloads; run without -t".into(),
         ));
@@ -847,25 +828,20 @@ fn check_terminal(terminal: bool, payload: Payload) -> ShimResult<()> {
     Ok(())
 }
 
-/// What `on_host` is, as a payload; an error naming `in_container` when it cannot run.
-fn payload_of(on_host: &Path, in_container: &Path) -> ShimResult<Payload> {
-    let kind = EntrypointKind::of_file(on_host)?;
-    if matches!(kind, EntrypointKind::Native(_)) && wasmpod_runtime::cache::is_precompiled(on_host)
-    {
+/// A "native" program that is Wasmtime's precompiled code (an ELF `.cwasm`) is refused:
+/// wasmpod never runs compiled code it did not compile itself.
+fn refuse_precompiled(workload: &Workload, rootfs: &Path) -> ShimResult<()> {
+    let Program::Native { path } = &workload.program else {
+        return Ok(());
+    };
+    let on_host = rootfs.join(path.strip_prefix("/").unwrap_or(path));
+    if wasmpod_runtime::cache::is_precompiled(&on_host) {
         return Err(ShimError::FailedPrecondition(format!(
             "entrypoint {} is precompiled Wasm (.cwasm): wasmpod only runs code it compiled itself; ship the .wasm",
-            in_container.display()
+            path.display()
         )));
     }
-    match kind {
-        EntrypointKind::Wasm(kind) => Ok(Payload::Wasm(kind)),
-        EntrypointKind::Native(_) => Ok(Payload::Native),
-        EntrypointKind::Unknown => Err(ShimError::FailedPrecondition(format!(
-            "entrypoint {} is {}: it must be a Wasm module or component (or a native program)",
-            in_container.display(),
-            kind.describe()
-        ))),
-    }
+    Ok(())
 }
 
 #[async_trait]
@@ -945,24 +921,162 @@ impl TaskApi for TaskService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::helper::ChildWait;
+    use crate::events::QueuedEvent;
+    use std::sync::atomic::AtomicI32;
+    use tokio::sync::{mpsc, Semaphore};
 
-    fn service() -> TaskService {
-        let (events, _rx) = EventSink::new();
-        let reaper = Arc::new(Reaper::default());
-        TaskService::new(
-            events,
-            reaper.clone(),
-            HelperRunner::new(ChildWait::Reaper(reaper)),
-            PathBuf::from("/nonexistent"),
-            Arc::new(ExitSignal::default()),
-            ContentStore::new("/nonexistent/containerd.sock", "default"),
-        )
+    /// Container operations that fork nothing: a Create hands out the next pid, a signal
+    /// "kills" the pid by delivering `128 + signal` to the reaper, as the real reaper would.
+    struct FakeOps {
+        reaper: Arc<Reaper>,
+        next_pid: AtomicI32,
+        /// A new init that dies with this code before the helper returns.
+        dies_at_once: Mutex<Option<i32>>,
+        /// When set, each Create waits for a permit first.
+        create_gate: Option<Arc<Semaphore>>,
+        /// The helper operations and releases, in order.
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl FakeOps {
+        fn new(reaper: Arc<Reaper>, create_gate: Option<Arc<Semaphore>>) -> FakeOps {
+            FakeOps {
+                reaper,
+                next_pid: AtomicI32::new(1000),
+                dies_at_once: Mutex::new(None),
+                create_gate,
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl ContainerOps for FakeOps {
+        fn mount_rootfs(&self, _: &Path, _: &[api::Mount]) -> ShimResult<Option<PathBuf>> {
+            Ok(None)
+        }
+        fn unmount_rootfs(&self, _: &Path) {}
+        async fn helper(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
+            self.calls.lock().unwrap().push(request.op().to_string());
+            match request {
+                HelperRequest::Create { .. } | HelperRequest::Exec { .. } => {
+                    if let Some(gate) = &self.create_gate {
+                        let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
+                    }
+                    let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
+                    if let Some(code) = *self.dies_at_once.lock().unwrap() {
+                        self.reaper.deliver(pid, code);
+                    }
+                    Ok(Some(pid))
+                }
+                _ => Ok(None),
+            }
+        }
+        async fn release(&self, _: &Path) -> Result<(), String> {
+            self.calls.lock().unwrap().push("release".into());
+            Ok(())
+        }
+        fn signal(&self, pid: i32, signal: Signal) -> nix::Result<()> {
+            self.reaper.deliver(pid, 128 + signal as i32);
+            Ok(())
+        }
+    }
+
+    struct Harness {
+        service: Arc<TaskService>,
+        ops: Arc<FakeOps>,
+        events: mpsc::UnboundedReceiver<QueuedEvent>,
+        _dir: tempfile::TempDir,
+        bundle: PathBuf,
+    }
+
+    impl Harness {
+        fn new(create_gate: Option<Arc<Semaphore>>) -> Harness {
+            let (events, rx) = EventSink::new();
+            let reaper = Arc::new(Reaper::default());
+            let ops = Arc::new(FakeOps::new(reaper.clone(), create_gate));
+            let dir = tempfile::tempdir().unwrap();
+            let bundle = dir.path().join("bundle");
+            std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+            // The magic and version of a core module: enough to classify the entrypoint.
+            std::fs::write(bundle.join("rootfs/app.wasm"), b"\0asm\x01\0\0\0").unwrap();
+            let config = serde_json::json!({
+                "ociVersion": "1.0.2",
+                "process": {
+                    "args": ["/app.wasm"],
+                    "cwd": "/",
+                    "env": ["PATH=/"],
+                    "user": {"uid": 0, "gid": 0}
+                },
+                "root": {"path": "rootfs"}
+            });
+            std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+            let service = Arc::new(TaskService::new(
+                events,
+                reaper,
+                ops.clone(),
+                dir.path().join("state"),
+                Arc::new(ExitSignal::default()),
+                ContentStore::new("/nonexistent/containerd.sock", "default"),
+            ));
+            Harness {
+                service,
+                ops,
+                events: rx,
+                _dir: dir,
+                bundle,
+            }
+        }
+
+        fn create_request(&self, id: &str) -> CreateTaskRequest {
+            CreateTaskRequest {
+                id: id.into(),
+                bundle: self.bundle.display().to_string(),
+                ..Default::default()
+            }
+        }
+
+        async fn create(&self, id: &str) -> ShimResult<CreateTaskResponse> {
+            self.service.task_create(self.create_request(id)).await
+        }
+
+        /// The topics queued so far.
+        fn topics(&mut self) -> Vec<&'static str> {
+            let mut topics = Vec::new();
+            while let Ok(event) = self.events.try_recv() {
+                topics.push(event.topic);
+            }
+            topics
+        }
+
+        async fn exited(&self) -> bool {
+            tokio::time::timeout(Duration::from_millis(300), self.service.exit.wait())
+                .await
+                .is_ok()
+        }
+    }
+
+    fn id(id: &str) -> (String, String) {
+        (id.to_string(), String::new())
+    }
+
+    fn wait(task: &str) -> WaitRequest {
+        let (id, exec_id) = id(task);
+        WaitRequest {
+            id,
+            exec_id,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn concurrent_creates_of_one_id_conflict() {
-        let s = service();
+        let h = Harness::new(None);
+        let s = &h.service;
         let first = s.reserve("c1").unwrap();
         assert!(matches!(s.reserve("c1"), Err(ShimError::AlreadyExists(_))));
         assert!(s.reserve("c2").is_ok());
@@ -972,8 +1086,9 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_tasks_are_not_found() {
-        let s = service();
-        let err = s
+        let h = Harness::new(None);
+        let err = h
+            .service
             .task_state(StateRequest {
                 id: "nope".into(),
                 ..Default::default()
@@ -981,7 +1096,8 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), containerd_shim::protos::ttrpc::Code::NOT_FOUND);
-        let err = s
+        let err = h
+            .service
             .task_create(CreateTaskRequest::default())
             .await
             .unwrap_err();
@@ -989,11 +1105,171 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shutdown_waits_for_the_last_task() {
-        let s = service();
-        s.task_shutdown(ShutdownRequest::default()).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(1), s.exit.wait())
+    async fn a_task_lives_through_create_start_kill_delete_with_events_in_order() {
+        let mut h = Harness::new(None);
+        let pid = h.create("c1").await.unwrap().pid;
+        assert!(pid >= 1000);
+        let state = |h: &Harness| {
+            let s = h.service.clone();
+            async move {
+                s.task_state(StateRequest {
+                    id: "c1".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .status
+                .enum_value_or_default()
+            }
+        };
+        assert_eq!(state(&h).await, Status::CREATED);
+        h.service
+            .task_start(StartRequest {
+                id: "c1".into(),
+                ..Default::default()
+            })
             .await
-            .expect("an empty shim exits on Shutdown");
+            .unwrap();
+        assert_eq!(state(&h).await, Status::RUNNING);
+        // A running task cannot be deleted.
+        let early = h
+            .service
+            .task_delete(DeleteRequest {
+                id: "c1".into(),
+                ..Default::default()
+            })
+            .await;
+        assert!(early.is_err());
+        h.service
+            .task_kill(KillRequest {
+                id: "c1".into(),
+                signal: 15,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let exit = h.service.task_wait(wait("c1")).await.unwrap();
+        assert_eq!(exit.exit_status, 143);
+        assert_eq!(state(&h).await, Status::STOPPED);
+        let deleted = h
+            .service
+            .task_delete(DeleteRequest {
+                id: "c1".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(deleted.exit_status, 143);
+        assert_eq!(
+            h.topics(),
+            [
+                TASK_CREATE_EVENT_TOPIC,
+                containerd_shim::protos::topics::TASK_START_EVENT_TOPIC,
+                containerd_shim::protos::topics::TASK_EXIT_EVENT_TOPIC,
+                TASK_DELETE_EVENT_TOPIC
+            ]
+        );
+        assert_eq!(h.ops.calls(), ["create", "release", "delete"]);
+        // The table is empty again: Shutdown ends the shim.
+        h.service
+            .task_shutdown(ShutdownRequest::default())
+            .await
+            .unwrap();
+        assert!(h.exited().await);
+    }
+
+    // Worker threads, so that an exit watcher started too early would race TaskCreate.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_init_that_dies_at_once_is_created_before_it_exits() {
+        let mut h = Harness::new(None);
+        *h.ops.dies_at_once.lock().unwrap() = Some(1);
+        for n in 0..50 {
+            let id = format!("early{n}");
+            h.create(&id).await.unwrap();
+            let exit = h.service.task_wait(wait(&id)).await.unwrap();
+            assert_eq!(exit.exit_status, 1);
+            assert_eq!(
+                h.topics(),
+                [
+                    TASK_CREATE_EVENT_TOPIC,
+                    containerd_shim::protos::topics::TASK_EXIT_EVENT_TOPIC
+                ],
+                "round {n}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_the_last_task() {
+        let h = Harness::new(None);
+        h.create("a").await.unwrap();
+        h.service
+            .task_shutdown(ShutdownRequest::default())
+            .await
+            .unwrap();
+        assert!(!h.exited().await, "a shim with a task must not exit");
+        h.service
+            .task_delete(DeleteRequest {
+                id: "a".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        h.service
+            .task_shutdown(ShutdownRequest::default())
+            .await
+            .unwrap();
+        assert!(h.exited().await, "an empty shim exits on Shutdown");
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_cut_off_a_create_in_flight() {
+        let gate = Arc::new(Semaphore::new(0));
+        let h = Harness::new(Some(gate.clone()));
+        let service = h.service.clone();
+        let request = h.create_request("late");
+        let create = tokio::spawn(async move { service.task_create(request).await });
+        while h.ops.calls().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Another task's Delete made containerd send Shutdown while "late" is being created.
+        h.service
+            .task_shutdown(ShutdownRequest::default())
+            .await
+            .unwrap();
+        assert!(!h.exited().await, "Shutdown cut off a Create in flight");
+        gate.add_permits(1);
+        create.await.unwrap().unwrap();
+        assert!(!h.exited().await, "the created task must be served");
+        h.service
+            .task_state(StateRequest {
+                id: "late".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_deferred_shutdown_ends_the_shim_when_the_create_fails() {
+        let gate = Arc::new(Semaphore::new(0));
+        let h = Harness::new(Some(gate.clone()));
+        let service = h.service.clone();
+        let request = h.create_request("broken");
+        let create = tokio::spawn(async move { service.task_create(request).await.map(|_| ()) });
+        while h.ops.calls().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        h.service
+            .task_shutdown(ShutdownRequest::default())
+            .await
+            .unwrap();
+        // The container helper fails: the Create fails after the Shutdown.
+        gate.close();
+        assert!(create.await.unwrap().is_err());
+        assert!(
+            h.exited().await,
+            "nothing is left: the deferred Shutdown applies"
+        );
     }
 }

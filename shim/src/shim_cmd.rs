@@ -24,12 +24,14 @@ use wasmpod_oci::workload::{load_spec, ANNOTATION_SANDBOX_ID};
 
 use crate::content::ContentStore;
 use crate::events::{self, EventSink};
-use crate::helper::{ChildWait, HelperRequest, HelperRunner};
+use crate::ops::HostOps;
 use crate::reaper::Reaper;
 use crate::rootfs;
+use crate::sandbox::client::{ChildWait, HelperRunner};
+use crate::sandbox::protocol::HelperRequest;
+use crate::sandbox::zygote::{self, Zygote};
 use crate::service::TaskService;
 use crate::task::timestamp;
-use crate::zygote::{self, Zygote};
 
 const TASK_V3: &str = "containerd.task.v3.Task";
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -56,7 +58,7 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
     }
     // The serving shim forks its zygote now, while it has one thread (see `zygote`).
     let zygote = match (flags.action.as_str(), flags.socket.is_empty()) {
-        ("", false) => match zygote::fork() {
+        ("", false) => match zygote::fork(crate::container_setup::respond) {
             Ok(z) => Ok(Some(Arc::new(z))),
             Err(e) => Err(e),
         },
@@ -304,7 +306,9 @@ async fn serve_tasks(flags: &Flags, zygote: Option<Arc<Zygote>>) -> Result<(), S
     let service: Arc<dyn TaskApi + Send + Sync> = Arc::new(TaskService::new(
         sink,
         reaper.clone(),
-        HelperRunner::new(ChildWait::Reaper(reaper)).with_zygote(zygote),
+        Arc::new(HostOps::new(
+            HelperRunner::new(ChildWait::Reaper(reaper)).with_zygote(zygote),
+        )),
         root,
         exit.clone(),
         ContentStore::new(&flags.address, &flags.namespace),

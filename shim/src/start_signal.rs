@@ -52,12 +52,12 @@ mod tests {
         assert_eq!(waiter.join().unwrap(), "start container");
         // A directory whose socket path is longer than a sockaddr_un can hold.
         std::fs::create_dir(&long).unwrap();
+        // Bound through a short /proc/self/fd path (changing the cwd would race other tests).
         let listener = {
-            let cwd = std::env::current_dir().unwrap();
-            std::env::set_current_dir(&long).unwrap();
-            let l = std::os::unix::net::UnixListener::bind(NOTIFY_FILE).unwrap();
-            std::env::set_current_dir(cwd).unwrap();
-            l
+            use std::os::fd::AsRawFd;
+            let dir = std::fs::File::open(&long).unwrap();
+            let short = format!("/proc/self/fd/{}/{NOTIFY_FILE}", dir.as_raw_fd());
+            std::os::unix::net::UnixListener::bind(short).unwrap()
         };
         let waiter = std::thread::spawn(move || {
             use std::io::Read;

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::cgroup::ContainerCgroup;
 use crate::events::EventSink;
 use crate::lifecycle::{ExitEffect, ExitInfo, Lifecycle, LifecycleError};
+use crate::sandbox::protocol::CacheConfig;
 use crate::tty::Console;
 
 /// containerd's stdio for a process.
@@ -242,8 +243,10 @@ pub struct TaskConfig {
     pub cgroup: Option<ContainerCgroup>,
     /// Whether Start must go through libcontainer.
     pub start_with_hooks: bool,
-    /// The compile cache (directory, size bound) the task's Wasm uses.
-    pub cache: (PathBuf, u64),
+    /// The compile cache the task's Wasm uses.
+    pub cache: CacheConfig,
+    /// The container's memory limit, which its execs share.
+    pub memory_limit: Option<u64>,
 }
 
 /// A task (a container) and what it owns on the node.

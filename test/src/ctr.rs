@@ -131,11 +131,11 @@ pub fn server_version() -> (u32, u32, u32) {
 pub fn imports_wasm_layers() -> bool {
     let supported = server_version() >= (1, 7, 7);
     if !supported {
-        eprintln!(
-            "skipped: containerd {:?} cannot import images with Wasm layers (needs >= 1.7.7; \
+        crate::skip::skip(crate::skip::Skip::NotApplicable(format!(
+            "containerd {:?} cannot import images with Wasm layers (needs >= 1.7.7; \
              `make e2e-containerd-1.7` runs this)",
             server_version()
-        );
+        )));
     }
     supported
 }

@@ -316,21 +316,62 @@ pub fn py_component(name: &str, world: PyWorld) -> Vec<u8> {
 
 /// The `wit/` directory of the `wasmtime-wasi-http` crate this workspace builds with: the
 /// WASI 0.2 WIT files (`wasi:cli`, `wasi:http`, ...) at the version wasmpod provides.
+///
+/// Found where cargo unpacked the crate to build it (the version from `Cargo.lock`), so it
+/// needs no network and no other platform's crates (`cargo metadata` resolves every
+/// platform's, which a build never downloads). `WASMPOD_WASI_WIT` overrides it.
 pub fn wasi_wit_dir() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo metadata");
-    assert!(out.status.success(), "cargo metadata failed");
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
-    let manifest = meta["packages"]
-        .as_array()
+    if let Some(dir) = std::env::var_os("WASMPOD_WASI_WIT") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).expect("read Cargo.lock");
+    let version =
+        locked_version(&lock, "wasmtime-wasi-http").expect("wasmtime-wasi-http is in Cargo.lock");
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .expect("CARGO_HOME or HOME is set");
+    let sources = home.join("registry/src");
+    let crate_dir = format!("wasmtime-wasi-http-{version}");
+    std::fs::read_dir(&sources)
         .into_iter()
         .flatten()
-        .find(|p| p["name"] == "wasmtime-wasi-http")
-        .and_then(|p| p["manifest_path"].as_str())
-        .expect("wasmtime-wasi-http is a dependency of the workspace");
-    Path::new(manifest).parent().expect("crate dir").join("wit")
+        .filter_map(Result::ok)
+        .map(|registry| registry.path().join(&crate_dir).join("wit"))
+        .find(|wit| wit.join("deps").is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "no {crate_dir}/wit under {} (build the workspace first: `make build`)",
+                sources.display()
+            )
+        })
+}
+
+/// The version of `package` that `lock` (a `Cargo.lock`) pins.
+fn locked_version(lock: &str, package: &str) -> Option<String> {
+    let name = format!("name = \"{package}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == name {
+            let version = lines.next()?.trim().strip_prefix("version = \"")?;
+            return Some(version.trim_end_matches('"').to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_locked_version() {
+        let lock = "[[package]]\nname = \"a\"\nversion = \"1.0.0\"\n\n[[package]]\nname = \"wasmtime-wasi-http\"\nversion = \"48.0.8\"\nsource = \"registry\"\n";
+        assert_eq!(
+            locked_version(lock, "wasmtime-wasi-http").as_deref(),
+            Some("48.0.8")
+        );
+        assert_eq!(locked_version(lock, "nope"), None);
+    }
 }

@@ -17,9 +17,18 @@ pub fn mounts_containing(needle: &str) -> usize {
         .count()
 }
 
-/// Sub-directories of a cgroup v1 controller's directory for `namespace`.
+/// Sub-directories for `namespace` in cgroup v1 `controller`'s hierarchy and in the unified
+/// (v2) hierarchy: `/sys/fs/cgroup` on a v2 host, `/sys/fs/cgroup/unified` on a hybrid one.
+/// Both are counted, so a leak under either driver shows.
 pub fn cgroup_dirs(controller: &str, namespace: &str) -> usize {
-    let dir = Path::new("/sys/fs/cgroup").join(controller).join(namespace);
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return subdirs(&root.join(namespace));
+    }
+    subdirs(&root.join(controller).join(namespace)) + subdirs(&root.join("unified").join(namespace))
+}
+
+fn subdirs(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)

@@ -10,3 +10,4 @@ pub mod fixtures;
 pub mod http;
 pub mod leaks;
 pub mod registry;
+pub mod skip;

@@ -10,7 +10,9 @@ use wasmpod_oci::image::ImageBuilder;
 pub fn available() -> Option<String> {
     let address = std::env::var("WASMPOD_REGISTRY").ok();
     if address.is_none() {
-        eprintln!("skipped: no registry under test (`make e2e` starts one)");
+        crate::skip::skip(crate::skip::Skip::Missing(
+            "no registry under test (`make e2e` starts one)".into(),
+        ));
     }
     address
 }

@@ -752,8 +752,9 @@ fn debian_image(name: &str, entry: &str) -> ImageBuilder {
 }
 
 /// `Name:\tvalue` lines of `/proc/PID/status`.
-fn proc_status(pid: i32, key: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// A field of one `status` file under `/proc`.
+fn status_field(path: &str, key: &str) -> String {
+    std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .find_map(|l| {
@@ -839,13 +840,24 @@ fn n_restricted_pod_with_a_debian_program_sidecar() {
         let pids = cri::pod_processes(&pod, id);
         assert!(!pids.is_empty(), "no processes found for {id}");
         for pid in pids {
-            assert_eq!(
-                proc_status(pid, "Uid").split_whitespace().next(),
-                Some("1000")
-            );
-            assert_eq!(proc_status(pid, "CapEff"), "0000000000000000");
-            assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
-            assert_eq!(proc_status(pid, "Seccomp"), "2");
+            // Every thread: capabilities, no_new_privs and seccomp are per thread, and a
+            // thread started before they were applied would keep the shim's.
+            let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|t| format!("{}/status", t.path().display()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(!threads.is_empty(), "no threads of {pid}");
+            for status in threads {
+                let field = |key| status_field(&status, key);
+                assert_eq!(field("Uid").split_whitespace().next(), Some("1000"));
+                assert_eq!(field("CapEff"), "0000000000000000", "{status}");
+                assert_eq!(field("CapPrm"), "0000000000000000", "{status}");
+                assert_eq!(field("NoNewPrivs"), "1", "{status}");
+                assert_eq!(field("Seccomp"), "2", "{status}");
+            }
         }
     }
     let (code, stdout, _) = cri

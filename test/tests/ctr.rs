@@ -435,29 +435,27 @@ fn bad_input_fails_with_a_clear_message_and_leaks_nothing() {
         &bad,
     ]);
     assert_ne!(ran.code, 0);
+    // A second container of the pod, counted while both run: with grouping broken it
+    // would have a shim of its own.
     let good = unique_id("good");
-    let ran = run_ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        WASMPOD,
-        "--annotation",
-        &group,
-        &probe,
+    let second = spawn_run(
         &good,
-        "/app.wasm",
-        "args",
-    ]);
-    assert_ok(&ran);
+        &["--annotation", &group],
+        &probe,
+        &["/app.wasm", "sleep", "300"],
+    );
+    wait_running(&good);
     assert_eq!(
         leaks::shim_processes(&address),
         shims,
-        "the pod's containers share one shim"
+        "the pod's running containers share one shim"
     );
     assert_eq!(task_status(&sleeper).as_deref(), Some("RUNNING"));
-    assert_ok(&run_ctr(&["tasks", "kill", &sleeper]));
-    let (ran, _) = finish(child);
-    assert_eq!(ran.code, 143);
+    for (id, child) in [(&good, second), (&sleeper, child)] {
+        assert_ok(&run_ctr(&["tasks", "kill", id]));
+        let (ran, _) = finish(child);
+        assert_eq!(ran.code, 143);
+    }
 
     let after = leak_counts();
     assert_eq!(
@@ -1128,6 +1126,74 @@ fn an_http_proxy_component_serves_and_drains_on_sigterm() {
     assert!(
         ran.stderr.contains("asked to fail"),
         "the guest's own traceback: {ran:?}"
+    );
+}
+
+/// The limits of an HTTP service hold: a request spinning in Wasm code is stopped at its
+/// deadline with a 500 and a line in the log while other requests are served, and a stop
+/// signal waits for requests in flight only as long as the drain limit, then exits 143.
+#[test]
+fn an_http_service_stops_a_runaway_request_and_bounds_its_drain() {
+    let image = component_image(
+        "docker.io/wasmpod/c-proxy:e2e",
+        fixtures::c_proxy_component(),
+    );
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
+    let id = unique_id("limits");
+    let env = [
+        "--net-host",
+        "--env",
+        &listen,
+        "--env",
+        "WASMPOD_HTTP_REQUEST_TIMEOUT=3",
+        "--env",
+        "WASMPOD_HTTP_DRAIN_TIMEOUT=1",
+    ];
+    let child = spawn_run(&id, &env, &image, &[]);
+    wait_serving(addr);
+    let spinning = std::thread::spawn(move || http::get(addr, "/spin"));
+    std::thread::sleep(Duration::from_millis(300));
+    // Served while another request spins.
+    for _ in 0..5 {
+        assert_eq!(http::get(addr, "/hello").unwrap().status, 200);
+    }
+    let stopped = spinning
+        .join()
+        .unwrap()
+        .expect("the spinning request is answered");
+    assert_eq!(stopped.status, 500, "{stopped:?}");
+    assert_eq!(http::get(addr, "/hello").unwrap().status, 200);
+
+    // A request that outlives the drain limit does not hold the stop up.
+    let slow = std::thread::spawn(move || http::get(addr, "/slow?60000"));
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    assert_ok(&run_ctr(&["tasks", "kill", &id]));
+    let (ran, _) = finish(child);
+    let took = killed.elapsed();
+    assert_eq!(ran.code, 143, "{ran:?}");
+    assert!(took < Duration::from_secs(20), "stopped after {took:?}");
+    assert!(
+        slow.join().unwrap().is_err(),
+        "the slow request was cut off"
+    );
+    assert!(
+        ran.stderr
+            .contains("ran past its limit of 3s (WASMPOD_HTTP_REQUEST_TIMEOUT)"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stderr
+            .contains("(WASMPOD_HTTP_DRAIN_TIMEOUT); stopping anyway"),
+        "{ran:?}"
+    );
+    let bad = run_with(&["--env", "WASMPOD_HTTP_MAX_CONNECTIONS=none"], &image, &[]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.contains("WASMPOD_HTTP_MAX_CONNECTIONS=\"none\""),
+        "{bad:?}"
     );
 }
 

@@ -8,11 +8,11 @@
 //! of one each, and a helper request skips an `exec` and the dynamic loader.
 //!
 //! Protocol: the shim sends one request per `SOCK_SEQPACKET` message (the JSON of a
-//! [`crate::helper::HelperRequest`]) with two descriptors attached: the write ends of a pipe
-//! for the JSON response and of a pipe for the worker's diagnostics. A worker is exactly the
-//! container helper (`container_setup`) with those pipes as its stdout and stderr; the shim
-//! reads both to their end. When the shim's end of the socket closes (the shim exited), the
-//! zygote exits.
+//! [`super::protocol::HelperRequest`]) with two descriptors attached: the write ends of a
+//! pipe for the JSON response and of a pipe for the worker's diagnostics. A worker runs the
+//! [`Worker`] function the zygote was forked with (the container helper) with those pipes as
+//! its stdout and stderr; the shim reads both to their end. When the shim's end of the
+//! socket closes (the shim exited), the zygote exits.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -32,8 +32,17 @@ pub struct Zygote {
     pid: i32,
 }
 
-/// Forks the zygote. Must be called while the process has a single thread.
-pub fn fork() -> Result<Zygote, String> {
+/// What a worker runs: one request's bytes in, its answer on stdout; never returns.
+pub type Worker = fn(&[u8]) -> !;
+
+/// Forks the zygote, whose workers run `worker`. Must be called while the process has a
+/// single thread (checked in debug builds).
+pub fn fork(worker: Worker) -> Result<Zygote, String> {
+    debug_assert_eq!(
+        thread_count(),
+        Some(1),
+        "the zygote must be forked from a single-threaded process"
+    );
     let (shim_end, zygote_end) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -46,7 +55,7 @@ pub fn fork() -> Result<Zygote, String> {
         -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
         0 => {
             drop(shim_end);
-            serve(zygote_end)
+            serve(zygote_end, worker)
         }
         pid => {
             drop(zygote_end);
@@ -102,7 +111,7 @@ impl Zygote {
 }
 
 /// The zygote's loop; never returns.
-fn serve(socket: OwnedFd) -> ! {
+fn serve(socket: OwnedFd, work: Worker) -> ! {
     // SAFETY: prctl and signal with constant arguments. The zygote dies with the shim, and
     // the kernel reaps its workers (it waits for none of them).
     unsafe {
@@ -129,7 +138,7 @@ fn serve(socket: OwnedFd) -> ! {
         // SAFETY: the zygote is single-threaded. A failed fork drops the pipes: the shim
         // reads an empty response and says so.
         if unsafe { libc::fork() } == 0 {
-            worker(&socket, &buf[..len], response, diagnostics)
+            run_worker(&socket, &buf[..len], response, diagnostics, work)
         }
     }
 }
@@ -165,8 +174,25 @@ fn receive(
     Ok(Some((len, fds)))
 }
 
-/// A worker: the container helper with the shim's pipes as stdout and stderr.
-fn worker(socket: &OwnedFd, request: &[u8], response: OwnedFd, diagnostics: OwnedFd) -> ! {
+/// The threads of this process, from `/proc/self/status`.
+fn thread_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A worker: `work` with the shim's pipes as stdout and stderr.
+fn run_worker(
+    socket: &OwnedFd,
+    request: &[u8],
+    response: OwnedFd,
+    diagnostics: OwnedFd,
+    work: Worker,
+) -> ! {
     // SAFETY: plain syscalls on descriptors this process owns, in a single-threaded child.
     unsafe {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
@@ -177,8 +203,11 @@ fn worker(socket: &OwnedFd, request: &[u8], response: OwnedFd, diagnostics: Owne
     drop(response);
     drop(diagnostics);
     // The container's processes are forks of this one: show them as the helper's were.
-    set_process_title("wasmpod-init", &["wasmpod-init", crate::helper::HELPER_ARG]);
-    crate::container_setup::respond(request)
+    set_process_title(
+        "wasmpod-init",
+        &["wasmpod-init", super::protocol::HELPER_ARG],
+    );
+    work(request)
 }
 
 /// Closes every descriptor above stdio but `keep`: whatever the shim inherited stays with
@@ -267,5 +296,15 @@ mod tests {
         // A command name with spaces and parentheses does not shift the fields.
         let odd = stat.replacen('(', "(a) b (", 1);
         assert_eq!(parse_argument_area(&odd), Some((start, end)));
+    }
+
+    #[test]
+    fn counts_threads() {
+        let before = thread_count().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert_eq!(thread_count(), Some(before + 1));
+        drop(tx);
+        let _ = t.join();
     }
 }

@@ -1,135 +1,17 @@
-//! The shim's side of the container helper: a fresh, single-threaded copy of this binary
-//! (`<exe> __wasmpod-container`) that does every libcontainer operation. libcontainer forks and
-//! changes process-wide state (the working directory), which must never happen inside the
-//! multi-threaded shim. A request goes in as JSON on stdin; the answer comes back as JSON on
-//! stdout.
+//! The shim's one client for container operations: a request goes to a worker of the
+//! zygote when there is one, else to a freshly exec'd, single-threaded copy of this binary
+//! (`<exe> __wasmpod-container`, request as JSON on stdin, answer as JSON on stdout).
+//! libcontainer forks and changes process-wide state (the working directory), which must
+//! never happen inside the multi-threaded shim.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
+use super::protocol::{HelperRequest, HelperResponse, HELPER_ARG};
+use super::zygote::Zygote;
 use crate::reaper::Reaper;
-use crate::zygote::Zygote;
-
-/// The first argument that puts the binary in helper mode.
-pub const HELPER_ARG: &str = "__wasmpod-container";
-/// The first argument that puts the binary in compile mode (see `compile_cmd`).
-pub const COMPILE_ARG: &str = "__wasmpod-compile";
-
-/// What the workload is, as decided by the shim before the container is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Payload {
-    /// A Wasm module or component, run by wasmpod's runtime inside the container.
-    Wasm(wasmpod_oci::WasmKind),
-    /// A native program, executed as any container's would be.
-    Native,
-}
-
-/// Where the helper gets a Wasm payload's compiled code from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WasmSource {
-    /// The Wasm file, as the host sees it (in the mounted rootfs).
-    pub host_path: PathBuf,
-    /// The compile cache's directory.
-    pub cache_dir: PathBuf,
-    /// The compile cache's size bound.
-    pub cache_max_bytes: u64,
-}
-
-/// The program a new container process runs, and its stdio.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Program {
-    /// The program as the container sees it.
-    pub entrypoint: PathBuf,
-    /// What the program is.
-    pub payload: Payload,
-    /// For a Wasm payload: its file and the compile cache.
-    pub wasm: Option<WasmSource>,
-    /// containerd's stdin FIFO (empty: none).
-    pub stdin: String,
-    /// containerd's stdout FIFO or file.
-    pub stdout: String,
-    /// containerd's stderr FIFO or file.
-    pub stderr: String,
-    /// The shim's console socket, when the process has a terminal.
-    pub console_socket: Option<PathBuf>,
-}
-
-/// One libcontainer operation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum HelperRequest {
-    /// Create the container (namespaces, cgroup, rootfs) and leave its init waiting for start.
-    Create {
-        /// libcontainer's state directory.
-        root: PathBuf,
-        /// The container id.
-        id: String,
-        /// The bundle (with `config.json`; the rootfs already mounted).
-        bundle: PathBuf,
-        /// The init's program.
-        program: Program,
-        /// Use the systemd cgroup driver.
-        #[serde(default)]
-        systemd_cgroup: bool,
-    },
-    /// Run another process in a running container (`ctr task exec`, `kubectl exec`).
-    Exec {
-        /// libcontainer's state directory.
-        root: PathBuf,
-        /// The container id.
-        id: String,
-        /// A file holding the OCI `Process` to run.
-        process: PathBuf,
-        /// The process's program.
-        program: Program,
-    },
-    /// Let a created container's init run its payload.
-    Start {
-        /// libcontainer's state directory.
-        root: PathBuf,
-        /// The container id.
-        id: String,
-    },
-    /// Remove a container: kill what is left, remove its cgroup and state.
-    Delete {
-        /// libcontainer's state directory.
-        root: PathBuf,
-        /// The container id.
-        id: String,
-    },
-}
-
-impl HelperRequest {
-    /// The operation's name, for logs.
-    pub fn op(&self) -> &'static str {
-        match self {
-            HelperRequest::Create { .. } => "create",
-            HelperRequest::Exec { .. } => "exec",
-            HelperRequest::Start { .. } => "start",
-            HelperRequest::Delete { .. } => "delete",
-        }
-    }
-}
-
-/// The helper's answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum HelperResponse {
-    /// Done; `pid` is the container init's pid (host pid namespace) after Create.
-    Ok {
-        /// The init pid, for Create.
-        pid: Option<i32>,
-    },
-    /// Failed, with a message meant for the user.
-    Error {
-        /// What went wrong.
-        message: String,
-    },
-}
 
 /// How the shim waits for the helper process.
 #[derive(Clone)]
@@ -308,37 +190,4 @@ fn last_line(s: &str) -> &str {
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("no output")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn protocol_roundtrip() {
-        let req = HelperRequest::Create {
-            root: "/run/x".into(),
-            id: "c".into(),
-            bundle: "/b".into(),
-            program: Program {
-                entrypoint: "/hello.wasm".into(),
-                payload: Payload::Wasm(wasmpod_oci::WasmKind::CoreModule),
-                wasm: None,
-                stdin: String::new(),
-                stdout: "/o".into(),
-                stderr: "/e".into(),
-                console_socket: None,
-            },
-            systemd_cgroup: false,
-        };
-        let s = serde_json::to_string(&req).unwrap();
-        assert!(s.contains(r#""op":"create""#), "{s}");
-        let back: HelperRequest = serde_json::from_str(&s).unwrap();
-        assert!(matches!(back, HelperRequest::Create { .. }));
-        let resp = HelperResponse::Error {
-            message: "no".into(),
-        };
-        let s = serde_json::to_string(&resp).unwrap();
-        assert_eq!(serde_json::from_str::<HelperResponse>(&s).unwrap(), resp);
-    }
 }

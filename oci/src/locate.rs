@@ -1,0 +1,331 @@
+//! Locating a container's workload: from the parsed `config.json` ([`WorkloadSpec`]) and the
+//! rootfs (or, when `args[0]` is not a file there, a Wasm layer of the image that the caller
+//! fetched), the one [`Workload`] value the container helper and the container's init are
+//! given. Nothing after this step reads `config.json` for what to run.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{EntrypointKind, WasmKind};
+use crate::resolve::resolve_entrypoint;
+use crate::workload::{split_env, Confinement, WorkloadSpec};
+use crate::OciError;
+
+/// What a container process runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Program {
+    /// A native program, `execve`d like any container's.
+    Native {
+        /// The program as the container sees it.
+        path: PathBuf,
+    },
+    /// Wasm, run by wasmpod's runtime inside the container.
+    Wasm {
+        /// Core module or component.
+        kind: WasmKind,
+        /// `args[0]` as the container sees it (a file in the rootfs, or the layer's name).
+        path: PathBuf,
+        /// The Wasm bytes as the host sees them (in the mounted rootfs, or the node's copy
+        /// of an image layer).
+        host_path: PathBuf,
+    },
+}
+
+impl Program {
+    /// The Wasm kind, for a Wasm program.
+    pub fn wasm_kind(&self) -> Option<WasmKind> {
+        match self {
+            Program::Wasm { kind, .. } => Some(*kind),
+            Program::Native { .. } => None,
+        }
+    }
+}
+
+/// Everything one container process runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// What runs.
+    pub program: Program,
+    /// `argv`, `args[0]` included.
+    pub args: Vec<String>,
+    /// The environment, in order (a later name wins).
+    pub env: Vec<(String, String)>,
+    /// The working directory (absolute).
+    pub cwd: String,
+    /// The container's memory limit in bytes, if any.
+    pub memory_limit: Option<u64>,
+    /// What the init must apply itself, beyond what libcontainer applies.
+    pub confinement: Confinement,
+}
+
+/// Where [`locate`] looked.
+#[derive(Debug)]
+pub enum Located {
+    /// `args[0]` is a runnable file in the rootfs.
+    Found(Workload),
+    /// `args[0]` is not a file in the rootfs (missing, or a directory): the image may carry
+    /// the program as a Wasm layer.
+    NotInRootfs(NotInRootfs),
+}
+
+/// A workload whose program is not in the rootfs.
+#[derive(Debug)]
+pub struct NotInRootfs {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: String,
+    memory_limit: Option<u64>,
+    confinement: Confinement,
+    error: OciError,
+}
+
+impl NotInRootfs {
+    /// The workload, run from a Wasm image layer at `host_path`.
+    pub fn in_layer(self, host_path: PathBuf) -> Result<Workload, OciError> {
+        let kind = match EntrypointKind::of_file(&host_path)? {
+            EntrypointKind::Wasm(kind) => kind,
+            other => {
+                return Err(OciError::NotRunnable {
+                    path: self.args[0].clone(),
+                    what: other.describe(),
+                })
+            }
+        };
+        Ok(Workload {
+            program: Program::Wasm {
+                kind,
+                path: PathBuf::from(&self.args[0]),
+                host_path,
+            },
+            args: self.args,
+            env: self.env,
+            cwd: self.cwd,
+            memory_limit: self.memory_limit,
+            confinement: self.confinement,
+        })
+    }
+
+    /// Why the rootfs did not have it.
+    pub fn into_error(self) -> OciError {
+        self.error
+    }
+}
+
+/// Locates the workload of a container whose spec is `spec`, in its rootfs.
+pub fn locate(spec: &WorkloadSpec) -> Result<Located, OciError> {
+    let found = program_in(&spec.rootfs, &spec.args[0], &spec.cwd, &spec.env);
+    let program = match found {
+        Ok(program) => program,
+        // Not a file in the rootfs (missing, or a directory such as the `/` that Wasm-layer
+        // images name by convention): the caller may find it in the image's layers.
+        Err(error @ (OciError::EntrypointNotFound(_) | OciError::EntrypointNotAFile(_))) => {
+            return Ok(Located::NotInRootfs(NotInRootfs {
+                args: spec.args.clone(),
+                env: spec.env.clone(),
+                cwd: spec.cwd.clone(),
+                memory_limit: spec.memory_limit,
+                confinement: spec.confinement.clone(),
+                error,
+            }))
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Located::Found(Workload {
+        program,
+        args: spec.args.clone(),
+        env: spec.env.clone(),
+        cwd: spec.cwd.clone(),
+        memory_limit: spec.memory_limit,
+        confinement: spec.confinement.clone(),
+    }))
+}
+
+/// Locates an exec'd process (`process`, the OCI `Process` of `ctr task exec` or a CRI
+/// ExecSync) in a running container whose rootfs is `rootfs` and whose memory limit is
+/// `memory_limit`.
+pub fn locate_exec(
+    process: &oci_spec::runtime::Process,
+    rootfs: &Path,
+    memory_limit: Option<u64>,
+) -> Result<Workload, OciError> {
+    let args = process.args().clone().unwrap_or_default();
+    let arg0 = args
+        .first()
+        .filter(|a| !a.is_empty())
+        .ok_or(OciError::NoArgs)?;
+    let env: Vec<(String, String)> = process
+        .env()
+        .as_ref()
+        .map(|vars| vars.iter().map(|kv| split_env(kv)).collect())
+        .unwrap_or_default();
+    let cwd = process.cwd().to_string_lossy().into_owned();
+    let cwd = if cwd.starts_with('/') {
+        cwd
+    } else {
+        "/".into()
+    };
+    let program = program_in(rootfs, arg0, &cwd, &env)?;
+    Ok(Workload {
+        program,
+        args,
+        env,
+        cwd,
+        memory_limit,
+        confinement: Confinement::of_process(process),
+    })
+}
+
+/// Finds `arg0` in `rootfs` and says what it is.
+fn program_in(
+    rootfs: &Path,
+    arg0: &str,
+    cwd: &str,
+    env: &[(String, String)],
+) -> Result<Program, OciError> {
+    let path_env = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let entry = resolve_entrypoint(rootfs, arg0, cwd, path_env)?;
+    match EntrypointKind::of_file(&entry.on_host)? {
+        EntrypointKind::Wasm(kind) => Ok(Program::Wasm {
+            kind,
+            path: entry.in_container,
+            host_path: entry.on_host,
+        }),
+        EntrypointKind::Native(_) => Ok(Program::Native {
+            path: entry.in_container,
+        }),
+        EntrypointKind::Unknown => Err(OciError::NotRunnable {
+            path: entry.in_container.display().to_string(),
+            what: EntrypointKind::Unknown.describe(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_in(rootfs: &Path, args: &[&str]) -> WorkloadSpec {
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "args": args,
+                "cwd": "/work",
+                "env": ["PATH=/bin", "K=v"],
+                "capabilities": {"bounding": []},
+                "user": {"uid": 0, "gid": 0}
+            },
+            "root": {"path": rootfs},
+            "linux": {"resources": {"memory": {"limit": 67108864}}}
+        });
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(config).unwrap();
+        WorkloadSpec::from_spec(&spec, rootfs).unwrap()
+    }
+
+    fn rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        std::fs::write(dir.path().join("app.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
+        std::fs::write(dir.path().join("bin/sh"), b"\x7fELF\x02\x01\x01\0").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"plain text").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_wasm_file_in_the_rootfs_is_one_workload() {
+        let root = rootfs();
+        let Located::Found(w) = locate(&spec_in(root.path(), &["/app.wasm", "x"])).unwrap() else {
+            panic!("not found");
+        };
+        assert_eq!(
+            w.program,
+            Program::Wasm {
+                kind: WasmKind::Component,
+                path: "/app.wasm".into(),
+                host_path: root.path().join("app.wasm"),
+            }
+        );
+        assert_eq!(w.args, ["/app.wasm", "x"]);
+        assert_eq!(w.cwd, "/work");
+        assert_eq!(w.memory_limit, Some(64 << 20));
+        assert!(w.env.contains(&("K".into(), "v".into())));
+        // Omitted capability sets are for the init to clear.
+        assert_eq!(w.confinement.omitted_capability_sets.len(), 4);
+        // It crosses process boundaries as JSON, unchanged.
+        let json = serde_json::to_string(&w).unwrap();
+        assert_eq!(serde_json::from_str::<Workload>(&json).unwrap(), w);
+    }
+
+    #[test]
+    fn native_programs_are_found_on_path() {
+        let root = rootfs();
+        let Located::Found(w) = locate(&spec_in(root.path(), &["sh", "-c", "true"])).unwrap()
+        else {
+            panic!("not found");
+        };
+        assert_eq!(
+            w.program,
+            Program::Native {
+                path: "/bin/sh".into()
+            }
+        );
+        assert_eq!(w.program.wasm_kind(), None);
+    }
+
+    #[test]
+    fn a_file_that_is_neither_is_refused_by_name() {
+        let root = rootfs();
+        let err = locate(&spec_in(root.path(), &["/notes.txt"])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("/notes.txt") && text.contains("neither Wasm"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_may_come_from_a_layer() {
+        let root = rootfs();
+        let Located::NotInRootfs(missing) = locate(&spec_in(root.path(), &["/"])).unwrap() else {
+            panic!("found");
+        };
+        let layer = root.path().join("layer.wasm");
+        std::fs::write(&layer, b"\0asm\x01\0\0\0").unwrap();
+        let w = missing.in_layer(layer.clone()).unwrap();
+        assert_eq!(w.program.wasm_kind(), Some(WasmKind::CoreModule));
+        assert_eq!(w.args, ["/"]);
+        let Located::NotInRootfs(missing) = locate(&spec_in(root.path(), &["/gone.wasm"])).unwrap()
+        else {
+            panic!("found");
+        };
+        assert!(missing.into_error().to_string().contains("/gone.wasm"));
+    }
+
+    #[test]
+    fn execs_share_the_container_limits() {
+        let root = rootfs();
+        let container = spec_in(root.path(), &["/app.wasm"]);
+        let process: oci_spec::runtime::Process = serde_json::from_value(serde_json::json!({
+            "args": ["/app.wasm", "probe"], "cwd": "/", "env": ["A=1"],
+            "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap();
+        let w = locate_exec(&process, root.path(), container.memory_limit).unwrap();
+        assert_eq!(w.args, ["/app.wasm", "probe"]);
+        assert_eq!(w.memory_limit, Some(64 << 20));
+        assert_eq!(w.env, [("A".to_string(), "1".to_string())]);
+        let empty: oci_spec::runtime::Process = serde_json::from_value(
+            serde_json::json!({"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
+        )
+        .unwrap();
+        assert!(matches!(
+            locate_exec(&empty, root.path(), None),
+            Err(OciError::NoArgs)
+        ));
+    }
+}

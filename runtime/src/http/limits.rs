@@ -1,0 +1,161 @@
+//! The limits an HTTP service runs under, read from the container's environment (so `ctr run
+//! --env`, `docker run -e` and a pod's `env` all set them), each with a default:
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `WASMPOD_HTTP_REQUEST_TIMEOUT` | seconds one request's instance may run; past it the request is stopped (500 if no response was sent yet) | 600 |
+//! | `WASMPOD_HTTP_DRAIN_TIMEOUT` | seconds a stop signal waits for requests in flight before the service exits anyway | 25 |
+//! | `WASMPOD_HTTP_MAX_CONNECTIONS` | open client connections at once; more wait in the listen backlog | 1024 |
+//! | `WASMPOD_HTTP_INSTANCE_MEMORY` | bytes (suffix `Ki`, `Mi`, `Gi` allowed) one instance's memories and tables may use, below the container's own cap | the container's cap |
+
+use std::time::Duration;
+
+use crate::RuntimeError;
+
+/// Seconds one request may run: `WASMPOD_HTTP_REQUEST_TIMEOUT`.
+pub const REQUEST_TIMEOUT_ENV: &str = "WASMPOD_HTTP_REQUEST_TIMEOUT";
+/// Seconds a stop waits for requests in flight: `WASMPOD_HTTP_DRAIN_TIMEOUT`.
+pub const DRAIN_TIMEOUT_ENV: &str = "WASMPOD_HTTP_DRAIN_TIMEOUT";
+/// Open connections at once: `WASMPOD_HTTP_MAX_CONNECTIONS`.
+pub const MAX_CONNECTIONS_ENV: &str = "WASMPOD_HTTP_MAX_CONNECTIONS";
+/// Memory of one instance: `WASMPOD_HTTP_INSTANCE_MEMORY`.
+pub const INSTANCE_MEMORY_ENV: &str = "WASMPOD_HTTP_INSTANCE_MEMORY";
+
+/// The limits of one HTTP service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// How long one request's instance may run.
+    pub request_timeout: Duration,
+    /// How long a stop signal waits for requests in flight.
+    pub drain_timeout: Duration,
+    /// Client connections served at once.
+    pub max_connections: usize,
+    /// Bytes of memories and tables one instance may use (below the container's cap).
+    pub instance_memory: Option<u64>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            request_timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(25),
+            max_connections: 1024,
+            instance_memory: None,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// The limits set in `env` (the last value of a name wins), defaults for the rest.
+    pub fn from_env(env: &[(String, String)]) -> Result<HttpLimits, RuntimeError> {
+        let get = |name: &str| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.trim())
+        };
+        let mut limits = HttpLimits::default();
+        if let Some(v) = get(REQUEST_TIMEOUT_ENV) {
+            limits.request_timeout = seconds(REQUEST_TIMEOUT_ENV, v)?;
+        }
+        if let Some(v) = get(DRAIN_TIMEOUT_ENV) {
+            limits.drain_timeout = seconds(DRAIN_TIMEOUT_ENV, v)?;
+        }
+        if let Some(v) = get(MAX_CONNECTIONS_ENV) {
+            limits.max_connections = v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad(MAX_CONNECTIONS_ENV, v, "a whole number above 0"))?;
+        }
+        if let Some(v) = get(INSTANCE_MEMORY_ENV) {
+            limits.instance_memory = Some(bytes(v).ok_or_else(|| {
+                bad(
+                    INSTANCE_MEMORY_ENV,
+                    v,
+                    "a size in bytes, e.g. 67108864 or 64Mi",
+                )
+            })?);
+        }
+        Ok(limits)
+    }
+}
+
+fn bad(name: &str, value: &str, expected: &str) -> RuntimeError {
+    RuntimeError::Serve(format!("{name}={value:?}: expected {expected}"))
+}
+
+/// Whole or fractional seconds above 0.
+fn seconds(name: &str, value: &str) -> Result<Duration, RuntimeError> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| bad(name, value, "seconds above 0"))
+}
+
+/// `N`, `NKi`, `NMi` or `NGi` bytes, above 0.
+fn bytes(value: &str) -> Option<u64> {
+    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "Ki" => 10,
+        "Mi" => 20,
+        "Gi" => 30,
+        _ => return None,
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1 << shift).filter(|b| *b > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(HttpLimits::from_env(&[]).unwrap(), HttpLimits::default());
+        let l = HttpLimits::from_env(&env(&[
+            (REQUEST_TIMEOUT_ENV, "2.5"),
+            (DRAIN_TIMEOUT_ENV, "1"),
+            (MAX_CONNECTIONS_ENV, "10"),
+            (INSTANCE_MEMORY_ENV, "64Mi"),
+            (MAX_CONNECTIONS_ENV, "12"),
+        ]))
+        .unwrap();
+        assert_eq!(l.request_timeout, Duration::from_millis(2500));
+        assert_eq!(l.drain_timeout, Duration::from_secs(1));
+        assert_eq!(l.max_connections, 12, "the last value wins");
+        assert_eq!(l.instance_memory, Some(64 << 20));
+        assert_eq!(bytes("1048576"), Some(1 << 20));
+        assert_eq!(bytes("2Gi"), Some(2 << 30));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            (REQUEST_TIMEOUT_ENV, "soon"),
+            (REQUEST_TIMEOUT_ENV, "0"),
+            (DRAIN_TIMEOUT_ENV, "-1"),
+            (MAX_CONNECTIONS_ENV, "0"),
+            (INSTANCE_MEMORY_ENV, "64MB"),
+            (INSTANCE_MEMORY_ENV, "0"),
+        ] {
+            let err = HttpLimits::from_env(&env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name) && err.contains(value), "{err}");
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Serving HTTP from the container: the listen address, the server scaffold ([`server`]:
+//! listener, connection cap, drain), the limits it runs under ([`limits`]), the epoch ticker
+//! that enforces them in Wasm code ([`ticker`]), and the request handler of a
+//! `wasi:http/incoming-handler` component ([`proxy`]).
+//!
+//! A `wasi:http` proxy listens on `WASMTIME_HTTP_PROXY_SOCKET_ADDR` (default `0.0.0.0:8080`)
+//! in the container's network namespace; on SIGTERM/SIGINT the listener closes, requests in
+//! flight finish, then the process exits with `128 + signal`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use wasmtime::Engine;
+
+use crate::signals::TerminationWatch;
+use crate::state::ComponentState;
+use crate::trigger::Trigger;
+use crate::{GuestOutcome, GuestSetup, RuntimeError};
+
+pub mod limits;
+pub mod proxy;
+pub mod server;
+pub mod ticker;
+
+/// The environment variable naming the address to listen on (the name `wasmtime serve` uses).
+pub const ADDR_ENV: &str = "WASMTIME_HTTP_PROXY_SOCKET_ADDR";
+
+/// Where the server listens when [`ADDR_ENV`] is not set.
+pub const DEFAULT_ADDR: &str = "0.0.0.0:8080";
+
+/// The listen address from the guest's environment.
+pub fn listen_addr(env: &[(String, String)]) -> Result<SocketAddr, RuntimeError> {
+    let value = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == ADDR_ENV)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_ADDR);
+    value
+        .parse()
+        .map_err(|e| RuntimeError::Serve(format!("{ADDR_ENV}={value:?} is not an address: {e}")))
+}
+
+/// A `wasi:http` proxy component, served until a stop signal.
+pub struct HttpProxy(pub ProxyPre<ComponentState>);
+
+impl Trigger for HttpProxy {
+    fn run(
+        self: Box<Self>,
+        _engine: &Engine,
+        setup: &GuestSetup,
+        watch: &TerminationWatch,
+    ) -> Result<GuestOutcome, RuntimeError> {
+        // Requests are served on every CPU the container may use.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
+        rt.block_on(serve(self.0, setup.clone(), watch))
+    }
+}
+
+/// Serves a `wasi:http` proxy component until a stop signal, then drains. Returns the
+/// outcome the container exits with.
+pub async fn serve(
+    pre: ProxyPre<ComponentState>,
+    setup: GuestSetup,
+    watch: &TerminationWatch,
+) -> Result<GuestOutcome, RuntimeError> {
+    let addr = listen_addr(&setup.env)?;
+    let limits = limits::HttpLimits::from_env(&setup.env)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| RuntimeError::Serve(format!("cannot listen on {addr}: {e}")))?;
+    watch.attach_server();
+    // A request needs a WASI context; fail now, not on every request, if it cannot be built.
+    setup.builder()?;
+    let _ticker = ticker::EpochTicker::start(pre.engine())
+        .map_err(|e| RuntimeError::Serve(format!("cannot start the epoch ticker: {e}")))?;
+    log::info!("serving HTTP on {addr}");
+    let handler = Arc::new(proxy::ProxyHandler::new(pre, setup, limits.clone()));
+    let signal = server::serve(listener, handler, &limits, watch).await;
+    Ok(GuestOutcome::Terminated(signal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_address_from_the_environment() {
+        assert_eq!(listen_addr(&[]).unwrap(), DEFAULT_ADDR.parse().unwrap());
+        let env = vec![(ADDR_ENV.to_string(), "127.0.0.1:3000".to_string())];
+        assert_eq!(listen_addr(&env).unwrap().port(), 3000);
+        let bad = vec![(ADDR_ENV.to_string(), "nowhere".to_string())];
+        let err = listen_addr(&bad).unwrap_err().to_string();
+        assert!(err.contains("nowhere"), "{err}");
+    }
+}

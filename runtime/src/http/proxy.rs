@@ -1,0 +1,151 @@
+//! The request handler for a `wasi:http/incoming-handler` component: a fresh instance of the
+//! pre-linked component per request, on the pooling allocator. An instance holds its pool
+//! slot for its whole life (until the guest has finished streaming the body), runs under the
+//! request deadline and the per-instance memory cap, and yields its worker thread at every
+//! epoch tick, so one busy request cannot starve the others.
+//!
+//! A request whose handler traps, runs out of time, or never sets a response gets a 500 and
+//! one line on the container's stderr; the server keeps serving.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use super::limits::{HttpLimits, REQUEST_TIMEOUT_ENV};
+use super::server::Handler;
+use crate::engine::CONCURRENT_REQUESTS;
+use crate::limits::GuestLimits;
+use crate::state::ComponentState;
+use crate::{GuestOutcome, GuestSetup};
+
+/// Serves requests with instances of one component.
+pub struct ProxyHandler {
+    pre: ProxyPre<ComponentState>,
+    setup: GuestSetup,
+    limits: HttpLimits,
+    /// Bounds the instances alive at once to the pooling allocator's slots.
+    slots: Arc<Semaphore>,
+}
+
+impl ProxyHandler {
+    /// A handler for `pre`, whose instances see `setup` and run under `limits`.
+    pub fn new(pre: ProxyPre<ComponentState>, setup: GuestSetup, limits: HttpLimits) -> Self {
+        ProxyHandler {
+            pre,
+            setup,
+            limits,
+            slots: Arc::new(Semaphore::new(CONCURRENT_REQUESTS as usize)),
+        }
+    }
+
+    /// Instantiates the component for one request and returns the response it sets. The
+    /// instance keeps running after that, to stream the body, in its own task, which holds
+    /// `slot` until it ends.
+    async fn run_instance(
+        &self,
+        req: Request<Incoming>,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Response<HyperOutgoingBody>, String> {
+        let wasi = self.setup.builder().map_err(|e| e.to_string())?;
+        let limits = GuestLimits::for_container(self.setup.memory_limit)
+            .with_instance_cap(self.limits.instance_memory);
+        let state = ComponentState::new(wasi, limits);
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| s.limits_mut());
+        // The ticker moves the epoch: give the worker thread back at each tick, so that the
+        // deadline below (and other requests) get their turn even while this one spins.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (req, out) = {
+            let mut http = store.data_mut().http();
+            let req = http
+                .new_incoming_request(Scheme::Http, req)
+                .map_err(|e| format!("{e:#}"))?;
+            let out = http
+                .new_response_outparam(sender)
+                .map_err(|e| format!("{e:#}"))?;
+            (req, out)
+        };
+        let pre = self.pre.clone();
+        let timeout = self.limits.request_timeout;
+        let task = tokio::spawn(async move {
+            let _slot = slot;
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(match GuestOutcome::from_error(&e, None) {
+                    GuestOutcome::Trapped(reason) => format!("the guest trapped: {reason}"),
+                    other => format!("{other:?}"),
+                }),
+                Err(_) => {
+                    let late = format!(
+                        "the request ran past its limit of {timeout:?} ({REQUEST_TIMEOUT_ENV}) \
+                         and was stopped"
+                    );
+                    Err(late)
+                }
+            }
+        });
+        match receiver.await {
+            Ok(Ok(response)) => {
+                // The response is on its way; a failure while streaming its body still
+                // deserves a line in the log.
+                tokio::spawn(async move {
+                    if let Ok(Err(reason)) = task.await {
+                        eprintln!("wasmpod: the HTTP handler failed: {reason}");
+                    }
+                });
+                Ok(response)
+            }
+            Ok(Err(code)) => Err(format!("the handler answered with an error: {code:?}")),
+            // The handler returned or failed without setting a response.
+            Err(_) => Err(match task.await {
+                Ok(Ok(())) => "the handler returned without setting a response".to_string(),
+                Ok(Err(reason)) => reason,
+                Err(e) => format!("the handler task failed: {e}"),
+            }),
+        }
+    }
+}
+
+impl Handler for ProxyHandler {
+    async fn handle(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return failure(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping");
+        };
+        match self.run_instance(req, slot).await {
+            Ok(response) => response,
+            Err(reason) => {
+                eprintln!("wasmpod: the HTTP handler failed: {reason}");
+                failure(StatusCode::INTERNAL_SERVER_ERROR, "the handler failed")
+            }
+        }
+    }
+}
+
+/// A short plain-text response made by the server itself.
+fn failure(status: StatusCode, text: &'static str) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} })
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+}
