@@ -33,13 +33,14 @@ if [ -n "${DOCKER_ROOT:-}" ]; then
   export WASMPOD_DOCKER_CLI="$DOCKER_ROOT/usr/bin/docker"
 fi
 export WASMPOD_FIXTURES="$work/fixtures"
-# The e2e tests share one containerd and count leaks: run them one at a time.
+# The e2e tests share one containerd and count leaks: run them one at a time. E2E_FILTER
+# (a test name or part of one) runs only the tests that match.
 # --workspace, like the build, so no dependency is compiled again with other features.
 # Tests that do not run here are listed at the end (see test/src/skip.rs).
 export WASMPOD_SKIP_LOG="$work/e2e-skipped.txt"
 rm -f "$WASMPOD_SKIP_LOG"
 status=0
-${CARGO:-cargo} test --workspace ${CARGO_PROFILE_FLAG:-} --test '*' -- --test-threads=1 || status=$?
+${CARGO:-cargo} test --workspace ${CARGO_PROFILE_FLAG:-} --test '*' -- --test-threads=1 ${E2E_FILTER:-} || status=$?
 if [ -s "$WASMPOD_SKIP_LOG" ]; then
   echo "== e2e tests that did not run against $("${CONTAINERD:-containerd}" --version | awk '{print $3}'):"
   cat "$WASMPOD_SKIP_LOG"

@@ -1,5 +1,5 @@
 //! [`WorkloadSpec`]: a container's `config.json`, parsed once at Create into what wasmpod
-//! uses of it. [`crate::locate`] turns it into the [`crate::locate::Workload`] that runs.
+//! uses of it. The `locate` module turns it into the `Workload` that runs.
 
 use std::path::{Path, PathBuf};
 

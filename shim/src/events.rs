@@ -2,6 +2,7 @@
 //! Events are queued synchronously (under the task's own lock where order matters), so the
 //! order in which they are queued is the order containerd sees them in.
 
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::shim::events::ForwardRequest;
@@ -62,7 +63,7 @@ pub async fn forward(
         let mut envelope = Envelope::new();
         envelope.topic = item.topic.to_string();
         envelope.namespace = namespace.clone();
-        envelope.timestamp = Some(crate::task::timestamp(std::time::SystemTime::now())).into();
+        envelope.timestamp = Some(timestamp(std::time::SystemTime::now())).into();
         envelope.event = match convert_to_any(item.event) {
             Ok(any) => Some(any).into(),
             Err(e) => {
@@ -98,4 +99,15 @@ pub async fn forward(
             log::error!("event {} dropped after {ATTEMPTS} attempts", item.topic);
         }
     }
+}
+
+/// A protobuf timestamp for `at`.
+pub fn timestamp(at: std::time::SystemTime) -> Timestamp {
+    let since = at
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut ts = Timestamp::new();
+    ts.seconds = since.as_secs() as i64;
+    ts.nanos = since.subsec_nanos() as i32;
+    ts
 }

@@ -36,6 +36,7 @@ use wasmpod_oci::{Program, Workload, WorkloadSpec};
 use crate::cgroup::{self, CgroupDriver, ContainerCgroup};
 use crate::content::{ContentStore, LayerLookup};
 use crate::error::{ShimError, ShimResult};
+use crate::events::timestamp;
 use crate::events::EventSink;
 use crate::lifecycle::Lifecycle;
 use crate::oom;
@@ -43,7 +44,7 @@ use crate::ops::ContainerOps;
 use crate::options::RuntimeOptions;
 use crate::reaper::Reaper;
 use crate::sandbox::protocol::{CacheConfig, HelperRequest, Launch};
-use crate::task::{timestamp, Process, Stdio, Task, TaskConfig};
+use crate::task::{Process, Stdio, Task, TaskConfig};
 use crate::tty::{Console, ConsoleSocket};
 
 /// How long an init's exit waits for its exec'd processes' exits to be published first.

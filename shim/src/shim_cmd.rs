@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use wasmpod_oci::workload::{load_spec, ANNOTATION_SANDBOX_ID};
 
 use crate::content::ContentStore;
+use crate::events::timestamp;
 use crate::events::{self, EventSink};
 use crate::ops::HostOps;
 use crate::reaper::Reaper;
@@ -31,7 +32,6 @@ use crate::sandbox::client::{ChildWait, HelperRunner};
 use crate::sandbox::protocol::HelperRequest;
 use crate::sandbox::zygote::{self, Zygote};
 use crate::service::TaskService;
-use crate::task::timestamp;
 
 const TASK_V3: &str = "containerd.task.v3.Task";
 const TASK_V2: &str = "containerd.task.v2.Task";

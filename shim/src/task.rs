@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use containerd_shim::protos::events::task::{TaskExecStarted, TaskExit, TaskStart};
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::topics::{
     TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
@@ -16,6 +15,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::cgroup::ContainerCgroup;
+use crate::events::timestamp;
 use crate::events::EventSink;
 use crate::lifecycle::{ExitEffect, ExitInfo, Lifecycle, LifecycleError};
 use crate::sandbox::protocol::CacheConfig;
@@ -313,15 +313,4 @@ impl Task {
             .cloned()
             .collect()
     }
-}
-
-/// A protobuf timestamp for `at`.
-pub fn timestamp(at: SystemTime) -> Timestamp {
-    let since = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let mut ts = Timestamp::new();
-    ts.seconds = since.as_secs() as i64;
-    ts.nanos = since.subsec_nanos() as i32;
-    ts
 }

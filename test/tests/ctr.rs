@@ -1197,6 +1197,52 @@ fn an_http_service_stops_a_runaway_request_and_bounds_its_drain() {
     );
 }
 
+/// More requests than the pool has instance slots (128), each answering at once and then
+/// streaming its body for a while: an instance keeps its slot until the body is done, so the
+/// requests past 128 wait for a slot, and every one gets its whole body (none a 500 from an
+/// exhausted pool).
+#[test]
+fn requests_beyond_the_pool_wait_for_a_slot_while_bodies_stream() {
+    let image = component_image(
+        "docker.io/wasmpod/c-proxy:e2e",
+        fixtures::c_proxy_component(),
+    );
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
+    let id = unique_id("slots");
+    // Working directory `/`: one preopen an instance, so ctr's 1024 open files hold all
+    // 128 of the pool's instances (with `/work`, the service would size itself below it).
+    let child = spawn_run(
+        &id,
+        &["--net-host", "--cwd", "/", "--env", &listen],
+        &image,
+        &[],
+    );
+    wait_serving(addr);
+    let clients: Vec<_> = (0..160)
+        .map(|_| std::thread::spawn(move || http::get(addr, "/stream?1500")))
+        .collect();
+    let replies: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert_ok(&run_ctr(&["tasks", "kill", &id]));
+    let (ran, _) = finish(child);
+    for reply in &replies {
+        let reply = reply.as_ref().expect("every request is answered");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "part one\npart two\n"),
+            "{reply:?}; the service's stderr: {}",
+            ran.stderr
+        );
+    }
+    assert_eq!(ran.code, 143, "{ran:?}");
+    assert!(!ran.stderr.contains("handler failed"), "{ran:?}");
+    assert!(
+        ran.stderr.contains("serving 128 requests"),
+        "the whole pool was in use: {ran:?}"
+    );
+}
+
 /// A Wasm-layer image (standard OCI config, `architecture: wasm`, the component as a layer of
 /// its own next to a tar layer of data files): the shim reads the Wasm from containerd's
 /// content store. A layer holding precompiled code is refused. Needs containerd >= 1.7.7.

@@ -81,6 +81,43 @@ impl HttpLimits {
     }
 }
 
+/// Descriptors kept back for the runtime itself (stdio, the listener, epoll, the cache's
+/// mapped files, pipes).
+const RESERVED_FDS: u64 = 64;
+
+/// How many instances and connections fit in the process's descriptor limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    /// Instances alive at once (each opens the guest's preopened directories).
+    pub instances: usize,
+    /// Client connections open at once.
+    pub connections: usize,
+}
+
+impl FdBudget {
+    /// With `open_files` descriptors allowed (`RLIMIT_NOFILE`), instances that open
+    /// `fds_per_instance` each, at most `max_instances` of them (the pool's slots) and at most
+    /// `limits.max_connections` connections: half of what is left after [`RESERVED_FDS`] goes
+    /// to instances, the rest to connections; never below one of each.
+    pub fn new(
+        open_files: u64,
+        fds_per_instance: u64,
+        max_instances: usize,
+        limits: &HttpLimits,
+    ) -> FdBudget {
+        let spare = open_files.saturating_sub(RESERVED_FDS);
+        let per_instance = fds_per_instance.max(1);
+        let instances = ((spare / 2) / per_instance).clamp(1, max_instances as u64);
+        let connections = spare
+            .saturating_sub(instances * per_instance)
+            .clamp(1, limits.max_connections as u64);
+        FdBudget {
+            instances: instances as usize,
+            connections: connections as usize,
+        }
+    }
+}
+
 fn bad(name: &str, value: &str, expected: &str) -> RuntimeError {
     RuntimeError::Serve(format!("{name}={value:?}: expected {expected}"))
 }
@@ -140,6 +177,22 @@ mod tests {
         assert_eq!(l.instance_memory, Some(64 << 20));
         assert_eq!(bytes("1048576"), Some(1 << 20));
         assert_eq!(bytes("2Gi"), Some(2 << 30));
+    }
+
+    #[test]
+    fn descriptors_bound_instances_and_connections() {
+        let limits = HttpLimits::default();
+        // A roomy limit: the pool and the connection cap are the bounds.
+        let roomy = FdBudget::new(1 << 20, 8, 128, &limits);
+        assert_eq!((roomy.instances, roomy.connections), (128, 1024));
+        // ctr's default of 1024 with 8 descriptors an instance: 60 instances, and the
+        // connections get what is left.
+        let tight = FdBudget::new(1024, 8, 128, &limits);
+        assert_eq!(tight.instances, 60);
+        assert_eq!(tight.connections, 1024 - 64 - 60 * 8);
+        assert!(tight.instances as u64 * 8 + tight.connections as u64 + 64 <= 1024);
+        let starved = FdBudget::new(10, 8, 128, &limits);
+        assert_eq!((starved.instances, starved.connections), (1, 1));
     }
 
     #[test]

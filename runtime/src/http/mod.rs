@@ -15,6 +15,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use wasmtime::Engine;
 
+use crate::engine::CONCURRENT_REQUESTS;
 use crate::signals::TerminationWatch;
 use crate::state::ComponentState;
 use crate::trigger::Trigger;
@@ -42,6 +43,31 @@ pub fn listen_addr(env: &[(String, String)]) -> Result<SocketAddr, RuntimeError>
     value
         .parse()
         .map_err(|e| RuntimeError::Serve(format!("{ADDR_ENV}={value:?} is not an address: {e}")))
+}
+
+/// Raises the soft limit on open files to the hard limit (as servers commonly do) and
+/// returns the soft limit in force.
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// A `wasi:http` proxy component, served until a stop signal.
@@ -80,8 +106,37 @@ pub async fn serve(
     setup.builder()?;
     let _ticker = ticker::EpochTicker::start(pre.engine())
         .map_err(|e| RuntimeError::Serve(format!("cannot start the epoch ticker: {e}")))?;
+    // Every instance opens the guest's preopened directories: size the instances and the
+    // connections to the descriptors the container may open, so that a busy service makes
+    // requests wait instead of failing them with "too many open files".
+    let open_files = raise_open_files_limit();
+    let per_instance = setup.preopens.len() as u64 + 1;
+    let budget = limits::FdBudget::new(
+        open_files,
+        per_instance,
+        CONCURRENT_REQUESTS as usize,
+        &limits,
+    );
+    if budget.instances < CONCURRENT_REQUESTS as usize
+        || budget.connections < limits.max_connections
+    {
+        eprintln!(
+            "wasmpod: the container may open {open_files} files (RLIMIT_NOFILE): serving {} \
+             requests and {} connections at once",
+            budget.instances, budget.connections
+        );
+    }
+    let limits = limits::HttpLimits {
+        max_connections: budget.connections,
+        ..limits
+    };
     log::info!("serving HTTP on {addr}");
-    let handler = Arc::new(proxy::ProxyHandler::new(pre, setup, limits.clone()));
+    let handler = Arc::new(proxy::ProxyHandler::new(
+        pre,
+        setup,
+        limits.clone(),
+        budget.instances,
+    ));
     let signal = server::serve(listener, handler, &limits, watch).await;
     Ok(GuestOutcome::Terminated(signal))
 }

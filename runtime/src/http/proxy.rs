@@ -38,13 +38,21 @@ pub struct ProxyHandler {
 }
 
 impl ProxyHandler {
-    /// A handler for `pre`, whose instances see `setup` and run under `limits`.
-    pub fn new(pre: ProxyPre<ComponentState>, setup: GuestSetup, limits: HttpLimits) -> Self {
+    /// A handler for `pre`, whose instances see `setup` and run under `limits`, at most
+    /// `instances` at once (never more than the pool's slots).
+    pub fn new(
+        pre: ProxyPre<ComponentState>,
+        setup: GuestSetup,
+        limits: HttpLimits,
+        instances: usize,
+    ) -> Self {
         ProxyHandler {
             pre,
             setup,
             limits,
-            slots: Arc::new(Semaphore::new(CONCURRENT_REQUESTS as usize)),
+            slots: Arc::new(Semaphore::new(
+                instances.clamp(1, CONCURRENT_REQUESTS as usize),
+            )),
         }
     }
 
@@ -80,7 +88,9 @@ impl ProxyHandler {
         let pre = self.pre.clone();
         let timeout = self.limits.request_timeout;
         let task = tokio::spawn(async move {
+            // Dropped in reverse order: the store (and its pool slot) before the permit.
             let _slot = slot;
+            let mut store = store;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
