@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::{EntrypointKind, WasmKind};
 use crate::resolve::resolve_entrypoint;
-use crate::workload::{split_env, Confinement, WorkloadSpec};
+use crate::workload::{env_and_cwd, Confinement, WorkloadSpec};
 use crate::OciError;
 
 /// What a container process runs.
@@ -154,17 +154,7 @@ pub fn locate_exec(
         .first()
         .filter(|a| !a.is_empty())
         .ok_or(OciError::NoArgs)?;
-    let env: Vec<(String, String)> = process
-        .env()
-        .as_ref()
-        .map(|vars| vars.iter().map(|kv| split_env(kv)).collect())
-        .unwrap_or_default();
-    let cwd = process.cwd().to_string_lossy().into_owned();
-    let cwd = if cwd.starts_with('/') {
-        cwd
-    } else {
-        "/".into()
-    };
+    let (env, cwd) = env_and_cwd(process);
     let program = program_in(rootfs, arg0, &cwd, &env)?;
     Ok(Workload {
         program,

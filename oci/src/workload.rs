@@ -97,17 +97,7 @@ impl WorkloadSpec {
         if args.is_empty() || args[0].is_empty() {
             return Err(OciError::NoArgs);
         }
-        let env = process
-            .env()
-            .as_ref()
-            .map(|vars| vars.iter().map(|kv| split_env(kv)).collect())
-            .unwrap_or_default();
-        let cwd = process.cwd().to_string_lossy().into_owned();
-        let cwd = if cwd.starts_with('/') {
-            cwd
-        } else {
-            "/".to_string()
-        };
+        let (env, cwd) = env_and_cwd(process);
         let rootfs = match spec.root() {
             Some(root) if root.path().is_absolute() => root.path().clone(),
             Some(root) => bundle.join(root.path()),
@@ -151,7 +141,24 @@ pub fn load_spec(bundle: &Path) -> Result<Spec, OciError> {
     })
 }
 
-pub(crate) fn split_env(kv: &str) -> (String, String) {
+/// A process's environment (split at the first `=`) and working directory (`/` unless
+/// absolute).
+pub(crate) fn env_and_cwd(process: &Process) -> (Vec<(String, String)>, String) {
+    let env = process
+        .env()
+        .as_ref()
+        .map(|vars| vars.iter().map(|kv| split_env(kv)).collect())
+        .unwrap_or_default();
+    let cwd = process.cwd().to_string_lossy().into_owned();
+    let cwd = if cwd.starts_with('/') {
+        cwd
+    } else {
+        "/".to_string()
+    };
+    (env, cwd)
+}
+
+fn split_env(kv: &str) -> (String, String) {
     match kv.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => (kv.to_string(), String::new()),

@@ -14,7 +14,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::cache::{CompileCache, Compiled};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
-use crate::state::{ComponentState, ModuleState};
+use crate::state::{ComponentState, Limited, ModuleState};
 use crate::trigger::Trigger;
 use crate::world::ComponentWorld;
 use crate::{engine, http, GuestOutcome, GuestSetup, RuntimeError};
@@ -162,9 +162,7 @@ impl Trigger for CommandModule {
                 wasi: wasi.build_p1(),
                 limits,
             };
-            let mut store = Store::new(engine, state);
-            store.limiter(|s| &mut s.limits);
-            interrupt_on_stop(&mut store, watch);
+            let mut store = command_store(engine, state, watch);
             let instance = pre.instantiate_async(&mut store).await?;
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call_async(&mut store, ()).await?;
@@ -186,14 +184,24 @@ impl Trigger for CommandComponent {
         let pre = self.0;
         run_once(engine, setup, watch, |wasi, limits| async move {
             let state = ComponentState::new(wasi, limits);
-            let mut store = Store::new(engine, state);
-            store.limiter(|s| s.limits_mut());
-            interrupt_on_stop(&mut store, watch);
+            let mut store = command_store(engine, state, watch);
             let command = pre.instantiate_async(&mut store).await?;
             let result = command.wasi_cli_run().call_run(&mut store).await?;
             Ok(if result.is_ok() { 0 } else { 1 })
         })
     }
+}
+
+/// A store for a command's one instance: limited by the container, stopped by a signal.
+fn command_store<T: Limited + 'static>(
+    engine: &Engine,
+    state: T,
+    watch: &TerminationWatch,
+) -> Store<T> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s.limits_mut());
+    interrupt_on_stop(&mut store, watch);
+    store
 }
 
 /// Runs a guest once on a current-thread runtime: `guest` gets the WASI builder and the

@@ -35,11 +35,6 @@ impl ComponentState {
             limits,
         }
     }
-
-    /// The store's resource limiter.
-    pub fn limits_mut(&mut self) -> &mut GuestLimits {
-        &mut self.limits
-    }
 }
 
 impl WasiView for ComponentState {
@@ -58,5 +53,23 @@ impl WasiHttpView for ComponentState {
             table: &mut self.table,
             hooks: Default::default(),
         }
+    }
+}
+
+/// Store state with a resource limiter.
+pub trait Limited {
+    /// The store's resource limiter.
+    fn limits_mut(&mut self) -> &mut GuestLimits;
+}
+
+impl Limited for ModuleState {
+    fn limits_mut(&mut self) -> &mut GuestLimits {
+        &mut self.limits
+    }
+}
+
+impl Limited for ComponentState {
+    fn limits_mut(&mut self) -> &mut GuestLimits {
+        &mut self.limits
     }
 }

@@ -203,6 +203,7 @@ impl TaskService {
                 match self.content.wasm_layer(&req.id, &layers).await? {
                     LayerLookup::Found(layer) => {
                         log::info!("{}: runs Wasm layer {}", req.id, layer.digest);
+                        refuse_precompiled(&layer.path, Path::new(&spec.args[0]))?;
                         missing.in_layer(layer.path)?
                     }
                     LayerLookup::NoWasmLayers => return Err(missing.into_error().into()),
@@ -218,7 +219,7 @@ impl TaskService {
                 }
             }
         };
-        refuse_precompiled(&workload, &spec.rootfs)?;
+        refuse_precompiled_program(&workload, &spec.rootfs)?;
         let terminal = spec.terminal || req.terminal;
         check_terminal(terminal, &workload.program)?;
         log::info!("create {}: {:?}", req.id, workload.program);
@@ -444,7 +445,7 @@ impl TaskService {
         let spec: oci_spec::runtime::Process = serde_json::from_slice(&process.exec_spec)
             .map_err(|e| ShimError::InvalidArgument(format!("exec process spec: {e}")))?;
         let workload = locate_exec(&spec, &task.config.rootfs, task.config.memory_limit)?;
-        refuse_precompiled(&workload, &task.config.rootfs)?;
+        refuse_precompiled_program(&workload, &task.config.rootfs)?;
         check_terminal(process.stdio.terminal, &workload.program)?;
         let file = self
             .state_root
@@ -831,15 +832,19 @@ fn check_terminal(terminal: bool, program: &Program) -> ShimResult<()> {
 
 /// A "native" program that is Wasmtime's precompiled code (an ELF `.cwasm`) is refused:
 /// wasmpod never runs compiled code it did not compile itself.
-fn refuse_precompiled(workload: &Workload, rootfs: &Path) -> ShimResult<()> {
+fn refuse_precompiled_program(workload: &Workload, rootfs: &Path) -> ShimResult<()> {
     let Program::Native { path } = &workload.program else {
         return Ok(());
     };
-    let on_host = rootfs.join(path.strip_prefix("/").unwrap_or(path));
-    if wasmpod_runtime::cache::is_precompiled(&on_host) {
+    refuse_precompiled(&rootfs.join(path.strip_prefix("/").unwrap_or(path)), path)
+}
+
+/// An error naming `shown` if the file at `on_host` is precompiled Wasm.
+fn refuse_precompiled(on_host: &Path, shown: &Path) -> ShimResult<()> {
+    if wasmpod_runtime::cache::is_precompiled(on_host) {
         return Err(ShimError::FailedPrecondition(format!(
             "entrypoint {} is precompiled Wasm (.cwasm): wasmpod only runs code it compiled itself; ship the .wasm",
-            path.display()
+            shown.display()
         )));
     }
     Ok(())
@@ -1045,6 +1050,35 @@ mod tests {
             self.service.task_create(self.create_request(id)).await
         }
 
+        async fn state(&self, id: &str) -> ShimResult<StateResponse> {
+            self.service
+                .task_state(StateRequest {
+                    id: id.into(),
+                    ..Default::default()
+                })
+                .await
+        }
+
+        async fn status(&self, id: &str) -> Status {
+            self.state(id).await.unwrap().status.enum_value_or_default()
+        }
+
+        async fn delete(&self, id: &str) -> ShimResult<DeleteResponse> {
+            self.service
+                .task_delete(DeleteRequest {
+                    id: id.into(),
+                    ..Default::default()
+                })
+                .await
+        }
+
+        async fn shutdown(&self) {
+            self.service
+                .task_shutdown(ShutdownRequest::default())
+                .await
+                .unwrap();
+        }
+
         /// The topics queued so far.
         fn topics(&mut self) -> Vec<&'static str> {
             let mut topics = Vec::new();
@@ -1088,14 +1122,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_tasks_are_not_found() {
         let h = Harness::new(None);
-        let err = h
-            .service
-            .task_state(StateRequest {
-                id: "nope".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
+        let err = h.state("nope").await.unwrap_err();
         assert_eq!(err.code(), containerd_shim::protos::ttrpc::Code::NOT_FOUND);
         let err = h
             .service
@@ -1110,20 +1137,7 @@ mod tests {
         let mut h = Harness::new(None);
         let pid = h.create("c1").await.unwrap().pid;
         assert!(pid >= 1000);
-        let state = |h: &Harness| {
-            let s = h.service.clone();
-            async move {
-                s.task_state(StateRequest {
-                    id: "c1".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .status
-                .enum_value_or_default()
-            }
-        };
-        assert_eq!(state(&h).await, Status::CREATED);
+        assert_eq!(h.status("c1").await, Status::CREATED);
         h.service
             .task_start(StartRequest {
                 id: "c1".into(),
@@ -1131,15 +1145,9 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(state(&h).await, Status::RUNNING);
+        assert_eq!(h.status("c1").await, Status::RUNNING);
         // A running task cannot be deleted.
-        let early = h
-            .service
-            .task_delete(DeleteRequest {
-                id: "c1".into(),
-                ..Default::default()
-            })
-            .await;
+        let early = h.delete("c1").await;
         assert!(early.is_err());
         h.service
             .task_kill(KillRequest {
@@ -1151,15 +1159,8 @@ mod tests {
             .unwrap();
         let exit = h.service.task_wait(wait("c1")).await.unwrap();
         assert_eq!(exit.exit_status, 143);
-        assert_eq!(state(&h).await, Status::STOPPED);
-        let deleted = h
-            .service
-            .task_delete(DeleteRequest {
-                id: "c1".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        assert_eq!(h.status("c1").await, Status::STOPPED);
+        let deleted = h.delete("c1").await.unwrap();
         assert_eq!(deleted.exit_status, 143);
         assert_eq!(
             h.topics(),
@@ -1172,10 +1173,7 @@ mod tests {
         );
         assert_eq!(h.ops.calls(), ["create", "release", "delete"]);
         // The table is empty again: Shutdown ends the shim.
-        h.service
-            .task_shutdown(ShutdownRequest::default())
-            .await
-            .unwrap();
+        h.shutdown().await;
         assert!(h.exited().await);
     }
 
@@ -1204,22 +1202,10 @@ mod tests {
     async fn shutdown_waits_for_the_last_task() {
         let h = Harness::new(None);
         h.create("a").await.unwrap();
-        h.service
-            .task_shutdown(ShutdownRequest::default())
-            .await
-            .unwrap();
+        h.shutdown().await;
         assert!(!h.exited().await, "a shim with a task must not exit");
-        h.service
-            .task_delete(DeleteRequest {
-                id: "a".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        h.service
-            .task_shutdown(ShutdownRequest::default())
-            .await
-            .unwrap();
+        h.delete("a").await.unwrap();
+        h.shutdown().await;
         assert!(h.exited().await, "an empty shim exits on Shutdown");
     }
 
@@ -1234,21 +1220,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Another task's Delete made containerd send Shutdown while "late" is being created.
-        h.service
-            .task_shutdown(ShutdownRequest::default())
-            .await
-            .unwrap();
+        h.shutdown().await;
         assert!(!h.exited().await, "Shutdown cut off a Create in flight");
         gate.add_permits(1);
         create.await.unwrap().unwrap();
         assert!(!h.exited().await, "the created task must be served");
-        h.service
-            .task_state(StateRequest {
-                id: "late".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        h.state("late").await.unwrap();
     }
 
     #[tokio::test]
@@ -1261,10 +1238,7 @@ mod tests {
         while h.ops.calls().is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        h.service
-            .task_shutdown(ShutdownRequest::default())
-            .await
-            .unwrap();
+        h.shutdown().await;
         // The container helper fails: the Create fails after the Shutdown.
         gate.close();
         assert!(create.await.unwrap().is_err());

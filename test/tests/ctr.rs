@@ -1129,11 +1129,10 @@ fn an_http_proxy_component_serves_and_drains_on_sigterm() {
     );
 }
 
-/// The limits of an HTTP service hold: a request spinning in Wasm code is stopped at its
-/// deadline with a 500 and a line in the log while other requests are served, and a stop
-/// signal waits for requests in flight only as long as the drain limit, then exits 143.
-#[test]
-fn an_http_service_stops_a_runaway_request_and_bounds_its_drain() {
+/// Starts the C `wasi:http` component on a free loopback port of the host network, with
+/// `extra` ctr flags; returns the image, the task id, the address and the `ctr run` child,
+/// once it serves.
+fn serve_c_proxy(name: &str, extra: &[&str]) -> (String, String, std::net::SocketAddr, Child) {
     let image = component_image(
         "docker.io/wasmpod/c-proxy:e2e",
         fixtures::c_proxy_component(),
@@ -1141,18 +1140,28 @@ fn an_http_service_stops_a_runaway_request_and_bounds_its_drain() {
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let listen = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
-    let id = unique_id("limits");
-    let env = [
-        "--net-host",
-        "--env",
-        &listen,
-        "--env",
-        "WASMPOD_HTTP_REQUEST_TIMEOUT=3",
-        "--env",
-        "WASMPOD_HTTP_DRAIN_TIMEOUT=1",
-    ];
-    let child = spawn_run(&id, &env, &image, &[]);
+    let id = unique_id(name);
+    let mut flags = vec!["--net-host", "--env", &listen];
+    flags.extend_from_slice(extra);
+    let child = spawn_run(&id, &flags, &image, &[]);
     wait_serving(addr);
+    (image, id, addr, child)
+}
+
+/// The limits of an HTTP service hold: a request spinning in Wasm code is stopped at its
+/// deadline with a 500 and a line in the log while other requests are served, and a stop
+/// signal waits for requests in flight only as long as the drain limit, then exits 143.
+#[test]
+fn an_http_service_stops_a_runaway_request_and_bounds_its_drain() {
+    let (image, id, addr, child) = serve_c_proxy(
+        "limits",
+        &[
+            "--env",
+            "WASMPOD_HTTP_REQUEST_TIMEOUT=3",
+            "--env",
+            "WASMPOD_HTTP_DRAIN_TIMEOUT=1",
+        ],
+    );
     let spinning = std::thread::spawn(move || http::get(addr, "/spin"));
     std::thread::sleep(Duration::from_millis(300));
     // Served while another request spins.
@@ -1203,23 +1212,9 @@ fn an_http_service_stops_a_runaway_request_and_bounds_its_drain() {
 /// exhausted pool).
 #[test]
 fn requests_beyond_the_pool_wait_for_a_slot_while_bodies_stream() {
-    let image = component_image(
-        "docker.io/wasmpod/c-proxy:e2e",
-        fixtures::c_proxy_component(),
-    );
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let listen = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
-    let id = unique_id("slots");
     // Working directory `/`: one preopen an instance, so ctr's 1024 open files hold all
     // 128 of the pool's instances (with `/work`, the service would size itself below it).
-    let child = spawn_run(
-        &id,
-        &["--net-host", "--cwd", "/", "--env", &listen],
-        &image,
-        &[],
-    );
-    wait_serving(addr);
+    let (_, id, addr, child) = serve_c_proxy("slots", &["--cwd", "/"]);
     let clients: Vec<_> = (0..160)
         .map(|_| std::thread::spawn(move || http::get(addr, "/stream?1500")))
         .collect();

@@ -25,7 +25,7 @@ use super::limits::{HttpLimits, REQUEST_TIMEOUT_ENV};
 use super::server::Handler;
 use crate::engine::CONCURRENT_REQUESTS;
 use crate::limits::GuestLimits;
-use crate::state::ComponentState;
+use crate::state::{ComponentState, Limited};
 use crate::{GuestOutcome, GuestSetup};
 
 /// Serves requests with instances of one component.

@@ -43,6 +43,12 @@ pub fn fork(worker: Worker) -> Result<Zygote, String> {
         Some(1),
         "the zygote must be forked from a single-threaded process"
     );
+    fork_with(worker)
+}
+
+/// [`fork`] without the check (the unit test forks from a process whose only other thread is
+/// idle).
+fn fork_with(worker: Worker) -> Result<Zygote, String> {
     let (shim_end, zygote_end) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -296,6 +302,84 @@ mod tests {
         // A command name with spaces and parentheses does not shift the fields.
         let odd = stat.replacen('(', "(a) b (", 1);
         assert_eq!(parse_argument_area(&odd), Some((start, end)));
+    }
+
+    /// The echo worker: answers each request with its bytes reversed.
+    fn echo(request: &[u8]) -> ! {
+        use std::io::Write;
+        let reversed: Vec<u8> = request.iter().rev().copied().collect();
+        let mut out = std::io::stdout();
+        let _ = out.write_all(&reversed);
+        let _ = out.flush();
+        eprint!("echoed {} bytes", request.len());
+        std::process::exit(0)
+    }
+
+    /// Sends `request` to `zygote` and reads the worker's answer and diagnostics.
+    fn ask(zygote: &Zygote, request: &[u8]) -> (Vec<u8>, String) {
+        use std::io::Read;
+        let (response_r, response_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (diag_r, diag_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        zygote.send(request, &response_w, &diag_w).unwrap();
+        drop((response_w, diag_w));
+        let mut response = Vec::new();
+        std::fs::File::from(response_r)
+            .read_to_end(&mut response)
+            .unwrap();
+        let mut diagnostics = String::new();
+        std::fs::File::from(diag_r)
+            .read_to_string(&mut diagnostics)
+            .unwrap();
+        (response, diagnostics)
+    }
+
+    const ECHO_CHILD: &str = "WASMPOD_ZYGOTE_ECHO_CHILD";
+
+    /// Runs in a copy of the test binary (see the test below), whose only other thread is
+    /// libtest's idle main thread: forks a zygote with the echo worker and talks to it.
+    #[test]
+    fn zygote_echo_child() {
+        if std::env::var_os(ECHO_CHILD).is_none() {
+            return;
+        }
+        let zygote = fork_with(echo).unwrap();
+        assert_eq!(
+            ask(&zygote, b"hello"),
+            (b"olleh".to_vec(), "echoed 5 bytes".into())
+        );
+        // One worker per request; the zygote serves on.
+        let big = vec![7u8; 100_000];
+        assert_eq!(ask(&zygote, &big).0, big);
+        // Closing the shim's end ends the zygote.
+        // SAFETY: shutdown on a socket this process owns.
+        unsafe { libc::shutdown(zygote.socket.lock().unwrap().as_raw_fd(), libc::SHUT_RDWR) };
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(zygote.pid), None).unwrap();
+        assert!(
+            matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+            "{status:?}"
+        );
+        println!("zygote echo ok");
+    }
+
+    #[test]
+    fn a_zygote_forks_a_worker_per_request_and_exits_with_the_shim() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "sandbox::zygote::tests::zygote_echo_child",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(ECHO_CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("zygote echo ok"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]
