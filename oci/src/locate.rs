@@ -19,6 +19,8 @@ pub enum Program {
     Native {
         /// The program as the container sees it.
         path: PathBuf,
+        /// The same file as the host sees it (in the mounted rootfs).
+        host_path: PathBuf,
     },
     /// Wasm, run by wasmpod's runtime inside the container.
     Wasm {
@@ -187,6 +189,7 @@ fn program_in(
         }),
         EntrypointKind::Native(_) => Ok(Program::Native {
             path: entry.in_container,
+            host_path: entry.on_host,
         }),
         EntrypointKind::Unknown => Err(OciError::NotRunnable {
             path: entry.in_container.display().to_string(),
@@ -261,7 +264,8 @@ mod tests {
         assert_eq!(
             w.program,
             Program::Native {
-                path: "/bin/sh".into()
+                path: "/bin/sh".into(),
+                host_path: root.path().join("bin/sh"),
             }
         );
         assert_eq!(w.program.wasm_kind(), None);

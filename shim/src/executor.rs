@@ -142,7 +142,7 @@ impl WasmpodExecutor {
 impl Executor for WasmpodExecutor {
     fn validate(&self, _spec: &Spec) -> Result<(), ExecutorValidationError> {
         let (kind, path) = match &self.workload.program {
-            Program::Native { path } => return Self::validate_native(path),
+            Program::Native { path, .. } => return Self::validate_native(path),
             Program::Wasm { kind, path, .. } => (*kind, path),
         };
         // Handlers and the signal mask now, so a stop signal before Start is kept pending;
@@ -168,7 +168,7 @@ impl Executor for WasmpodExecutor {
     fn exec(&self, _spec: &Spec) -> Result<(), ExecutorError> {
         let confinement = &self.workload.confinement;
         clear_omitted_capabilities(confinement)?;
-        if let Program::Native { path } = &self.workload.program {
+        if let Program::Native { path, .. } = &self.workload.program {
             return self.exec_native(path);
         }
         apply_apparmor_profile_now(confinement)?;

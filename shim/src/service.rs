@@ -219,7 +219,7 @@ impl TaskService {
                 }
             }
         };
-        refuse_precompiled_program(&workload, &spec.rootfs)?;
+        refuse_precompiled_program(&workload)?;
         let terminal = spec.terminal || req.terminal;
         check_terminal(terminal, &workload.program)?;
         log::info!("create {}: {:?}", req.id, workload.program);
@@ -445,7 +445,7 @@ impl TaskService {
         let spec: oci_spec::runtime::Process = serde_json::from_slice(&process.exec_spec)
             .map_err(|e| ShimError::InvalidArgument(format!("exec process spec: {e}")))?;
         let workload = locate_exec(&spec, &task.config.rootfs, task.config.memory_limit)?;
-        refuse_precompiled_program(&workload, &task.config.rootfs)?;
+        refuse_precompiled_program(&workload)?;
         check_terminal(process.stdio.terminal, &workload.program)?;
         let file = self
             .state_root
@@ -832,11 +832,11 @@ fn check_terminal(terminal: bool, program: &Program) -> ShimResult<()> {
 
 /// A "native" program that is Wasmtime's precompiled code (an ELF `.cwasm`) is refused:
 /// wasmpod never runs compiled code it did not compile itself.
-fn refuse_precompiled_program(workload: &Workload, rootfs: &Path) -> ShimResult<()> {
-    let Program::Native { path } = &workload.program else {
-        return Ok(());
-    };
-    refuse_precompiled(&rootfs.join(path.strip_prefix("/").unwrap_or(path)), path)
+fn refuse_precompiled_program(workload: &Workload) -> ShimResult<()> {
+    match &workload.program {
+        Program::Native { path, host_path } => refuse_precompiled(host_path, path),
+        Program::Wasm { .. } => Ok(()),
+    }
 }
 
 /// An error naming `shown` if the file at `on_host` is precompiled Wasm.
