@@ -46,6 +46,14 @@ pub enum OciError {
         #[source]
         source: std::io::Error,
     },
+    /// A Spin application (manifest, lock, or what they name) that cannot run.
+    #[error("Spin app {file}: {reason}")]
+    SpinApp {
+        /// The manifest or lock file (or the layer it came from).
+        file: String,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
     /// Bad input to the image builder.
     #[error("image: {0}")]
     Image(String),

@@ -8,6 +8,8 @@
 //!    module, a component and a native program apart by their first bytes ([`classify`]),
 //!    and yields the [`Workload`]: the one value the container helper and the container's
 //!    init are given.
+//! 3. A rootfs holding `/spin.toml` is a Spin app ([`spin`]): the workload is the whole
+//!    [`spin::SpinApp`], its sources and directories resolved in the rootfs.
 //! 4. [`artifact`] finds Wasm layers in image manifests (the shim reads the blobs).
 //! 5. [`image::ImageBuilder`] writes image tarballs that `ctr images import` and `docker load`
 //!    load, under full names ([`reference::ImageName`]).
@@ -20,6 +22,7 @@ pub mod image;
 pub mod locate;
 pub mod reference;
 pub mod resolve;
+pub mod spin;
 pub mod workload;
 
 pub use classify::{EntrypointKind, NativeKind, WasmKind};

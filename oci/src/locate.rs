@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::{EntrypointKind, WasmKind};
 use crate::resolve::resolve_entrypoint;
+use crate::spin::{rootfs as spin_rootfs, SpinApp};
 use crate::workload::{env_and_cwd, Confinement, WorkloadSpec};
 use crate::OciError;
 
@@ -32,14 +33,22 @@ pub enum Program {
         /// of an image layer).
         host_path: PathBuf,
     },
+    /// A Spin application, served by wasmpod's Spin host.
+    Spin(Box<SpinApp>),
 }
 
 impl Program {
+    /// Whether wasmpod's runtime runs it (a Wasm program or a Spin app), rather than
+    /// `execve`.
+    pub fn is_wasm(&self) -> bool {
+        !matches!(self, Program::Native { .. })
+    }
+
     /// The Wasm kind, for a Wasm program.
     pub fn wasm_kind(&self) -> Option<WasmKind> {
         match self {
             Program::Wasm { kind, .. } => Some(*kind),
-            Program::Native { .. } => None,
+            Program::Native { .. } | Program::Spin(_) => None,
         }
     }
 }
@@ -114,11 +123,21 @@ impl NotInRootfs {
     }
 }
 
-/// Locates the workload of a container whose spec is `spec`, in its rootfs.
+/// The environment variable that keeps only some of a Spin app's components.
+pub const SPIN_COMPONENTS_TO_RETAIN: &str = "SPIN_COMPONENTS_TO_RETAIN";
+
+/// Locates the workload of a container whose spec is `spec`, in its rootfs: `args[0]` when
+/// it is a file there; otherwise the Spin app of a rootfs holding `/spin.toml` (whatever
+/// `args[0]` says, `/` by convention).
 pub fn locate(spec: &WorkloadSpec) -> Result<Located, OciError> {
     let found = program_in(&spec.rootfs, &spec.args[0], &spec.cwd, &spec.env);
     let program = match found {
         Ok(program) => program,
+        Err(OciError::EntrypointNotFound(_) | OciError::EntrypointNotAFile(_))
+            if spin_rootfs::has_manifest(&spec.rootfs) =>
+        {
+            Program::Spin(Box::new(spin_app(spec)?))
+        }
         // Not a file in the rootfs (missing, or a directory such as the `/` that Wasm-layer
         // images name by convention): the caller may find it in the image's layers.
         Err(error @ (OciError::EntrypointNotFound(_) | OciError::EntrypointNotAFile(_))) => {
@@ -141,6 +160,39 @@ pub fn locate(spec: &WorkloadSpec) -> Result<Located, OciError> {
         memory_limit: spec.memory_limit,
         confinement: spec.confinement.clone(),
     }))
+}
+
+/// The Spin app in `spec`'s rootfs, with only the components `SPIN_COMPONENTS_TO_RETAIN`
+/// names (when set).
+fn spin_app(spec: &WorkloadSpec) -> Result<SpinApp, OciError> {
+    let mut app = spin_rootfs::load(&spec.rootfs)?;
+    retain_components(&mut app, &spec.env)?;
+    Ok(app)
+}
+
+/// Applies `SPIN_COMPONENTS_TO_RETAIN` from `env` to `app`.
+pub fn retain_components(app: &mut SpinApp, env: &[(String, String)]) -> Result<(), OciError> {
+    let Some((_, keep)) = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == SPIN_COMPONENTS_TO_RETAIN)
+    else {
+        return Ok(());
+    };
+    let keep: Vec<String> = keep
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if keep.is_empty() {
+        return Ok(());
+    }
+    app.retain_components(&keep)
+        .map_err(|reason| OciError::SpinApp {
+            file: app.origin.clone(),
+            reason,
+        })
 }
 
 /// Locates an exec'd process (`process`, the OCI `Process` of `ctr task exec` or a CRI

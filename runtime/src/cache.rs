@@ -54,6 +54,13 @@ pub struct CompileCache {
 pub struct CacheKey(String);
 
 impl CacheKey {
+    fn of(engine: &Engine, wasm: &[u8], what: &str) -> CacheKey {
+        let digest = hex::encode(Sha256::digest(wasm));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        CacheKey(format!("{}-{:016x}-{what}", &digest[..40], h.finish()))
+    }
+
     /// The key as it appears in file names.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -81,14 +88,18 @@ impl CompileCache {
 
     /// The key for `wasm` compiled as `kind` by `engine`.
     pub fn key(engine: &Engine, wasm: &[u8], kind: WasmKind) -> CacheKey {
-        let digest = hex::encode(Sha256::digest(wasm));
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
         let kind = match kind {
             WasmKind::CoreModule => "module",
             WasmKind::Component => "component",
         };
-        CacheKey(format!("{}-{:016x}-{kind}", &digest[..40], h.finish()))
+        CacheKey::of(engine, wasm, kind)
+    }
+
+    /// The key for the core module `module` made a component (as a Spin host does) and
+    /// compiled by `engine`: named by the module's bytes, so the componentizing is done once
+    /// too.
+    pub fn componentized_key(engine: &Engine, module: &[u8]) -> CacheKey {
+        CacheKey::of(engine, module, "componentized")
     }
 
     fn entry(&self, key: &CacheKey) -> PathBuf {
@@ -152,6 +163,18 @@ impl CompileCache {
         kind: WasmKind,
         key: &CacheKey,
     ) -> Result<(), RuntimeError> {
+        self.compile_from(engine, kind, key, || Ok(std::borrow::Cow::Borrowed(wasm)))
+    }
+
+    /// Like [`CompileCache::compile`], with the Wasm (of `kind`) made by `wasm` only when
+    /// the entry is missing (under the key's lock).
+    pub fn compile_from<'a>(
+        &self,
+        engine: &Engine,
+        kind: WasmKind,
+        key: &CacheKey,
+        wasm: impl FnOnce() -> Result<std::borrow::Cow<'a, [u8]>, RuntimeError>,
+    ) -> Result<(), RuntimeError> {
         let lock_path = self.dir.join(format!("{}.lock", key.0));
         let lock = OpenOptions::new()
             .create(true)
@@ -176,9 +199,10 @@ impl CompileCache {
             WasmKind::Component => "component",
         };
         let started = std::time::Instant::now();
+        let wasm = wasm()?;
         let bytes = match kind {
-            WasmKind::CoreModule => engine.precompile_module(wasm),
-            WasmKind::Component => engine.precompile_component(wasm),
+            WasmKind::CoreModule => engine.precompile_module(&wasm),
+            WasmKind::Component => engine.precompile_component(&wasm),
         }
         .map_err(|e| RuntimeError::Compile {
             what,

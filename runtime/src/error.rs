@@ -38,6 +38,15 @@ pub enum RuntimeError {
     /// Setting up the guest's WASI context failed (a preopen could not be opened, ...).
     #[error("cannot set up WASI for the guest: {0}")]
     Wasi(String),
+    /// A Spin app that cannot start (its components, routes, variables, stores or runtime
+    /// config), with what is wrong.
+    #[error("Spin app {app}: {reason}")]
+    SpinApp {
+        /// The app's name.
+        app: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The compile cache could not be used.
     #[error("compile cache: {0}")]
     Cache(String),

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod outcome;
 pub mod run;
 pub mod signals;
+pub mod spin;
 pub mod state;
 pub mod trigger;
 pub mod wasi;

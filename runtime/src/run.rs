@@ -11,9 +11,14 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::cache::{CompileCache, Compiled};
+use wasmpod_oci::spin::app::SpinComponent;
+use wasmpod_oci::spin::SpinApp;
+
+use crate::cache::{CacheKey, CompileCache, Compiled};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
+use crate::spin::componentize::componentize;
+use crate::spin::SpinHttp;
 use crate::state::{ComponentState, Limited, ModuleState};
 use crate::trigger::Trigger;
 use crate::world::ComponentWorld;
@@ -74,6 +79,59 @@ impl Prepared {
             }
         };
         Prepared::link(engine, compiled, world)
+    }
+
+    /// Loads every component of the Spin app `app` from `cache` (compiling one first with
+    /// `compile_elsewhere` when the cache has no entry for it: it must leave one, or fail),
+    /// and links the app.
+    pub fn spin(
+        app: SpinApp,
+        cache: &CompileCache,
+        compile_elsewhere: impl Fn(&SpinComponent) -> Result<(), RuntimeError>,
+    ) -> Result<Prepared, RuntimeError> {
+        let engine = engine::new_server_engine()?;
+        let mut components = Vec::new();
+        for c in &app.components {
+            let bytes = std::fs::read(&c.host_path).map_err(|source| RuntimeError::Read {
+                path: c.host_path.display().to_string(),
+                source,
+            })?;
+            let key = spin_component_key(&engine, &bytes, c.kind);
+            let loaded = match cache.load(&engine, &key, WasmKind::Component) {
+                Some(loaded) => loaded,
+                None => {
+                    compile_elsewhere(c)?;
+                    cache
+                        .load(&engine, &key, WasmKind::Component)
+                        .ok_or_else(|| {
+                            RuntimeError::Cache(format!(
+                                "no usable entry for {} after compiling",
+                                key.as_str()
+                            ))
+                        })?
+                }
+            };
+            match loaded {
+                Compiled::Component(component) => components.push(component),
+                Compiled::Module(_) => {
+                    return Err(RuntimeError::Cache(format!(
+                        "{} holds a module, not a component",
+                        key.as_str()
+                    )))
+                }
+            }
+        }
+        let trigger = SpinHttp::link(&engine, app, components)?;
+        Ok(Prepared {
+            engine,
+            trigger: Box::new(trigger),
+        })
+    }
+
+    /// Checks what the workload needs of its container, in the container's init at create
+    /// time (see [`Trigger::check`]).
+    pub fn check(&mut self, setup: &GuestSetup) -> Result<(), RuntimeError> {
+        self.trigger.check(setup)
     }
 
     /// Links a compiled module or component against WASI (and `wasi:http`, for components);
@@ -144,6 +202,29 @@ impl Prepared {
     ) -> Result<GuestOutcome, RuntimeError> {
         self.trigger.run(&self.engine, setup, watch)
     }
+}
+
+/// The cache key of a Spin component whose Wasm is `bytes` (of `kind`): a core module is
+/// componentized first, so its key says so.
+pub fn spin_component_key(engine: &Engine, bytes: &[u8], kind: WasmKind) -> CacheKey {
+    match kind {
+        WasmKind::CoreModule => CompileCache::componentized_key(engine, bytes),
+        WasmKind::Component => CompileCache::key(engine, bytes, WasmKind::Component),
+    }
+}
+
+/// Compiles a Spin component (componentizing a core module first) into `cache`.
+pub fn compile_spin_component(
+    cache: &CompileCache,
+    engine: &Engine,
+    bytes: &[u8],
+    kind: WasmKind,
+) -> Result<(), RuntimeError> {
+    let key = spin_component_key(engine, bytes, kind);
+    cache.compile_from(engine, WasmKind::Component, &key, || match kind {
+        WasmKind::CoreModule => componentize(bytes).map(std::borrow::Cow::Owned),
+        WasmKind::Component => Ok(std::borrow::Cow::Borrowed(bytes)),
+    })
 }
 
 /// A WASI preview1 command module, linked and ready to instantiate.

@@ -11,6 +11,12 @@ use crate::{GuestOutcome, GuestSetup, RuntimeError};
 
 /// Runs one linked workload.
 pub trait Trigger: Send {
+    /// Checks, in the container's init at create time, what depends on the container (its
+    /// environment and files): a failure fails Create. Most triggers have nothing to check.
+    fn check(&mut self, _setup: &GuestSetup) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
     /// Runs it with `engine` (the one it was linked with) and the container's `setup`, until
     /// it ends or `watch` tells it to stop. An error means the guest never ran.
     fn run(

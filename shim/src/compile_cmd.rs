@@ -11,6 +11,7 @@ use std::process::Stdio;
 use serde::{Deserialize, Serialize};
 use wasmpod_oci::WasmKind;
 use wasmpod_runtime::cache::CompileCache;
+use wasmpod_runtime::run::compile_spin_component;
 use wasmpod_runtime::{engine, RuntimeError};
 
 use crate::sandbox::client::self_command;
@@ -27,6 +28,9 @@ pub struct CompileRequest {
     pub wasm: PathBuf,
     /// Module or component.
     pub kind: WasmKind,
+    /// Whether it is a Spin component (a core module is componentized first).
+    #[serde(default)]
+    pub spin: bool,
 }
 
 /// Entry point of compile mode; never returns.
@@ -55,6 +59,9 @@ fn compile(req: &CompileRequest) -> Result<(), RuntimeError> {
     })?;
     let cache = CompileCache::open(&req.cache_dir, req.cache_max_bytes)?;
     let engine = engine::new_engine()?;
+    if req.spin {
+        return compile_spin_component(&cache, &engine, &bytes, req.kind);
+    }
     let key = CompileCache::key(&engine, &bytes, req.kind);
     cache.compile(&engine, &bytes, req.kind, &key)
 }

@@ -13,6 +13,7 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
 
+use wasmpod_oci::spin::SpinApp;
 use wasmpod_oci::Program;
 use wasmpod_runtime::cache::CompileCache;
 use wasmpod_runtime::Prepared;
@@ -108,11 +109,12 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
 /// child process, when needed) and links it, before the container process is cloned from
 /// this one: the container maps the cached code instead of compiling it.
 fn prepare(launch: &Launch) -> Result<Option<Prepared>, String> {
-    let Program::Wasm {
-        kind, host_path, ..
-    } = &launch.workload.program
-    else {
-        return Ok(None);
+    let (kind, host_path) = match &launch.workload.program {
+        Program::Native { .. } => return Ok(None),
+        Program::Spin(app) => return prepare_spin(launch, app).map(Some),
+        Program::Wasm {
+            kind, host_path, ..
+        } => (kind, host_path),
     };
     let kind = *kind;
     let shown = host_path.display().to_string();
@@ -124,10 +126,32 @@ fn prepare(launch: &Launch) -> Result<Option<Prepared>, String> {
         cache_max_bytes: launch.cache.max_bytes,
         wasm: host_path.clone(),
         kind,
+        spin: false,
     };
     Prepared::from_cache(&cache, &bytes, kind, || compile_in_child(&request))
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// [`prepare`] for a Spin app: each component compiled (componentized first if it is a core
+/// module) through the cache, in a child process when needed, then the app linked.
+fn prepare_spin(launch: &Launch, app: &SpinApp) -> Result<Prepared, String> {
+    let cache =
+        CompileCache::open(&launch.cache.dir, launch.cache.max_bytes).map_err(|e| e.to_string())?;
+    Prepared::spin(app.clone(), &cache, |component| {
+        compile_in_child(&CompileRequest {
+            cache_dir: launch.cache.dir.clone(),
+            cache_max_bytes: launch.cache.max_bytes,
+            wasm: component.host_path.clone(),
+            kind: component.kind,
+            spin: true,
+        })
+        .map_err(|e| wasmpod_runtime::RuntimeError::SpinApp {
+            app: app.name.clone(),
+            reason: format!("component {}: {e}", component.id),
+        })
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// A builder for a process running `launch`: its executor (with the Wasm prepared) and its

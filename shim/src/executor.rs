@@ -141,9 +141,10 @@ impl WasmpodExecutor {
 
 impl Executor for WasmpodExecutor {
     fn validate(&self, _spec: &Spec) -> Result<(), ExecutorValidationError> {
-        let (kind, path) = match &self.workload.program {
+        let wasm = match &self.workload.program {
             Program::Native { path, .. } => return Self::validate_native(path),
-            Program::Wasm { kind, path, .. } => (*kind, path),
+            Program::Wasm { kind, path, .. } => Some((*kind, path)),
+            Program::Spin(_) => None,
         };
         // Handlers and the signal mask now, so a stop signal before Start is kept pending;
         // no thread yet: it would keep the capabilities `exec` clears.
@@ -153,12 +154,22 @@ impl Executor for WasmpodExecutor {
             ))
         })?;
         let ready = self.prepared.lock().ok().and_then(|mut p| p.take());
-        let prepared = match ready {
-            Some(p) => p,
-            None => Prepared::from_file(path, kind).map_err(|e| {
+        let mut prepared = match (ready, wasm) {
+            (Some(p), _) => p,
+            (None, Some((kind, path))) => Prepared::from_file(path, kind).map_err(|e| {
                 ExecutorValidationError::ArgValidationError(format!("{}: {e}", path.display()))
             })?,
+            (None, None) => {
+                return Err(ExecutorValidationError::ArgValidationError(
+                    "the Spin app was not prepared".into(),
+                ))
+            }
         };
+        // What depends on the container's files and environment (a Spin app's runtime
+        // config and variables) is checked now, so that it fails Create.
+        prepared
+            .check(&GuestSetup::for_workload(&self.workload))
+            .map_err(|e| ExecutorValidationError::ArgValidationError(e.to_string()))?;
         if let Ok(mut slot) = self.compiled.lock() {
             *slot = Some(Compiled { prepared, signals });
         }

@@ -822,7 +822,7 @@ fn task_cgroup(task: &Task) -> ShimResult<&ContainerCgroup> {
 
 /// Terminals exist for native processes only: a Wasm guest has no tty to attach.
 fn check_terminal(terminal: bool, program: &Program) -> ShimResult<()> {
-    if terminal && program.wasm_kind().is_some() {
+    if terminal && program.is_wasm() {
         return Err(ShimError::FailedPrecondition(
             "a terminal (tty) is not supported for Wasm workloads; run without -t".into(),
         ));
@@ -835,7 +835,7 @@ fn check_terminal(terminal: bool, program: &Program) -> ShimResult<()> {
 fn refuse_precompiled_program(workload: &Workload) -> ShimResult<()> {
     match &workload.program {
         Program::Native { path, host_path } => refuse_precompiled(host_path, path),
-        Program::Wasm { .. } => Ok(()),
+        Program::Wasm { .. } | Program::Spin(_) => Ok(()),
     }
 }
 

@@ -6,7 +6,7 @@
 //! | `WASMPOD_HTTP_REQUEST_TIMEOUT` | seconds one request's instance may run; past it the request is stopped (500 if no response was sent yet) | 600 |
 //! | `WASMPOD_HTTP_DRAIN_TIMEOUT` | seconds a stop signal waits for requests in flight before the service exits anyway | 25 |
 //! | `WASMPOD_HTTP_MAX_CONNECTIONS` | open client connections at once; more wait in the listen backlog | 1024 |
-//! | `WASMPOD_HTTP_INSTANCE_MEMORY` | bytes (suffix `Ki`, `Mi`, `Gi` allowed) one instance's memories and tables may use, below the container's own cap | the container's cap |
+//! | `WASMPOD_HTTP_INSTANCE_MEMORY` (for Spin apps also `SPIN_MAX_INSTANCE_MEMORY`) | bytes (suffix `Ki`, `Mi`, `Gi` allowed) one instance's memories and tables may use, below the container's own cap | the container's cap |
 
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ pub const DRAIN_TIMEOUT_ENV: &str = "WASMPOD_HTTP_DRAIN_TIMEOUT";
 pub const MAX_CONNECTIONS_ENV: &str = "WASMPOD_HTTP_MAX_CONNECTIONS";
 /// Memory of one instance: `WASMPOD_HTTP_INSTANCE_MEMORY`.
 pub const INSTANCE_MEMORY_ENV: &str = "WASMPOD_HTTP_INSTANCE_MEMORY";
+/// The Spin shim's name for [`INSTANCE_MEMORY_ENV`] (bytes), read when that is not set.
+pub const SPIN_MAX_INSTANCE_MEMORY_ENV: &str = "SPIN_MAX_INSTANCE_MEMORY";
 
 /// The limits of one HTTP service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,14 +70,15 @@ impl HttpLimits {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| bad(MAX_CONNECTIONS_ENV, v, "a whole number above 0"))?;
         }
-        if let Some(v) = get(INSTANCE_MEMORY_ENV) {
-            limits.instance_memory = Some(bytes(v).ok_or_else(|| {
-                bad(
-                    INSTANCE_MEMORY_ENV,
-                    v,
-                    "a size in bytes, e.g. 67108864 or 64Mi",
-                )
-            })?);
+        let memory = get(INSTANCE_MEMORY_ENV)
+            .map(|v| (INSTANCE_MEMORY_ENV, v))
+            .or_else(|| {
+                get(SPIN_MAX_INSTANCE_MEMORY_ENV).map(|v| (SPIN_MAX_INSTANCE_MEMORY_ENV, v))
+            });
+        if let Some((name, v)) = memory {
+            limits.instance_memory = Some(
+                bytes(v).ok_or_else(|| bad(name, v, "a size in bytes, e.g. 67108864 or 64Mi"))?,
+            );
         }
         Ok(limits)
     }

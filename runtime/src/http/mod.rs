@@ -98,19 +98,42 @@ pub async fn serve(
 ) -> Result<GuestOutcome, RuntimeError> {
     let addr = listen_addr(&setup.env)?;
     let limits = limits::HttpLimits::from_env(&setup.env)?;
+    // A request needs a WASI context; fail now, not on every request, if it cannot be built.
+    setup.builder()?;
+    let engine = pre.engine().clone();
+    let per_instance = setup.preopens.len() as u64 + 1;
+    serve_handler(
+        &engine,
+        addr,
+        limits,
+        per_instance,
+        watch,
+        |limits, instances| proxy::ProxyHandler::new(pre, setup, limits, instances),
+    )
+    .await
+}
+
+/// Serves the handler `make` builds (given the limits and how many instances may run at
+/// once) on `addr` until a stop signal, then drains. `per_instance` is how many files one
+/// instance opens. Returns the outcome the container exits with.
+pub async fn serve_handler<H: server::Handler>(
+    engine: &Engine,
+    addr: SocketAddr,
+    limits: limits::HttpLimits,
+    per_instance: u64,
+    watch: &TerminationWatch,
+    make: impl FnOnce(limits::HttpLimits, usize) -> H,
+) -> Result<GuestOutcome, RuntimeError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| RuntimeError::Serve(format!("cannot listen on {addr}: {e}")))?;
     watch.attach_server();
-    // A request needs a WASI context; fail now, not on every request, if it cannot be built.
-    setup.builder()?;
-    let _ticker = ticker::EpochTicker::start(pre.engine())
+    let _ticker = ticker::EpochTicker::start(engine)
         .map_err(|e| RuntimeError::Serve(format!("cannot start the epoch ticker: {e}")))?;
     // Every instance opens the guest's preopened directories: size the instances and the
     // connections to the descriptors the container may open, so that a busy service makes
     // requests wait instead of failing them with "too many open files".
     let open_files = raise_open_files_limit();
-    let per_instance = setup.preopens.len() as u64 + 1;
     let budget = limits::FdBudget::new(
         open_files,
         per_instance,
@@ -131,12 +154,7 @@ pub async fn serve(
         ..limits
     };
     log::info!("serving HTTP on {addr}");
-    let handler = Arc::new(proxy::ProxyHandler::new(
-        pre,
-        setup,
-        limits.clone(),
-        budget.instances,
-    ));
+    let handler = Arc::new(make(limits.clone(), budget.instances));
     let signal = server::serve(listener, handler, &limits, watch).await;
     Ok(GuestOutcome::Terminated(signal))
 }

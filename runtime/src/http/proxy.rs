@@ -8,6 +8,7 @@
 //! one line on the container's stderr; the server keeps serving.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -39,27 +40,29 @@ fn late(timeout: std::time::Duration) -> String {
     format!("{LATE} of {timeout:?} ({REQUEST_TIMEOUT_ENV}) and was stopped")
 }
 
-/// Serves requests with instances of one component.
-pub struct ProxyHandler {
-    pre: ProxyPre<ComponentState>,
-    setup: GuestSetup,
+/// Runs one instance per request, for any handler component: at most as many alive at
+/// once as the pool has slots (shared by every component of an app), each under the request
+/// deadline.
+pub struct Instances {
     limits: HttpLimits,
     /// Bounds the instances alive at once to the pooling allocator's slots.
     slots: Arc<Semaphore>,
 }
 
-impl ProxyHandler {
-    /// A handler for `pre`, whose instances see `setup` and run under `limits`, at most
-    /// `instances` at once (never more than the pool's slots).
-    pub fn new(
-        pre: ProxyPre<ComponentState>,
-        setup: GuestSetup,
-        limits: HttpLimits,
-        instances: usize,
-    ) -> Self {
-        ProxyHandler {
-            pre,
-            setup,
+/// Why a request got no response from its instance.
+#[derive(Debug)]
+pub enum Failure {
+    /// The server is stopping.
+    Stopping,
+    /// The instance failed (the reason is for the log).
+    Failed(String),
+}
+
+impl Instances {
+    /// Instances that run under `limits`, at most `instances` at once (never more than the
+    /// pool's slots).
+    pub fn new(limits: HttpLimits, instances: usize) -> Self {
+        Instances {
             limits,
             slots: Arc::new(Semaphore::new(
                 instances.clamp(1, CONCURRENT_REQUESTS as usize),
@@ -67,19 +70,42 @@ impl ProxyHandler {
         }
     }
 
-    /// Instantiates the component for one request and returns the response it sets. The
-    /// instance keeps running after that, to stream the body, in its own task, which holds
-    /// `slot` until it ends.
-    async fn run_instance(
+    /// The limits of one instance in a container limited to `memory_limit`.
+    pub fn guest_limits(&self, memory_limit: Option<u64>) -> GuestLimits {
+        GuestLimits::for_container(memory_limit).with_instance_cap(self.limits.instance_memory)
+    }
+
+    /// Waits for a slot, instantiates `pre` with the state `state` builds, and returns the
+    /// response it sets. The instance keeps running after that, to stream the body, in its
+    /// own task, which holds the slot until it ends.
+    pub async fn respond<T>(
         &self,
+        pre: &ProxyPre<T>,
         req: Request<Incoming>,
+        state: impl FnOnce() -> Result<T, String>,
+    ) -> Result<Response<HyperOutgoingBody>, Failure>
+    where
+        T: WasiHttpView + Limited + Send + 'static,
+    {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return Err(Failure::Stopping);
+        };
+        self.run_instance(pre, req, state()?, slot)
+            .await
+            .map_err(Failure::Failed)
+    }
+
+    async fn run_instance<T>(
+        &self,
+        pre: &ProxyPre<T>,
+        req: Request<Incoming>,
+        state: T,
         slot: OwnedSemaphorePermit,
-    ) -> Result<Response<HyperOutgoingBody>, String> {
-        let wasi = self.setup.builder().map_err(|e| e.to_string())?;
-        let limits = GuestLimits::for_container(self.setup.memory_limit)
-            .with_instance_cap(self.limits.instance_memory);
-        let state = ComponentState::new(wasi, limits);
-        let mut store = Store::new(self.pre.engine(), state);
+    ) -> Result<Response<HyperOutgoingBody>, String>
+    where
+        T: WasiHttpView + Limited + Send + 'static,
+    {
+        let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| s.limits_mut());
         // The ticker moves the epoch. An instance still running Wasm code after a slice
         // (short requests never get that far) is checked against its deadline and, if it
@@ -105,7 +131,7 @@ impl ProxyHandler {
                 .map_err(|e| format!("{e:#}"))?;
             (req, out)
         };
-        let pre = self.pre.clone();
+        let pre = pre.clone();
         let task = tokio::spawn(async move {
             // Dropped in reverse order: the store (and its pool slot) before the permit.
             let _slot = slot;
@@ -153,14 +179,47 @@ impl ProxyHandler {
     }
 }
 
+/// Serves requests with instances of one `wasi:http` proxy component.
+pub struct ProxyHandler {
+    pre: ProxyPre<ComponentState>,
+    setup: GuestSetup,
+    instances: Instances,
+}
+
+impl ProxyHandler {
+    /// A handler for `pre`, whose instances see `setup` and run under `limits`, at most
+    /// `instances` at once (never more than the pool's slots).
+    pub fn new(
+        pre: ProxyPre<ComponentState>,
+        setup: GuestSetup,
+        limits: HttpLimits,
+        instances: usize,
+    ) -> Self {
+        ProxyHandler {
+            pre,
+            setup,
+            instances: Instances::new(limits, instances),
+        }
+    }
+}
+
 impl Handler for ProxyHandler {
-    async fn handle(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return failure(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping");
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        _client: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
+        let state = || {
+            let wasi = self.setup.builder().map_err(|e| e.to_string())?;
+            let limits = self.instances.guest_limits(self.setup.memory_limit);
+            Ok(ComponentState::new(wasi, limits))
         };
-        match self.run_instance(req, slot).await {
+        match self.instances.respond(&self.pre, req, state).await {
             Ok(response) => response,
-            Err(reason) => {
+            Err(Failure::Stopping) => {
+                failure(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+            }
+            Err(Failure::Failed(reason)) => {
                 eprintln!("wasmpod: the HTTP handler failed: {reason}");
                 failure(StatusCode::INTERNAL_SERVER_ERROR, "the handler failed")
             }
@@ -168,9 +227,20 @@ impl Handler for ProxyHandler {
     }
 }
 
+impl From<String> for Failure {
+    fn from(reason: String) -> Failure {
+        Failure::Failed(reason)
+    }
+}
+
 /// A short plain-text response made by the server itself.
 fn failure(status: StatusCode, text: &'static str) -> Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from_static(text.as_bytes()))
+    full_response(status, Bytes::from_static(text.as_bytes()))
+}
+
+/// A response made by the server itself, with `body` (`Content-Length` set, never chunked).
+pub fn full_response(status: StatusCode, body: Bytes) -> Response<HyperOutgoingBody> {
+    let body = Full::new(body)
         .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} })
         .boxed_unsync();
     let mut response = Response::new(body);

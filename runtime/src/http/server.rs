@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -23,10 +24,11 @@ use crate::signals::TerminationWatch;
 
 /// Answers one request. Failures are the handler's to turn into a response.
 pub trait Handler: Send + Sync + 'static {
-    /// The response to `req`.
+    /// The response to `req`, which came from `client`.
     fn handle(
         &self,
         req: Request<Incoming>,
+        client: SocketAddr,
     ) -> impl Future<Output = Response<HyperOutgoingBody>> + Send;
 }
 
@@ -47,7 +49,7 @@ pub async fn serve<H: Handler>(
                 Err(_) => break watch.stopped().await,
             },
         };
-        let (stream, _) = tokio::select! {
+        let (stream, client) = tokio::select! {
             sig = watch.stopped() => break sig,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -64,7 +66,7 @@ pub async fn serve<H: Handler>(
             TokioIo::new(stream),
             service_fn(move |req| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(req).await) }
+                async move { Ok::<_, Infallible>(handler.handle(req, client).await) }
             }),
         );
         let conn = graceful.watch(conn);

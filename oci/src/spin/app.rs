@@ -1,0 +1,143 @@
+//! [`SpinApp`]: a Spin application as wasmpod runs it, whichever shape it came in (a
+//! `spin.toml` in the rootfs, or a locked app from the image's layers). The manifest and lock
+//! readers produce it; the runtime is given nothing else. Paths in it are as the container's
+//! init sees them after `pivot_root`, except each component's `host_path`, which is where the
+//! container helper reads the Wasm to compile it before the container exists.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::WasmKind;
+
+/// A Spin application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpinApp {
+    /// `[application] name`.
+    pub name: String,
+    /// `[application] version`.
+    pub version: Option<String>,
+    /// Where the app came from, for messages (`/spin.toml`, or the lock layer's digest).
+    pub origin: String,
+    /// `[variables]`: the app's variables, by name.
+    pub variables: BTreeMap<String, AppVariable>,
+    /// The components, in manifest order.
+    pub components: Vec<SpinComponent>,
+    /// The HTTP triggers, in manifest order (the router decides which one a request reaches).
+    pub http_triggers: Vec<HttpTrigger>,
+}
+
+impl SpinApp {
+    /// The component with id `id`.
+    pub fn component(&self, id: &str) -> Option<&SpinComponent> {
+        self.components.iter().find(|c| c.id == id)
+    }
+
+    /// Keeps only the components named in `keep` (`SPIN_COMPONENTS_TO_RETAIN`) and the triggers
+    /// that reach them (static responses stay). Naming a component the app lacks is an error.
+    pub fn retain_components(&mut self, keep: &[String]) -> Result<(), String> {
+        if let Some(missing) = keep.iter().find(|k| self.component(k).is_none()) {
+            return Err(format!(
+                "SPIN_COMPONENTS_TO_RETAIN names component {missing:?}, which the app does not have \
+                 (it has: {})",
+                self.components
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        self.components.retain(|c| keep.contains(&c.id));
+        self.http_triggers.retain(|t| match &t.target {
+            HttpTarget::Component(id) => keep.contains(id),
+            HttpTarget::StaticResponse(_) => true,
+        });
+        Ok(())
+    }
+}
+
+/// An application variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppVariable {
+    /// The default; `None` means the variable is required.
+    pub default: Option<String>,
+    /// Whether it is secret (never logged).
+    pub secret: bool,
+}
+
+/// One component of the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpinComponent {
+    /// The component id (kebab-case).
+    pub id: String,
+    /// Core module (componentized at load) or component.
+    pub kind: WasmKind,
+    /// The Wasm as the host sees it (in the mounted rootfs, or the node's layer directory).
+    pub host_path: PathBuf,
+    /// The guest's whole WASI environment (`environment`).
+    pub environment: Vec<(String, String)>,
+    /// Directories preopened read-only for the guest (`files`).
+    pub files: Vec<FileMount>,
+    /// `allowed_outbound_hosts` (with the deprecated `allowed_http_hosts` converted), as
+    /// written: templates are expanded at start, when variables are known.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// `key_value_stores`: the labels the component may open.
+    pub key_value_stores: Vec<String>,
+    /// `sqlite_databases`.
+    pub sqlite_databases: Vec<String>,
+    /// `ai_models`.
+    pub ai_models: Vec<String>,
+    /// `variables`: component config, values being templates over app variables.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// A directory the guest sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMount {
+    /// The directory, in the container.
+    pub source: PathBuf,
+    /// Where the guest sees it (absolute).
+    pub destination: String,
+}
+
+/// One `[[trigger.http]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpTrigger {
+    /// The trigger id.
+    pub id: String,
+    /// Where it is reached.
+    pub route: HttpRoute,
+    /// What answers (through the component's HTTP export: the `http` executor, the only
+    /// one wasmpod runs; the loaders refuse the others).
+    pub target: HttpTarget,
+}
+
+/// An HTTP trigger's route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpRoute {
+    /// A route as written (`/hello`, `/api/...`, `/users/:id`).
+    Path(String),
+    /// `{ private = true }`: reachable only by service chaining.
+    Private,
+}
+
+/// What answers an HTTP trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpTarget {
+    /// The component with this id.
+    Component(String),
+    /// A fixed response.
+    StaticResponse(StaticResponse),
+}
+
+/// `static_response = { status_code, headers, body }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticResponse {
+    /// The status (default 200).
+    pub status_code: u16,
+    /// Response headers.
+    pub headers: BTreeMap<String, String>,
+    /// The body, if any.
+    pub body: Option<String>,
+}

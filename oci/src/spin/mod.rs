@@ -1,0 +1,8 @@
+//! Spin applications: the model wasmpod runs ([`app::SpinApp`]), read from a `spin.toml`
+//! ([`manifest`], resolved in an image's filesystem by [`rootfs`]).
+
+pub mod app;
+pub mod manifest;
+pub mod rootfs;
+
+pub use app::SpinApp;

@@ -1,0 +1,227 @@
+//! Serving a Spin app's HTTP triggers: route each request ([`super::router`]), answer the
+//! runtime's own `/.well-known/spin/` routes and static responses, and run the routed
+//! component's `wasi:http/incoming-handler` in a fresh instance with the `spin-*` headers
+//! added. Answers the server makes itself (404, 500, 503) have empty bodies, as Spin's do.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::{Request, Response, StatusCode};
+use wasmpod_oci::spin::app::{FileMount, StaticResponse};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::router::{Router, WELL_KNOWN_PREFIX};
+use super::state::{ComponentHost, SpinState};
+use crate::http::proxy::{full_response, Failure, Instances};
+use crate::http::server::Handler;
+
+/// The headers Spin sets on every routed request; a client's own are replaced.
+const RESERVED: [&str; 7] = [
+    "spin-full-url",
+    "spin-path-info",
+    "spin-matched-route",
+    "spin-base-path",
+    "spin-raw-component-route",
+    "spin-component-route",
+    "spin-client-addr",
+];
+
+/// What answers a route.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The component at this index.
+    Component(usize),
+    /// A fixed response.
+    Static(StaticResponse),
+}
+
+/// One component, ready to serve requests.
+pub struct ServedComponent {
+    /// Its linked code.
+    pub pre: ProxyPre<SpinState>,
+    /// What its instances share.
+    pub host: Arc<ComponentHost>,
+    /// Its WASI environment.
+    pub env: Vec<(String, String)>,
+    /// Its read-only directories.
+    pub files: Vec<FileMount>,
+}
+
+/// Serves one Spin app.
+pub struct SpinHandler {
+    /// `/.well-known/spin/info`.
+    pub info: Bytes,
+    /// The app's routes.
+    pub router: Router<Target>,
+    /// The components, by index.
+    pub components: Vec<ServedComponent>,
+    /// The instances' slots and limits.
+    pub instances: Instances,
+    /// The container's memory limit.
+    pub memory_limit: Option<u64>,
+}
+
+impl SpinHandler {
+    fn state(&self, c: &ServedComponent) -> Result<SpinState, String> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stdout().inherit_stderr().envs(&c.env);
+        for f in &c.files {
+            wasi.preopened_dir(&f.source, &f.destination, FsPerms::ReadOnly)
+                .map_err(|e| format!("preopen {}: {e:#}", f.source.display()))?;
+        }
+        let allowed = c.host.outbound.clone();
+        if !allowed.is_empty() {
+            wasi.socket_addr_check(move |addr, _| {
+                let ok = allowed.allows_socket(addr);
+                Box::pin(async move { ok })
+            });
+            wasi.allow_ip_name_lookup(true);
+        }
+        Ok(SpinState::new(
+            wasi,
+            self.instances.guest_limits(self.memory_limit),
+            c.host.clone(),
+        ))
+    }
+}
+
+impl Handler for SpinHandler {
+    async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
+        let path = req.uri().path().to_string();
+        if let Some(own) = path.strip_prefix(WELL_KNOWN_PREFIX) {
+            return match own {
+                "health" => full_response(StatusCode::OK, Bytes::from_static(b"OK")),
+                "info" => {
+                    let mut r = full_response(StatusCode::OK, self.info.clone());
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                _ => empty(StatusCode::NOT_FOUND),
+            };
+        }
+        let Some(matched) = self.router.route(&path) else {
+            return empty(StatusCode::NOT_FOUND);
+        };
+        let index = match matched.target {
+            Target::Static(s) => return static_response(s),
+            Target::Component(i) => *i,
+        };
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let Some(host) = host else {
+            return empty(StatusCode::BAD_REQUEST);
+        };
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| path.clone());
+        let full_url = format!("http://{host}{path_and_query}");
+        let headers = matched.spin_headers(&full_url, &client.to_string());
+        let forged: Vec<HeaderName> = req
+            .headers()
+            .keys()
+            .filter(|k| {
+                RESERVED.contains(&k.as_str()) || k.as_str().starts_with("spin-path-match-")
+            })
+            .cloned()
+            .collect();
+        for name in forged {
+            req.headers_mut().remove(name);
+        }
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                req.headers_mut().insert(name, value);
+            }
+        }
+        let Some(component) = self.components.get(index) else {
+            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        match self
+            .instances
+            .respond(&component.pre, req, || self.state(component))
+            .await
+        {
+            Ok(response) => response,
+            Err(Failure::Stopping) => empty(StatusCode::SERVICE_UNAVAILABLE),
+            Err(Failure::Failed(reason)) => {
+                eprintln!(
+                    "wasmpod: component {} failed to handle {path}: {}",
+                    component.host.id,
+                    explain(&reason)
+                );
+                empty(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+}
+
+/// A failure reason, with a call to a Spin interface wasmpod does not provide put plainly.
+fn explain(reason: &str) -> String {
+    match reason
+        .split("unknown import: `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+    {
+        Some(import) => {
+            format!("it called {import}, which wasmpod does not provide yet ({reason})")
+        }
+        None => reason.to_string(),
+    }
+}
+
+/// A response with no body (`Content-Length: 0`).
+fn empty(status: StatusCode) -> Response<HyperOutgoingBody> {
+    full_response(status, Bytes::new())
+}
+
+fn static_response(s: &StaticResponse) -> Response<HyperOutgoingBody> {
+    let status = StatusCode::from_u16(s.status_code).unwrap_or(StatusCode::OK);
+    let body = s.body.clone().map(Bytes::from).unwrap_or_default();
+    let mut response = full_response(status, body);
+    for (k, v) in &s.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_imports_are_named() {
+        let text = explain("the guest trapped: unknown import: `fermyon:spin/llm@2.0.0#infer` has not been defined");
+        assert!(
+            text.starts_with(
+                "it called fermyon:spin/llm@2.0.0#infer, which wasmpod does not provide"
+            ),
+            "{text}"
+        );
+        assert_eq!(explain("boom"), "boom");
+    }
+}

@@ -1,0 +1,265 @@
+//! Spin's runtime configuration file (`/runtime-config.toml` in the container when present):
+//! the state directory, key-value stores (`type = "spin"` with a `path`), and variables
+//! providers (`static`, `env`). Relative paths are relative to the file's directory. What
+//! wasmpod does not implement yet is refused with its name, or (for settings that only tune
+//! a service wasmpod lacks) logged and ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::kv::{StoreLocation, DEFAULT_DB_FILE};
+use super::variables::{parse_dotenv, Provider, ENV_PREFIX};
+
+/// Where the Spin shim looks for the file.
+pub const RUNTIME_CONFIG_PATH: &str = "/runtime-config.toml";
+
+/// The state directory when the file does not set one.
+pub const DEFAULT_STATE_DIR: &str = "/.spin";
+
+/// The runtime configuration wasmpod uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Key-value stores by label (`default` always among them).
+    pub kv_stores: BTreeMap<String, StoreLocation>,
+    /// Variables providers, in order.
+    pub providers: Vec<Provider>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Option<String>,
+    #[allow(dead_code)]
+    log_dir: Option<String>,
+    #[serde(default)]
+    key_value_store: BTreeMap<String, RawKvStore>,
+    #[serde(default)]
+    variables_provider: Vec<RawProvider>,
+    #[serde(default)]
+    variable_provider: Vec<RawProvider>,
+    #[serde(default)]
+    sqlite_database: BTreeMap<String, toml::Value>,
+    llm_compute: Option<toml::Value>,
+    #[serde(default)]
+    client_tls: Vec<toml::Value>,
+    outbound_http: Option<toml::Value>,
+    max_instance_memory: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawKvStore {
+    #[serde(rename = "type")]
+    kind: String,
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum RawProvider {
+    Static {
+        values: BTreeMap<String, String>,
+    },
+    Env {
+        prefix: Option<String>,
+        dotenv_path: Option<String>,
+    },
+    Vault(#[allow(dead_code)] BTreeMap<String, toml::Value>),
+    AzureKeyVault(#[allow(dead_code)] BTreeMap<String, toml::Value>),
+}
+
+impl RuntimeConfig {
+    /// The configuration when there is no file.
+    pub fn without_file() -> RuntimeConfig {
+        RuntimeConfig::from_raw(RawConfig::default(), Path::new("/")).unwrap_or(RuntimeConfig {
+            kv_stores: BTreeMap::new(),
+            providers: Vec::new(),
+        })
+    }
+
+    /// Reads `path` if it exists (`None` for [`RuntimeConfig::without_file`]'s config).
+    /// Errors name the file and the field.
+    pub fn load(path: &Path) -> Result<RuntimeConfig, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(RuntimeConfig::without_file())
+            }
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        };
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        RuntimeConfig::parse(&text, dir).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses the text of a runtime config whose directory is `dir`.
+    pub fn parse(text: &str, dir: &Path) -> Result<RuntimeConfig, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.message().trim().to_string())?;
+        RuntimeConfig::from_raw(raw, dir)
+    }
+
+    fn from_raw(raw: RawConfig, dir: &Path) -> Result<RuntimeConfig, String> {
+        let ignored = [
+            ("sqlite_database", !raw.sqlite_database.is_empty()),
+            ("llm_compute", raw.llm_compute.is_some()),
+            ("client_tls", !raw.client_tls.is_empty()),
+            ("outbound_http", raw.outbound_http.is_some()),
+            ("max_instance_memory", raw.max_instance_memory.is_some()),
+        ];
+        for (name, set) in ignored {
+            if set {
+                eprintln!("wasmpod: runtime config: [{name}] is not used by wasmpod yet; ignored");
+            }
+        }
+        let state_dir = raw
+            .state_dir
+            .as_deref()
+            .map(|d| resolve(dir, d))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let mut kv_stores = BTreeMap::new();
+        kv_stores.insert(
+            "default".to_string(),
+            StoreLocation::File(state_dir.join(DEFAULT_DB_FILE)),
+        );
+        for (label, store) in raw.key_value_store {
+            if !wasmpod_oci::spin::manifest::is_store_label(&label) {
+                return Err(format!(
+                    "[key_value_store.{label}]: {label:?} is not a valid label"
+                ));
+            }
+            let location = match (store.kind.as_str(), store.path) {
+                ("spin", Some(path)) => StoreLocation::File(resolve(dir, &path)),
+                ("spin", None) => StoreLocation::Memory,
+                (other, _) => {
+                    return Err(format!(
+                        "[key_value_store.{label}] type = {other:?}: wasmpod supports key-value \
+                         stores of type \"spin\" (SQLite) only so far"
+                    ))
+                }
+            };
+            kv_stores.insert(label, location);
+        }
+        let mut providers = Vec::new();
+        for p in raw
+            .variables_provider
+            .into_iter()
+            .chain(raw.variable_provider)
+        {
+            providers.push(match p {
+                RawProvider::Static { values } => Provider::Static(values),
+                RawProvider::Env {
+                    prefix,
+                    dotenv_path,
+                } => {
+                    let dotenv = match dotenv_path {
+                        Some(p) => {
+                            let path = resolve(dir, &p);
+                            let text = std::fs::read_to_string(&path).map_err(|e| {
+                                format!(
+                                    "[[variables_provider]] dotenv_path {}: {e}",
+                                    path.display()
+                                )
+                            })?;
+                            parse_dotenv(&text)
+                        }
+                        None => BTreeMap::new(),
+                    };
+                    Provider::Env {
+                        prefix: prefix.unwrap_or_else(|| ENV_PREFIX.to_string()),
+                        dotenv,
+                    }
+                }
+                RawProvider::Vault(_) | RawProvider::AzureKeyVault(_) => {
+                    return Err(
+                        "[[variables_provider]]: wasmpod supports the \"static\" and \
+                                \"env\" providers only so far"
+                            .into(),
+                    )
+                }
+            });
+        }
+        Ok(RuntimeConfig {
+            kv_stores,
+            providers,
+        })
+    }
+}
+
+fn resolve(dir: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = RuntimeConfig::load(Path::new("/nonexistent/runtime-config.toml")).unwrap();
+        assert_eq!(
+            c.kv_stores["default"],
+            StoreLocation::File("/.spin/sqlite_key_value.db".into())
+        );
+        assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn stores_state_and_providers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vars.env"), "MY_X=1\n").unwrap();
+        let text = r#"
+state_dir = "state"
+[key_value_store.cache]
+type = "spin"
+path = "/data/cache.db"
+[key_value_store.scratch]
+type = "spin"
+[[variables_provider]]
+type = "static"
+values = { a = "1" }
+[[variables_provider]]
+type = "env"
+prefix = "MY"
+dotenv_path = "vars.env"
+"#;
+        let c = RuntimeConfig::parse(text, dir.path()).unwrap();
+        assert_eq!(
+            c.kv_stores["default"],
+            StoreLocation::File(dir.path().join("state/sqlite_key_value.db"))
+        );
+        assert_eq!(
+            c.kv_stores["cache"],
+            StoreLocation::File("/data/cache.db".into())
+        );
+        assert_eq!(c.kv_stores["scratch"], StoreLocation::Memory);
+        assert_eq!(c.providers.len(), 2);
+        assert!(
+            matches!(&c.providers[1], Provider::Env { prefix, dotenv } if prefix == "MY" && dotenv["MY_X"] == "1")
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let cases = [
+            ("statedir = \"x\"", "statedir"),
+            (
+                "[key_value_store.r]\ntype = \"redis\"\nurl = \"redis://x\"",
+                "redis",
+            ),
+            ("[[variables_provider]]\ntype = \"vault\"", "static"),
+            (
+                "[[variables_provider]]\ntype = \"static\"\nvalue = {}",
+                "value",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = RuntimeConfig::parse(text, Path::new("/")).unwrap_err();
+            assert!(err.contains(needle), "{needle:?} not in {err:?}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The store state of one Spin component instance (one request), and what every instance of
+//! the component shares ([`ComponentHost`]): its key-value access, its resolved variables,
+//! and the hosts it may reach. Outbound HTTP is checked against those hosts here
+//! ([`OutboundHooks`]); a denied request fails as Spin fails it (the send succeeds; the
+//! guest reads `HttpRequestDenied` from the response).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::kv::KvStores;
+use super::outbound::{default_port, AllowedHosts};
+use crate::limits::GuestLimits;
+use crate::state::Limited;
+
+/// What every instance of one component shares.
+#[derive(Debug)]
+pub struct ComponentHost {
+    /// The component id.
+    pub id: String,
+    /// The app's key-value stores.
+    pub kv: Arc<KvStores>,
+    /// The labels this component may open (`key_value_stores`).
+    pub kv_labels: Vec<String>,
+    /// The component's variables, expanded.
+    pub config: BTreeMap<String, String>,
+    /// `allowed_outbound_hosts`, expanded and parsed.
+    pub outbound: Arc<AllowedHosts>,
+}
+
+/// The store state of one instance.
+pub struct SpinState {
+    ctx: WasiCtx,
+    http: WasiHttpCtx,
+    pub(super) table: ResourceTable,
+    limits: GuestLimits,
+    hooks: OutboundHooks,
+    pub(super) host: Arc<ComponentHost>,
+}
+
+impl SpinState {
+    /// State for one instance of `host`'s component with WASI from `wasi`.
+    pub fn new(mut wasi: WasiCtxBuilder, limits: GuestLimits, host: Arc<ComponentHost>) -> Self {
+        SpinState {
+            ctx: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits,
+            hooks: OutboundHooks {
+                component: host.id.clone(),
+                allowed: host.outbound.clone(),
+            },
+            host,
+        }
+    }
+}
+
+impl WasiView for SpinState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for SpinState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl Limited for SpinState {
+    fn limits_mut(&mut self) -> &mut GuestLimits {
+        &mut self.limits
+    }
+}
+
+/// Checks each outgoing request against the component's allowed hosts.
+pub struct OutboundHooks {
+    component: String,
+    allowed: Arc<AllowedHosts>,
+}
+
+type BoxedIo = Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: hyper::http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: BoxedIo,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = Result<
+                    (hyper::http::Response<wasmtime_wasi_http::WasiBody>, BoxedIo),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let host = uri.host().unwrap_or("").to_string();
+        let port = uri
+            .port_u16()
+            .or_else(|| default_port(&scheme))
+            .unwrap_or(0);
+        if !self.allowed.allows(&scheme, &host, port) {
+            eprintln!(
+                "wasmpod: component {} may not reach {scheme}://{host}:{port}: it is not in \
+                 the component's allowed_outbound_hosts",
+                self.component
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as BoxedIo))
+        })
+    }
+}
