@@ -21,6 +21,8 @@ APT_TEST_PACKAGES := containernetworking-plugins skopeo docker-registry
 
 # componentize-py (PyPI) builds the tests' Python components; it goes under $(WORK)/pytools.
 COMPONENTIZE_PY := componentize-py==0.25.1
+# The Python Spin SDK and the componentize-py it is built with go under $(WORK)/spin-pytools.
+SPIN_PY_SDK := spin-sdk==3.4.1 componentize-py==0.17.2
 # wit-bindgen (crates.io) generates the C bindings of the demo's and tests' wasi:http component.
 WIT_BINDGEN_VERSION := 0.63.0
 
@@ -43,6 +45,11 @@ setup-test: setup
 		echo "installing $(COMPONENTIZE_PY) into $(WORK)/pytools"; \
 		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
 			--target $(WORK)/pytools $(COMPONENTIZE_PY); \
+	fi
+	@if [ ! -x $(WORK)/spin-pytools/bin/componentize-py ]; then \
+		echo "installing $(SPIN_PY_SDK) into $(WORK)/spin-pytools"; \
+		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+			--target $(WORK)/spin-pytools $(SPIN_PY_SDK); \
 	fi
 
 build:

@@ -1,8 +1,9 @@
 //! A thin client for the private containerd: runs `ctr` against its socket and imports images.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmpod_oci::image::ImageBuilder;
 
@@ -138,4 +139,63 @@ pub fn imports_wasm_layers() -> bool {
         )));
     }
     supported
+}
+
+/// The directory of the containerd under test: its snapshots and rootfs mounts are below it.
+pub fn state_dir() -> String {
+    let address = address();
+    let dir = Path::new(&address).parent().unwrap_or(Path::new("/"));
+    dir.display().to_string()
+}
+
+/// What containers could leave behind, counted once every shim that is on its way out
+/// (they exit asynchronously after their last Delete) has gone: (mounts under the state
+/// dir, cgroup dirs of the test namespace, shim processes of this containerd, shim sockets).
+pub fn leak_counts() -> (usize, usize, usize, usize) {
+    wait_for_quiet(&address());
+    (
+        crate::leaks::mounts_containing(&state_dir()),
+        crate::leaks::cgroup_dirs("memory", &namespace()),
+        crate::leaks::shim_processes(&address()),
+        crate::leaks::shim_sockets(),
+    )
+}
+
+/// Shims exit asynchronously after their last Delete; wait for that.
+pub fn wait_for_quiet(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::leaks::shim_processes(address) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ctr run --rm --runtime RUNTIME EXTRA... IMAGE ID ARGS...` in the background, so the
+/// test can talk to or signal the task.
+pub fn spawn(runtime: &str, id: &str, extra: &[&str], image: &str, args: &[&str]) -> Child {
+    let mut c = ctr();
+    c.args(["run", "--rm", "--runtime", runtime])
+        .args(extra)
+        .arg(image)
+        .arg(id)
+        .args(args);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctr run")
+}
+
+/// Waits for a [`spawn`]ed run to end; returns what it printed and how long that took.
+pub fn finish(child: Child) -> (Ran, Duration) {
+    let start = Instant::now();
+    let out = child.wait_with_output().expect("wait for ctr run");
+    (out.into(), start.elapsed())
+}
+
+/// A TCP port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on loopback")
 }

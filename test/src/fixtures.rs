@@ -191,17 +191,33 @@ pub fn probe_component() -> Vec<u8> {
         .expect("wrap the probe into a component")
 }
 
-/// `test/fixtures/proxy.c` as a `wasi:http` proxy component: bindings from wit-bindgen
-/// (installed by `make setup` under `.work/tools`, or `$WASMPOD_WIT_BINDGEN`), clang for
-/// wasm32-wasi as a reactor, then Wasmtime's preview1 proxy adapter. Built once per source.
+/// `test/fixtures/proxy.c` as a `wasi:http` proxy component: [`c_proxy_core_module`] wrapped
+/// with Wasmtime's preview1 proxy adapter.
 pub fn c_proxy_component() -> Vec<u8> {
     use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_PROXY_ADAPTER;
+    wit_component::ComponentEncoder::default()
+        .module(&c_proxy_core_module())
+        .and_then(|e| {
+            e.adapter(
+                "wasi_snapshot_preview1",
+                WASI_SNAPSHOT_PREVIEW1_PROXY_ADAPTER,
+            )
+        })
+        .and_then(|e| e.validate(true).encode())
+        .expect("wrap the proxy into a component")
+}
+
+/// `test/fixtures/proxy.c` as a core module exporting `wasi:http/incoming-handler` (with its
+/// component type embedded), as SDKs for `wasm32-wasip1` build them: bindings from
+/// wit-bindgen (installed by `make setup` under `.work/tools`, or `$WASMPOD_WIT_BINDGEN`),
+/// clang for wasm32-wasi as a reactor. Built once per source.
+pub fn c_proxy_core_module() -> Vec<u8> {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/proxy.c");
     let source = std::fs::read(&src).expect("fixture source");
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&source));
-    let out = dir().join(format!("c-proxy-{}.wasm", &digest[..16]));
+    let out = dir().join(format!("c-proxy-core-{}.wasm", &digest[..16]));
     if let Ok(bytes) = std::fs::read(&out) {
         return bytes;
     }
@@ -246,18 +262,50 @@ pub fn c_proxy_component() -> Vec<u8> {
         .status()
         .unwrap_or_else(|e| panic!("run {} (install it with `make setup`): {e}", clang()));
     assert!(status.success(), "clang failed on proxy.c");
-    let component = wit_component::ComponentEncoder::default()
-        .module(&std::fs::read(&core).expect("read the core module"))
-        .and_then(|e| {
-            e.adapter(
-                "wasi_snapshot_preview1",
-                WASI_SNAPSHOT_PREVIEW1_PROXY_ADAPTER,
+    let bytes = std::fs::read(&core).expect("read the core module");
+    std::fs::write(&out, &bytes).expect("keep the built module");
+    bytes
+}
+
+/// `test/fixtures/spin-py/app.py` built with the Python Spin SDK: spin-sdk 3.4.1 and
+/// componentize-py 0.17.2 (installed by `make setup-test` under `.work/spin-pytools`, or
+/// `$WASMPOD_SPIN_PYTOOLS`) for the SDK's `spin-http` world, which imports the whole Spin
+/// platform. Built once per source.
+pub fn spin_py_component() -> Vec<u8> {
+    static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
+    let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
+    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/spin-py");
+    let source = std::fs::read(src_dir.join("app.py")).expect("fixture source");
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&source));
+    let out = dir().join(format!("spin-py-{}.wasm", &digest[..16]));
+    if let Ok(bytes) = std::fs::read(&out) {
+        return bytes;
+    }
+    let tools = std::env::var_os("WASMPOD_SPIN_PYTOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.work/spin-pytools"));
+    let partial = out.with_extension("partial");
+    let status = Command::new(tools.join("bin/componentize-py"))
+        .env("PYTHONPATH", &tools)
+        .current_dir(&src_dir)
+        .arg("-d")
+        .arg(tools.join("spin_sdk/wit"))
+        .args(["-w", "spin-http", "componentize", "app", "-p", "."])
+        .arg("-p")
+        .arg(&tools)
+        .arg("-o")
+        .arg(&partial)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run componentize-py from {} (install it with `make setup-test`): {e}",
+                tools.display()
             )
-        })
-        .and_then(|e| e.validate(true).encode())
-        .expect("wrap the proxy into a component");
-    std::fs::write(&out, &component).expect("keep the built component");
-    component
+        });
+    assert!(status.success(), "componentize-py failed on the Spin app");
+    std::fs::rename(&partial, &out).expect("keep the built component");
+    std::fs::read(&out).expect("read the built component")
 }
 
 /// The WIT world a componentize-py fixture targets.

@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wasmpod_e2e::ctr::{
-    self, import, run_ctr, run_image, unique_id, wasm_image, Ran, RUNTIMES, WASMPOD,
+    self, finish, free_port, import, leak_counts, run_ctr, run_image, spawn, unique_id, wasm_image,
+    Ran, RUNTIMES, WASMPOD,
 };
 use wasmpod_e2e::fixtures::{self, wat, PyWorld};
 use wasmpod_e2e::http;
@@ -35,27 +36,6 @@ fn probe_image() -> String {
 
 fn assert_ok(ran: &Ran) {
     assert_eq!(ran.code, 0, "{ran:?}");
-}
-
-/// The directory of the containerd under test: its snapshots and rootfs mounts are below it.
-fn state_dir() -> String {
-    let address = ctr::address();
-    let dir = Path::new(&address).parent().expect("socket directory");
-    dir.display().to_string()
-}
-
-/// What could leak, counted: (mounts under the state dir, cgroup dirs of the test namespace,
-/// shim processes of this containerd, shim sockets).
-/// What containers could leave behind, counted once every shim that is on its way out
-/// (they exit asynchronously after their last Delete) has gone.
-fn leak_counts() -> (usize, usize, usize, usize) {
-    wait_for_quiet(&ctr::address());
-    (
-        leaks::mounts_containing(&state_dir()),
-        leaks::cgroup_dirs("memory", &ctr::namespace()),
-        leaks::shim_processes(&ctr::address()),
-        leaks::shim_sockets(),
-    )
 }
 
 /// The host's static busybox as a linux/amd64 image, imported.
@@ -87,19 +67,9 @@ fn exec_in(id: &str, exec_id: &str, args: &[&str]) -> Ran {
     run_ctr(&all)
 }
 
-/// `ctr run --rm` in the background, so the test can signal the task.
+/// `ctr run --rm --runtime wasmpod` in the background, so the test can signal the task.
 fn spawn_run(id: &str, extra: &[&str], image: &str, args: &[&str]) -> Child {
-    let mut c = ctr::ctr();
-    c.args(["run", "--rm", "--runtime", WASMPOD])
-        .args(extra)
-        .arg(image)
-        .arg(id)
-        .args(args);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ctr run")
+    spawn(WASMPOD, id, extra, image, args)
 }
 
 fn task_status(id: &str) -> Option<String> {
@@ -121,12 +91,6 @@ fn wait_running(id: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("task {id} never reached RUNNING");
-}
-
-fn finish(child: Child) -> (Ran, Duration) {
-    let start = Instant::now();
-    let out = child.wait_with_output().expect("wait for ctr run");
-    (out.into(), start.elapsed())
 }
 
 #[test]
@@ -464,14 +428,6 @@ fn bad_input_fails_with_a_clear_message_and_leaks_nothing() {
     );
 }
 
-/// Shims exit asynchronously after their last Delete; wait for that.
-fn wait_for_quiet(address: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while leaks::shim_processes(address) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn native_programs_run_as_ordinary_containers() {
     let image = busybox_image();
@@ -571,7 +527,7 @@ fn a_killed_shim_is_cleaned_up_by_the_delete_action() {
     assert!(!cgroup.exists(), "cgroup {} left behind", cgroup.display());
     assert_ok(&run_ctr(&["containers", "rm", &id]));
     assert_eq!(
-        leaks::mounts_containing(&format!("{}/state", state_dir())),
+        leaks::mounts_containing(&format!("{}/state", ctr::state_dir())),
         0
     );
 }
@@ -1016,11 +972,6 @@ fn a_python_command_component_runs() {
 }
 
 /// A port nobody listens on now.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// Polls `GET path` on `addr` until the server answers.
 fn wait_serving(addr: std::net::SocketAddr) -> http::Reply {
     let deadline = Instant::now() + Duration::from_secs(120);

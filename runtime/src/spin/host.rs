@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceType};
 
 use super::kv::KvStore;
 use super::state::SpinState;
@@ -40,7 +40,20 @@ pub struct CasHandle {
 
 /// Adds the interfaces to `linker`.
 pub fn add_to_linker(linker: &mut Linker<SpinState>) -> wasmtime::Result<()> {
-    bindings::SpinHost::add_to_linker::<SpinState, HasSelf<SpinState>>(linker, |s| s)
+    bindings::SpinHost::add_to_linker::<SpinState, HasSelf<SpinState>>(linker, |s| s)?;
+    // `atomics` and `batch` take the store's `bucket` (`use store.{bucket}`): components
+    // import it from those instances too, as the same resource type.
+    for interface in [
+        "wasi:keyvalue/atomics@0.2.0-draft2",
+        "wasi:keyvalue/batch@0.2.0-draft2",
+    ] {
+        linker.instance(interface)?.resource(
+            "bucket",
+            ResourceType::host::<StoreHandle>(),
+            |_, _| Ok(()),
+        )?;
+    }
+    Ok(())
 }
 
 /// Why a label may not be opened.

@@ -37,6 +37,7 @@ pub mod outbound;
 pub mod router;
 pub mod runtime_config;
 pub mod state;
+pub mod stub;
 pub mod variables;
 
 use self::http::{ServedComponent, SpinHandler, Target};
@@ -214,7 +215,7 @@ fn link_component(engine: &Engine, component: &Component) -> Result<ProxyPre<Spi
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
         .and_then(|()| host::add_to_linker(&mut linker))
-        .and_then(|()| linker.define_unknown_imports_as_traps(component))
+        .and_then(|()| stub::add_missing(&mut linker, engine, component))
         .map_err(|e| format!("{e:#}"))?;
     let pre = linker
         .instantiate_pre(component)

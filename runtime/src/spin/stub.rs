@@ -1,0 +1,73 @@
+//! Imports of the Spin platform that wasmpod does not serve yet (databases, messaging, AI:
+//! `fermyon:spin/{sqlite,redis,mqtt,postgres,mysql,llm}`, `spin:*`, other drafts), linked as
+//! functions that fail the call with the import's name, so that components built against
+//! the whole platform (the Python SDK's are) instantiate, and fail only if they call one.
+//!
+//! Wasmtime's own `define_unknown_imports_as_traps` cannot be used: it defines an exact
+//! instance for every import it does not find by exact name, which shadows the semver match
+//! that lets a `wasi:http/types@0.2.0` import use the linker's `@0.2.6`.
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker, ResourceType};
+use wasmtime::Engine;
+
+/// Packages whose interfaces the linker already serves (WASI from wasmtime-wasi and
+/// wasmtime-wasi-http, by semver): never stubbed.
+const SERVED_PACKAGES: [&str; 7] = [
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "wasi:http/",
+];
+
+/// The Spin interfaces wasmpod serves itself ([`super::host`]).
+const SERVED_INTERFACES: [&str; 6] = [
+    "fermyon:spin/key-value@2.0.0",
+    "fermyon:spin/variables@2.0.0",
+    "wasi:keyvalue/store@0.2.0-draft2",
+    "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
+    "wasi:config/store@0.2.0-draft-2024-09-27",
+];
+
+/// The message a call to a stubbed function fails with (the HTTP handler explains it).
+pub fn not_provided(function: &str) -> String {
+    format!("unknown import: `{function}` has not been defined")
+}
+
+/// Defines every instance `component` imports that nothing above serves, as stubs.
+pub fn add_missing<T: 'static>(
+    linker: &mut Linker<T>,
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    for (name, item) in component.component_type().imports(engine) {
+        let served = SERVED_PACKAGES.iter().any(|p| name.starts_with(p))
+            || SERVED_INTERFACES.contains(&name);
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        if served {
+            continue;
+        }
+        let mut stubs = linker.instance(name)?;
+        for (export, ty) in instance.exports(engine) {
+            match ty.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let message = not_provided(&format!("{name}#{export}"));
+                    stubs.func_new(export, move |_, _, _, _| {
+                        Err(wasmtime::Error::msg(message.clone()))
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    stubs.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}

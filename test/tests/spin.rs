@@ -1,0 +1,404 @@
+//! End-to-end tests of Spin apps through a real containerd and `ctr`, with the runtime name
+//! the Spin shim answers to (`io.containerd.spin.v2`): apps built from our sources with the
+//! Python Spin SDK (a component importing the whole Spin platform) and a C core module (which
+//! the shim componentizes), in images holding `/spin.toml` (`FROM scratch` + `COPY` shape).
+//! Run them with `make e2e`; they run one at a time.
+
+use std::net::SocketAddr;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use wasmpod_e2e::ctr::{self, finish, free_port, import, leak_counts, run_ctr, spawn, unique_id};
+use wasmpod_e2e::{fixtures, http};
+use wasmpod_oci::image::ImageBuilder;
+
+/// The runtime name of the Spin shim.
+const SPIN: &str = "io.containerd.spin.v2";
+
+/// The manifest of the Python test app: one wildcard route, a static response, variables
+/// (one required, one templated, one naming the port outbound requests may reach).
+const PY_MANIFEST: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "spin-py"
+version = "0.1.0"
+
+[variables]
+greeting = { default = "hi" }
+token = { required = true, secret = true }
+port = { default = "1" }
+
+[[trigger.http]]
+route = "/..."
+component = "py"
+
+[[trigger.http]]
+route = "/static-route"
+static_response = { status_code = 201, headers = { x-static = "yes" }, body = "static body" }
+
+[component.py]
+source = "app.wasm"
+key_value_stores = ["default"]
+files = ["static"]
+environment = { GUEST_ONLY = "visible" }
+allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}"]
+variables = { greeting = "{{ greeting }} there", token = "{{ token }}" }
+"#;
+
+/// An image holding `manifest` at `/spin.toml` and `files` (path, bytes), with no
+/// entrypoint: Spin images are run with `/` as the argument.
+fn spin_image(name: &str, manifest: &str, files: &[(&str, Vec<u8>)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut image = ImageBuilder::new(name).platform("wasi", "wasm").file(
+        "/spin.toml",
+        manifest.as_bytes().to_vec(),
+        0o644,
+    );
+    for (path, bytes) in files {
+        image = image.file(path, bytes.clone(), 0o644);
+    }
+    import(&image, name, dir.path())
+}
+
+fn py_image(name: &str, manifest: &str) -> String {
+    spin_image(
+        name,
+        manifest,
+        &[
+            ("/app.wasm", fixtures::spin_py_component()),
+            ("/static/hello.txt", b"a file in the image\n".to_vec()),
+        ],
+    )
+}
+
+/// Runs `image` with `SPIN_HTTP_LISTEN_ADDR` on a free loopback port (plus `extra` flags)
+/// and waits for its health endpoint.
+fn serve(image: &str, id: &str, extra: &[&str]) -> (SocketAddr, Child) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = format!("SPIN_HTTP_LISTEN_ADDR={addr}");
+    let mut flags = vec!["--net-host", "--env", &listen];
+    flags.extend_from_slice(extra);
+    let mut child = spawn(SPIN, id, &flags, image, &["/"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(reply) = http::get(addr, "/.well-known/spin/health") {
+            assert_eq!((reply.status, reply.body.as_str()), (200, "OK"));
+            return (addr, child);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            let (ran, _) = finish(child);
+            panic!("{id} ended before serving: {ran:?}");
+        }
+        assert!(Instant::now() < deadline, "{id} never served on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends SIGTERM and waits for the run to end with 143.
+fn stop(id: &str, child: Child) -> ctr::Ran {
+    assert_eq!(
+        run_ctr(&["tasks", "kill", "--signal", "SIGTERM", id]).code,
+        0
+    );
+    let (ran, _) = finish(child);
+    assert_eq!(ran.code, 143, "{ran:?}");
+    ran
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let reply = http::get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    (reply.status, reply.body)
+}
+
+/// One Python Spin app, through every part of the platform it touches: routing and the
+/// runtime's own routes, the `spin-*` headers, key-value, variables from defaults, from
+/// `SPIN_VARIABLE_*` and from a bare name, files, the guest's own environment, outbound
+/// HTTP allowed and denied, and a graceful stop.
+#[test]
+fn a_python_spin_app_serves_routes_key_value_variables_and_outbound_http() {
+    let image = py_image("docker.io/wasmpod/spin-py:e2e", PY_MANIFEST);
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let allowed_port = allowed.local_addr().unwrap().port();
+    let denied_port = free_port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut s, _)) = allowed.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nupstream\n");
+        }
+    });
+    let id = unique_id("spin-py");
+    let port_var = format!("SPIN_VARIABLE_PORT={allowed_port}");
+    let (addr, child) = serve(
+        &image,
+        &id,
+        &[
+            "--env",
+            "TOKEN=from-bare-name",
+            "--env",
+            &port_var,
+            "--env",
+            "CONTAINER_ONLY=hidden",
+        ],
+    );
+
+    assert_eq!(
+        get(addr, "/"),
+        (200, "hello from a Spin Python app\n".into())
+    );
+    let info = get(addr, "/.well-known/spin/info");
+    assert_eq!(info.0, 200);
+    assert!(info.1.contains("\"name\":\"spin-py\""), "{info:?}");
+    assert_eq!(get(addr, "/.well-known/spin/other"), (404, String::new()));
+    assert_eq!(get(addr, "/static-route"), (201, "static body".into()));
+    assert_eq!(get(addr, "/count").1, "count=1\n");
+    assert_eq!(get(addr, "/count").1, "count=2\n");
+    assert_eq!(get(addr, "/store/default").0, 200);
+    assert_eq!(
+        get(addr, "/store/other"),
+        (403, "other: Error_AccessDenied\n".into())
+    );
+    assert_eq!(get(addr, "/var/greeting").1, "greeting=hi there\n");
+    assert_eq!(get(addr, "/var/token").1, "token=from-bare-name\n");
+    assert_eq!(get(addr, "/var/nope").0, 404);
+    assert_eq!(get(addr, "/file").1, "a file in the image\n");
+    // The guest's environment is the component's `environment`, nothing of the container's.
+    assert_eq!(get(addr, "/env").1, "GUEST_ONLY=visible\n");
+    let fetched = get(addr, &format!("/fetch?http://127.0.0.1:{allowed_port}/"));
+    assert_eq!(fetched, (200, "fetched 200: upstream\n".into()));
+    server.join().unwrap();
+    let denied = get(addr, &format!("/fetch?http://127.0.0.1:{denied_port}/"));
+    assert_eq!(denied.0, 502, "{denied:?}");
+    // A failing handler is a 500; the app serves on.
+    assert_eq!(get(addr, "/trap").0, 500);
+    assert_eq!(get(addr, "/").0, 200);
+
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr.contains(&format!("127.0.0.1:{denied_port}"))
+            && ran.stderr.contains("allowed_outbound_hosts"),
+        "the denial is not in the log: {}",
+        ran.stderr
+    );
+}
+
+/// Every `spin-*` header for a set of routes and requests (SPIN.md's table): the values
+/// Spin gives, a client's forged reserved header replaced, the client's own headers kept.
+#[test]
+fn spin_headers_follow_the_route_that_matched() {
+    let manifest = PY_MANIFEST.replace(
+        "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"py\"",
+        "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"py\"\n\n\
+         [[trigger.http]]\nid = \"users\"\nroute = \"/users/:user_id/...\"\ncomponent = \"py\"\n\n\
+         [[trigger.http]]\nid = \"exact\"\nroute = \"/exact/headers\"\ncomponent = \"py\"",
+    );
+    let image = py_image("docker.io/wasmpod/spin-py-routes:e2e", &manifest);
+    let id = unique_id("spin-headers");
+    let (addr, child) = serve(&image, &id, &["--env", "SPIN_VARIABLE_TOKEN=t"]);
+    let headers = |path: &str, extra: &str| -> Vec<String> {
+        let reply = http::request_with_headers(addr, "GET", path, extra, b"").unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply
+            .body
+            .lines()
+            .filter(|l| l.starts_with("spin-") || l.starts_with("x-client"))
+            .map(str::to_string)
+            .collect()
+    };
+    let client = |lines: &[String]| {
+        lines
+            .iter()
+            .find(|l| l.starts_with("spin-client-addr: 127.0.0.1:"))
+            .cloned()
+            .expect("spin-client-addr")
+    };
+    let got = headers(
+        "/users/42/headers?a=1",
+        "spin-path-info: forged\r\nx-client: kept\r\n",
+    );
+    let want = [
+        "spin-base-path: /".to_string(),
+        client(&got),
+        "spin-component-route: /users/:user_id".to_string(),
+        format!("spin-full-url: http://{addr}/users/42/headers?a=1"),
+        "spin-matched-route: /users/:user_id/...".to_string(),
+        "spin-path-info: /headers".to_string(),
+        "spin-path-match-user-id: 42".to_string(),
+        "spin-raw-component-route: /users/:user_id/...".to_string(),
+        "x-client: kept".to_string(),
+    ];
+    assert_eq!(got, want);
+    let exact = headers("/exact/headers", "");
+    assert!(
+        exact.contains(&"spin-path-info: ".to_string())
+            || exact.iter().any(|l| l == "spin-path-info:"),
+        "{exact:?}"
+    );
+    assert!(
+        exact.contains(&"spin-matched-route: /exact/headers".to_string()),
+        "{exact:?}"
+    );
+    assert!(
+        exact.contains(&"spin-component-route: /exact/headers".to_string()),
+        "{exact:?}"
+    );
+    let wild = headers("/other/headers", "");
+    assert!(
+        wild.contains(&"spin-path-info: /other/headers".to_string()),
+        "{wild:?}"
+    );
+    assert!(
+        wild.contains(&"spin-matched-route: /...".to_string()),
+        "{wild:?}"
+    );
+    stop(&id, child);
+}
+
+/// A core module built for `wasm32-wasip1` (as Spin's Rust and Go templates build them) is
+/// componentized at load and compiled once into the node's cache; a second start maps it.
+#[test]
+fn a_core_module_app_is_componentized_once_and_served() {
+    let module = fixtures::c_proxy_core_module();
+    let manifest = r#"
+spin_manifest_version = 2
+[application]
+name = "c-core"
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "target/wasm32-wasip1/release/c.wasm"
+"#;
+    let image = spin_image(
+        "docker.io/wasmpod/spin-c-core:e2e",
+        manifest,
+        &[("/target/wasm32-wasip1/release/c.wasm", module.clone())],
+    );
+    let prefix = fixtures::cache_key_prefix(&module);
+    for round in 0..2 {
+        let id = unique_id("spin-core");
+        let (addr, child) = serve(&image, &id, &[]);
+        assert_eq!(get(addr, "/hello").0, 200, "round {round}");
+        stop(&id, child);
+        assert_eq!(fixtures::compiles_of(&prefix), 1, "round {round}");
+    }
+}
+
+/// With `/.spin` a volume, the default store outlives the container: a second container of
+/// the same app counts on, and the database is Spin's file.
+#[test]
+fn key_value_persists_across_restarts_when_state_is_a_volume() {
+    let image = py_image("docker.io/wasmpod/spin-py:e2e", PY_MANIFEST);
+    let state = tempfile::tempdir().unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/.spin,options=rbind:rw",
+        state.path().display()
+    );
+    for expected in [["count=1\n", "count=2\n"], ["count=3\n", "count=4\n"]] {
+        let id = unique_id("spin-kv");
+        let (addr, child) = serve(
+            &image,
+            &id,
+            &["--mount", &mount, "--env", "SPIN_VARIABLE_TOKEN=t"],
+        );
+        assert_eq!(get(addr, "/count").1, expected[0]);
+        assert_eq!(get(addr, "/count").1, expected[1]);
+        stop(&id, child);
+    }
+    assert!(state.path().join("sqlite_key_value.db").is_file());
+}
+
+fn expect_spin_create_error(image: &str, extra: &[&str], needles: &[&str]) {
+    let id = unique_id("spin-bad");
+    let mut args = vec!["run", "--rm", "--net-host", "--runtime", SPIN];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[image, &id, "/"]);
+    let ran = run_ctr(&args);
+    assert_ne!(ran.code, 0, "{ran:?}");
+    for needle in needles {
+        assert!(
+            ran.stderr.contains(needle),
+            "expected {needle:?} in {:?}",
+            ran.stderr
+        );
+    }
+}
+
+/// Apps that cannot run fail Create with the file, the field and the reason, leave nothing
+/// behind, and the shim serves the next container.
+#[test]
+fn bad_spin_apps_fail_with_their_reason_and_leak_nothing() {
+    let before = leak_counts();
+    let wasm = fixtures::spin_py_component();
+    let with = |name: &str, manifest: &str| {
+        spin_image(
+            &format!("docker.io/wasmpod/spin-bad-{name}:e2e"),
+            manifest,
+            &[("/app.wasm", wasm.clone())],
+        )
+    };
+    let ok = PY_MANIFEST.replace("files = [\"static\"]\n", "");
+    let cases: Vec<(String, Vec<&str>, Vec<&str>)> = vec![
+        (
+            with(
+                "field",
+                &ok.replace("version = \"0.1.0\"", "versoin = \"0.1.0\""),
+            ),
+            vec![],
+            vec!["/spin.toml", "versoin"],
+        ),
+        (
+            with(
+                "missing",
+                &ok.replace("source = \"app.wasm\"", "source = \"gone.wasm\""),
+            ),
+            vec![],
+            vec!["/spin.toml", "gone.wasm"],
+        ),
+        (
+            with(
+                "label",
+                &ok.replace("[\"default\"]", "[\"default\", \"cache\"]"),
+            ),
+            vec!["--env", "SPIN_VARIABLE_TOKEN=t"],
+            vec!["unknown key_value_stores label", "cache"],
+        ),
+        (
+            with("required", &ok),
+            vec![],
+            vec!["token", "SPIN_VARIABLE_TOKEN"],
+        ),
+        (
+            with(
+                "route",
+                &ok.replace("route = \"/...\"", "route = \"/a/.../b\""),
+            ),
+            vec!["--env", "SPIN_VARIABLE_TOKEN=t"],
+            vec!["/a/.../b"],
+        ),
+        (
+            with(
+                "trigger",
+                &format!("{ok}\n[[trigger.cron]]\ncomponent = \"py\"\n"),
+            ),
+            vec![],
+            vec!["cron", "not supported"],
+        ),
+    ];
+    for (image, extra, needles) in &cases {
+        expect_spin_create_error(image, extra, needles);
+    }
+    assert_eq!(
+        leak_counts(),
+        before,
+        "a bad Spin app left something behind"
+    );
+    // A good app still runs.
+    let image = py_image("docker.io/wasmpod/spin-py:e2e", PY_MANIFEST);
+    let id = unique_id("spin-after");
+    let (addr, child) = serve(&image, &id, &["--env", "SPIN_VARIABLE_TOKEN=t"]);
+    assert_eq!(get(addr, "/").0, 200);
+    stop(&id, child);
+}
