@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use wasmpod_oci::image::ImageBuilder;
 use std::sync::OnceLock;
 
 /// Prints `hello from wasmpod` and returns from `_start` (exit 0).
@@ -306,6 +308,62 @@ pub fn spin_py_component() -> Vec<u8> {
     assert!(status.success(), "componentize-py failed on the Spin app");
     std::fs::rename(&partial, &out).expect("keep the built component");
     std::fs::read(&out).expect("read the built component")
+}
+
+/// The manifest of the Python Spin test app ([`spin_py_component`]): one wildcard route, a
+/// static response, variables (one required, one templated, one naming the port outbound
+/// requests may reach), the default store, a `files` directory.
+pub const SPIN_PY_MANIFEST: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "spin-py"
+version = "0.1.0"
+
+[variables]
+greeting = { default = "hi" }
+token = { required = true, secret = true }
+port = { default = "1" }
+
+[[trigger.http]]
+route = "/..."
+component = "py"
+
+[[trigger.http]]
+route = "/static-route"
+static_response = { status_code = 201, headers = { x-static = "yes" }, body = "static body" }
+
+[component.py]
+source = "app.wasm"
+key_value_stores = ["default"]
+files = ["static"]
+environment = { GUEST_ONLY = "visible" }
+allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}"]
+variables = { greeting = "{{ greeting }} there", token = "{{ token }}" }
+"#;
+
+/// A Spin image of the `FROM scratch` + `COPY` shape: `manifest` at `/spin.toml` and
+/// `files` (path, bytes), platform `wasi/wasm`, no entrypoint (Spin images run with `/`).
+pub fn spin_image(name: &str, manifest: &str, files: &[(&str, Vec<u8>)]) -> ImageBuilder {
+    let mut image = ImageBuilder::new(name)
+        .platform("wasi", "wasm")
+        .file("/spin.toml", manifest.as_bytes().to_vec(), 0o644);
+    for (path, bytes) in files {
+        image = image.file(path, bytes.clone(), 0o644);
+    }
+    image
+}
+
+/// The Python Spin app with `manifest`, its Wasm at `/app.wasm` and `/static/hello.txt`.
+pub fn spin_py_image(name: &str, manifest: &str) -> ImageBuilder {
+    spin_image(
+        name,
+        manifest,
+        &[
+            ("/app.wasm", spin_py_component()),
+            ("/static/hello.txt", b"a file in the image\n".to_vec()),
+        ],
+    )
 }
 
 /// The WIT world a componentize-py fixture targets.

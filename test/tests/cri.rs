@@ -951,3 +951,86 @@ fn o_a_killed_guest_and_a_killed_shim_leak_nothing() {
     assert_eq!(cri.wait_exited(&id, Duration::from_secs(20)).exit_code, 5);
     teardown(&mut cri, &next, &[&id]);
 }
+
+const SPIN_PY: &str = "docker.io/wasmpod/spin-py:cri";
+
+/// (p) A Spin app in a pod with the `spin` handler, as a `runtimeClassName: wasmtime-spin`
+/// pod runs it: `command: ["/"]`, the default listen address `0.0.0.0:80` in the pod's
+/// network namespace, `/.well-known/spin/health` as a readiness probe would ask it, a
+/// key-value counter, and outbound HTTP to a native busybox sidecar of the same pod (allowed
+/// by `allowed_outbound_hosts` through a variable from the pod's env). The app's log lines
+/// reach the container's CRI log.
+#[test]
+fn p_a_spin_app_in_a_pod_with_a_native_sidecar() {
+    let mut cri = setup();
+    static IMPORT: Once = Once::new();
+    IMPORT.call_once(|| {
+        cri::import_k8s(
+            &fixtures::spin_py_image(SPIN_PY, fixtures::SPIN_PY_MANIFEST),
+            SPIN_PY,
+        )
+    });
+    let pod = cri.run_pod("spin", &PodSpec::default()).unwrap();
+    let web = run(&mut cri, &pod, &httpd("web", 8082));
+    let app = run(
+        &mut cri,
+        &pod,
+        &ContainerSpec {
+            name: "spin".into(),
+            image: SPIN_PY.into(),
+            command: vec!["/".into()],
+            env: vec![
+                ("SPIN_VARIABLE_TOKEN".into(), "from-the-pod".into()),
+                ("SPIN_VARIABLE_PORT".into(), "8082".into()),
+            ],
+            ..Default::default()
+        },
+    );
+    wait_running(&mut cri, &web);
+    wait_running(&mut cri, &app);
+    let netns = cri.pod_netns(&pod).expect("pod netns path");
+    let get = |path: &'static str| {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 80).into();
+        http::in_netns(&netns, move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                match http::get(addr, path) {
+                    Ok(reply) => return reply,
+                    Err(e) if Instant::now() > deadline => panic!("GET {addr}{path}: {e}"),
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        })
+    };
+    let health = get("/.well-known/spin/health");
+    assert_eq!((health.status, health.body.as_str()), (200, "OK"));
+    assert_eq!(get("/").body, "hello from a Spin Python app\n");
+    assert_eq!(get("/count").body, "count=1\n");
+    assert_eq!(get("/count").body, "count=2\n");
+    assert_eq!(get("/var/token").body, "token=from-the-pod\n");
+    let sidecar = get("/fetch?http://127.0.0.1:8082/index.html");
+    assert_eq!(
+        (sidecar.status, sidecar.body.as_str()),
+        (200, "fetched 200: hello from the sidecar\n")
+    );
+    assert_eq!(get("/trap").status, 500);
+    // The guest's traceback is in the container's log.
+    let log = pod.log_dir.join("spin.log");
+    wait_until(Duration::from_secs(10), || {
+        cri::log_lines(&log)
+            .iter()
+            .any(|(_, line)| line.contains("asked to fail"))
+    });
+    assert!(
+        cri::log_lines(&log)
+            .iter()
+            .any(|(stream, line)| stream == "stderr" && line.contains("asked to fail")),
+        "{:?}",
+        cri::log_lines(&log)
+    );
+    // Stopped as kubelet stops it: SIGTERM, drained, 143.
+    cri.stop_container(&app, 10).expect("stop the Spin app");
+    let status = cri.wait_exited(&app, Duration::from_secs(20));
+    assert_eq!(status.exit_code, 143, "{status:?}");
+    teardown(&mut cri, &pod, &[&app, &web]);
+}

@@ -10,66 +10,20 @@ use std::time::{Duration, Instant};
 
 use wasmpod_e2e::ctr::{self, finish, free_port, import, leak_counts, run_ctr, spawn, unique_id};
 use wasmpod_e2e::{fixtures, http};
-use wasmpod_oci::image::ImageBuilder;
 
 /// The runtime name of the Spin shim.
 const SPIN: &str = "io.containerd.spin.v2";
 
-/// The manifest of the Python test app: one wildcard route, a static response, variables
-/// (one required, one templated, one naming the port outbound requests may reach).
-const PY_MANIFEST: &str = r#"
-spin_manifest_version = 2
+const PY_MANIFEST: &str = fixtures::SPIN_PY_MANIFEST;
 
-[application]
-name = "spin-py"
-version = "0.1.0"
-
-[variables]
-greeting = { default = "hi" }
-token = { required = true, secret = true }
-port = { default = "1" }
-
-[[trigger.http]]
-route = "/..."
-component = "py"
-
-[[trigger.http]]
-route = "/static-route"
-static_response = { status_code = 201, headers = { x-static = "yes" }, body = "static body" }
-
-[component.py]
-source = "app.wasm"
-key_value_stores = ["default"]
-files = ["static"]
-environment = { GUEST_ONLY = "visible" }
-allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}"]
-variables = { greeting = "{{ greeting }} there", token = "{{ token }}" }
-"#;
-
-/// An image holding `manifest` at `/spin.toml` and `files` (path, bytes), with no
-/// entrypoint: Spin images are run with `/` as the argument.
 fn spin_image(name: &str, manifest: &str, files: &[(&str, Vec<u8>)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut image = ImageBuilder::new(name).platform("wasi", "wasm").file(
-        "/spin.toml",
-        manifest.as_bytes().to_vec(),
-        0o644,
-    );
-    for (path, bytes) in files {
-        image = image.file(path, bytes.clone(), 0o644);
-    }
-    import(&image, name, dir.path())
+    import(&fixtures::spin_image(name, manifest, files), name, dir.path())
 }
 
 fn py_image(name: &str, manifest: &str) -> String {
-    spin_image(
-        name,
-        manifest,
-        &[
-            ("/app.wasm", fixtures::spin_py_component()),
-            ("/static/hello.txt", b"a file in the image\n".to_vec()),
-        ],
-    )
+    let dir = tempfile::tempdir().unwrap();
+    import(&fixtures::spin_py_image(name, manifest), name, dir.path())
 }
 
 /// Runs `image` with `SPIN_HTTP_LISTEN_ADDR` on a free loopback port (plus `extra` flags)
