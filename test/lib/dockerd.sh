@@ -2,7 +2,8 @@
 # A private dockerd 26 for wasmpod's tests, on top of the private containerd that
 # containerd.sh starts: its own data-root, exec-root, socket and bridge, the containerd image
 # store (so `docker load` keeps OCI images as they are), nothing touching the host's
-# iptables or forwarding, and the built shim first on its PATH.
+# iptables or forwarding (published ports go through docker-proxy, which needs neither), and
+# the built shim first on its PATH.
 #
 #   dockerd.sh start DIR CONTAINERD_SOCKET SHIM_DIR DOCKER_ROOT   start it (DOCKER_ROOT: the
 #                                                  unpacked docker.io/docker-cli debs)
@@ -42,7 +43,8 @@ start)
   "ip6tables": false,
   "ip-forward": false,
   "ip-masq": false,
-  "userland-proxy": false,
+  "userland-proxy": true,
+  "userland-proxy-path": "$root/usr/sbin/docker-proxy",
   "bridge": "$bridge",
   "default-address-pools": [{"base": "198.19.128.0/17", "size": 24}]
 }

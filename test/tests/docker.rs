@@ -57,9 +57,10 @@ fn load(image: &ImageBuilder, dir: &Path, file: &str) -> String {
     docker::load(&tar)
 }
 
-/// Polls `GET path` on `addr` until it answers.
+/// Polls `GET path` on `addr` until it answers (a first start compiles the Wasm: a large
+/// component takes a while in a debug build).
 fn wait_for_http(addr: SocketAddr, path: &str) -> http::Reply {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match http::get(addr, path) {
             Ok(reply) => return reply,
@@ -322,4 +323,102 @@ fn a_wasm_layer_image_under_docker_fails_with_a_clear_message() {
     load(&ok, dir.path(), "hello.tar");
     let ran = run_wasm(RUNTIMES[0], &[], "e2e/hello:docker", &[]);
     assert_eq!((ran.code, ran.stdout.as_str()), (0, "hello from wasmpod\n"));
+}
+
+/// The Spin shim's Docker example: `docker run --runtime=io.containerd.spin.v2
+/// --platform=wasi/wasm -p HOST:80 IMAGE /` of a Spin app image (`/spin.toml` in the
+/// image): it answers on the published port, counts in its key-value store, and `docker
+/// stop` ends it with 143.
+#[test]
+fn docker_runs_a_spin_app_with_a_published_port() {
+    if docker::available().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = fixtures::spin_py_image("e2e/spin-py:docker", fixtures::SPIN_PY_MANIFEST);
+    load(&image, dir.path(), "spin-py.tar");
+    let name = unique_id("spin");
+    let port = ctr::free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let ran = docker::docker()
+        .args(["run", "-d", "--name", &name, "--runtime=io.containerd.spin.v2"])
+        .args(["--platform=wasi/wasm", "-p", &publish])
+        .args(["-e", "SPIN_VARIABLE_TOKEN=from-docker", "e2e/spin-py:docker", "/"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker");
+    assert_ok(&ran.into());
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let reply = wait_for_http(addr, "/.well-known/spin/health");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "OK"));
+    assert_eq!(http::get(addr, "/count").unwrap().body, "count=1\n");
+    assert_eq!(http::get(addr, "/count").unwrap().body, "count=2\n");
+    assert_eq!(
+        http::get(addr, "/var/token").unwrap().body,
+        "token=from-docker\n"
+    );
+    assert_ok(&run_docker(&["stop", "-t", "20", &name]));
+    let code = run_docker(&["inspect", "-f", "{{.State.ExitCode}}", &name]);
+    assert_eq!(code.stdout.trim(), "143", "{code:?}");
+    assert_ok(&run_docker(&["rm", &name]));
+    assert_eq!(settled_shims(), 0, "a shim outlived its container");
+}
+
+/// compose with a Spin service (`runtime: io.containerd.spin.v2`, `platform: wasi/wasm`,
+/// `command: ["/"]`) reached by its service name from a native busybox service.
+#[test]
+fn compose_runs_a_spin_service_next_to_a_native_one() {
+    if docker::available().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = fixtures::spin_py_image("e2e/spin-py:docker", fixtures::SPIN_PY_MANIFEST);
+    load(&image, dir.path(), "spin-py.tar");
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (make setup)");
+    let client = ImageBuilder::new("e2e/busybox:docker")
+        .platform("linux", "amd64")
+        .entrypoint(["/bin/busybox"])
+        .file("/bin/busybox", busybox, 0o755);
+    load(&client, dir.path(), "busybox.tar");
+    let file = dir.path().join("compose.yaml");
+    std::fs::write(
+        &file,
+        r#"name: wasmpod-e2e-spin
+services:
+  app:
+    image: e2e/spin-py:docker
+    runtime: io.containerd.spin.v2
+    platform: wasi/wasm
+    pull_policy: never
+    command: ["/"]
+    environment:
+      SPIN_VARIABLE_TOKEN: from-compose
+  client:
+    image: e2e/busybox:docker
+    platform: linux/amd64
+    pull_policy: never
+    depends_on: [app]
+    command: ["wget", "-q", "-O-", "http://app/var/token"]
+"#,
+    )
+    .unwrap();
+    assert_ok(&compose(&file, &["up", "-d", "app"]));
+    let mut ran = compose(&file, &["run", "--rm", "client"]);
+    for _ in 0..40 {
+        if ran.code == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        ran = compose(&file, &["run", "--rm", "client"]);
+    }
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "token=from-compose\n"),
+        "{ran:?}"
+    );
+    assert_ok(&compose(&file, &["stop"]));
+    let code = run_docker(&["inspect", "-f", "{{.State.ExitCode}}", "wasmpod-e2e-spin-app-1"]);
+    assert_eq!(code.stdout.trim(), "143", "{code:?}");
+    assert_ok(&compose(&file, &["down"]));
+    assert_eq!(settled_shims(), 0, "a shim outlived compose down");
 }
