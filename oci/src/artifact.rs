@@ -86,6 +86,8 @@ pub struct ManifestView {
     pub config: BlobRef,
     /// Every layer that holds Wasm, in manifest order.
     pub wasm_layers: Vec<BlobRef>,
+    /// Every layer, in manifest order.
+    pub layers: Vec<BlobRef>,
 }
 
 impl ManifestView {
@@ -96,18 +98,28 @@ impl ManifestView {
             .get("config")
             .and_then(BlobRef::from_json)
             .ok_or_else(|| OciError::Image("the image manifest has no config".into()))?;
-        let wasm_layers = manifest
+        let layers: Vec<BlobRef> = manifest
             .get("layers")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter_map(BlobRef::from_json)
+            .collect();
+        let wasm_layers = layers
+            .iter()
             .filter(|l| is_wasm_layer(&l.media_type))
+            .cloned()
             .collect();
         Ok(ManifestView {
             config,
             wasm_layers,
+            layers,
         })
+    }
+
+    /// The layer of the given media type, if the manifest has one.
+    pub fn layer_of_type(&self, media_type: &str) -> Option<&BlobRef> {
+        self.layers.iter().find(|l| l.media_type == media_type)
     }
 
     /// Whether the config is a CNCF Wasm artifact config (no need to read it).

@@ -45,6 +45,10 @@ pub enum ImageShape {
     /// CNCF Wasm artifact: Wasm layers only, config `application/vnd.wasm.config.v0+json`
     /// (CRI only: `ctr run` rejects that config type).
     WasmArtifact,
+    /// What `spin registry push` writes: typed layers only (a Wasm layer per component, data
+    /// layers, the locked app last), standard OCI config `wasm`/`wasip1` with the lock's
+    /// digest as a label (see [`crate::spin::package`]).
+    SpinRegistry,
 }
 
 /// Builds a single-manifest OCI image: a tar layer with the files, plus Wasm layers.
@@ -60,6 +64,8 @@ pub struct ImageBuilder {
     files: Vec<LayerFile>,
     shape: ImageShape,
     wasm_layers: Vec<Vec<u8>>,
+    typed_layers: Vec<(String, Vec<u8>)>,
+    labels: Vec<(String, String)>,
 }
 
 impl ImageBuilder {
@@ -77,7 +83,22 @@ impl ImageBuilder {
             files: Vec::new(),
             shape: ImageShape::Rootfs,
             wasm_layers: Vec::new(),
+            typed_layers: Vec::new(),
+            labels: Vec::new(),
         }
+    }
+
+    /// Adds a layer of `media_type` holding `bytes` (for [`ImageShape::SpinRegistry`]).
+    pub fn typed_layer(mut self, media_type: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        self.typed_layers
+            .push((media_type.to_string(), bytes.into()));
+        self
+    }
+
+    /// Adds a config label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Sets the shape (default [`ImageShape::Rootfs`]); Wasm added with
@@ -149,7 +170,10 @@ impl ImageBuilder {
         let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
         let mut layers = Vec::new();
         let mut diff_ids = Vec::new();
-        if self.shape != ImageShape::WasmArtifact {
+        if !matches!(
+            self.shape,
+            ImageShape::WasmArtifact | ImageShape::SpinRegistry
+        ) {
             let tar = self.layer_tar()?;
             let digest = sha256(&tar);
             layers.push(
@@ -168,6 +192,11 @@ impl ImageBuilder {
             layers.push(json!({"mediaType": layer_type, "digest": digest, "size": wasm.len()}));
             wasm_digests.push(digest.clone());
             blobs.push((digest, wasm.clone()));
+        }
+        for (media_type, bytes) in &self.typed_layers {
+            let digest = sha256(bytes);
+            layers.push(json!({"mediaType": media_type, "digest": digest, "size": bytes.len()}));
+            blobs.push((digest, bytes.clone()));
         }
         let (config_type, config) = match self.shape {
             ImageShape::WasmArtifact => (
@@ -236,6 +265,14 @@ impl ImageBuilder {
             ImageShape::WasmArtifact if !self.files.is_empty() => Err(OciError::Image(
                 "a CNCF Wasm artifact carries Wasm layers only, no files".into(),
             )),
+            ImageShape::SpinRegistry if !self.files.is_empty() || !self.wasm_layers.is_empty() => {
+                Err(OciError::Image(
+                    "a Spin registry image carries typed layers only".into(),
+                ))
+            }
+            _ if self.shape != ImageShape::SpinRegistry && !self.typed_layers.is_empty() => Err(
+                OciError::Image("typed layers need the Spin registry shape".into()),
+            ),
             _ => Ok(()),
         }
     }
@@ -266,6 +303,14 @@ impl ImageBuilder {
         }
         if let Some(dir) = &self.working_dir {
             config.insert("WorkingDir".into(), json!(dir));
+        }
+        if !self.labels.is_empty() {
+            let labels: serde_json::Map<String, Value> = self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            config.insert("Labels".into(), Value::Object(labels));
         }
         json!({
             "architecture": self.architecture,

@@ -117,6 +117,20 @@ impl NotInRootfs {
         })
     }
 
+    /// The workload, a Spin app read from the image's layers (`SPIN_COMPONENTS_TO_RETAIN`
+    /// applied).
+    pub fn spin_app(self, mut app: SpinApp) -> Result<Workload, OciError> {
+        retain_components(&mut app, &self.env)?;
+        Ok(Workload {
+            program: Program::Spin(Box::new(app)),
+            args: self.args,
+            env: self.env,
+            cwd: self.cwd,
+            memory_limit: self.memory_limit,
+            confinement: self.confinement,
+        })
+    }
+
     /// Why the rootfs did not have it.
     pub fn into_error(self) -> OciError {
         self.error

@@ -12,6 +12,7 @@
 //! place only when complete: it is read from containerd once per node, never held in the
 //! shim's memory, and shared by every container that runs it.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +26,7 @@ use containerd_client::with_namespace;
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 use wasmpod_oci::artifact::{self, BlobRef, ManifestView};
+use wasmpod_oci::spin::lock::{LockedApp, ARCHIVE_LAYER, LOCKED_APP_LAYER};
 
 use crate::error::{ShimError, ShimResult};
 
@@ -55,11 +57,25 @@ pub struct WasmLayer {
     pub digest: String,
 }
 
+/// A Spin app pushed as layers (`spin registry push`): its lock, and the layers it names, in
+/// the node's layer directory.
+#[derive(Debug)]
+pub struct SpinLayers {
+    /// The image, for messages.
+    pub image: String,
+    /// The locked app.
+    pub lock: LockedApp,
+    /// Where each layer the lock names is on the node, by digest.
+    pub blobs: BTreeMap<String, PathBuf>,
+}
+
 /// What the content store holds for a container whose entrypoint is not in its rootfs.
 #[derive(Debug)]
 pub enum LayerLookup {
     /// The image's Wasm layer, in the node's layer directory.
     Found(WasmLayer),
+    /// The image is a Spin app pushed as layers.
+    SpinApp(SpinLayers),
     /// The container record names no image (dockerd 26 creates containers that way).
     NoImage,
     /// The image has no Wasm layers, or its config does not say it is Wasm.
@@ -134,13 +150,18 @@ impl ContentStore {
         }
         let manifest =
             ManifestView::parse(&reader.read(&target, MAX_DOCUMENT).await?).map_err(oci_error)?;
-        if manifest.wasm_layers.is_empty() {
+        let lock_layer = manifest.layer_of_type(LOCKED_APP_LAYER).cloned();
+        if manifest.wasm_layers.is_empty() && lock_layer.is_none() {
             return Ok(LayerLookup::NoWasmLayers);
         }
         let wasm_config = manifest.is_wasm_artifact()
             || artifact::config_is_wasm(&reader.read(&manifest.config, MAX_DOCUMENT).await?);
         if !wasm_config {
             return Ok(LayerLookup::NoWasmLayers);
+        }
+        if let Some(lock_layer) = lock_layer {
+            let spin = spin_layers(&reader, &manifest, &lock_layer, layers, &image_name).await?;
+            return Ok(LayerLookup::SpinApp(spin));
         }
         let layer = match manifest.wasm_layers.as_slice() {
             [one] => one,
@@ -164,6 +185,54 @@ impl ContentStore {
             digest: layer.digest.clone(),
         }))
     }
+}
+
+/// Reads the lock of a Spin app image and writes the layers it names to `layers` (each once
+/// a node, digest-checked).
+async fn spin_layers(
+    reader: &BlobReader<'_>,
+    manifest: &ManifestView,
+    lock_layer: &BlobRef,
+    layers: &Path,
+    image: &str,
+) -> ShimResult<SpinLayers> {
+    let bad = |reason: String| {
+        ShimError::FailedPrecondition(format!(
+            "Spin app {image} ({}): {reason}",
+            lock_layer.digest
+        ))
+    };
+    if manifest.layer_of_type(ARCHIVE_LAYER).is_some() {
+        return Err(bad(
+            "its files are in archive layers (SPIN_OCI_ARCHIVE_LAYERS), which wasmpod does not \
+             read yet: push it without SPIN_OCI_ARCHIVE_LAYERS"
+                .into(),
+        ));
+    }
+    let lock = LockedApp::parse(&reader.read(lock_layer, MAX_DOCUMENT).await?).map_err(bad)?;
+    let mut blobs = BTreeMap::new();
+    for digest in lock.digests() {
+        let layer = manifest
+            .layers
+            .iter()
+            .find(|l| l.digest == digest)
+            .ok_or_else(|| {
+                bad(format!(
+                    "the lock names {digest}, which is not a layer of the image"
+                ))
+            })?;
+        let path = layer_path(layers, &digest)?;
+        let present = std::fs::metadata(&path).is_ok_and(|m| m.len() as i64 == layer.size);
+        if !present {
+            reader.write_to(layer, MAX_LAYER, &path).await?;
+        }
+        blobs.insert(digest, path);
+    }
+    Ok(SpinLayers {
+        image: image.to_string(),
+        lock,
+        blobs,
+    })
 }
 
 /// Where the layer with `digest` is kept in `layers`; only sha256 digests are accepted.

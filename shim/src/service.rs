@@ -206,6 +206,24 @@ impl TaskService {
                         refuse_precompiled(&layer.path, Path::new(&spec.args[0]))?;
                         missing.in_layer(layer.path)?
                     }
+                    LayerLookup::SpinApp(spin) => {
+                        log::info!("{}: runs the Spin app of {}", req.id, spin.image);
+                        let app = spin
+                            .lock
+                            .into_app(
+                                &format!("image {}", spin.image),
+                                &spin.blobs,
+                                &layers,
+                                &spec.rootfs,
+                            )
+                            .map_err(|reason| {
+                                ShimError::FailedPrecondition(format!(
+                                    "Spin app {}: {reason}",
+                                    spin.image
+                                ))
+                            })?;
+                        missing.spin_app(app)?
+                    }
                     LayerLookup::NoWasmLayers => return Err(missing.into_error().into()),
                     LayerLookup::NoImage => {
                         return Err(ShimError::NotFound(format!(

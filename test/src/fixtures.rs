@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmpod_oci::image::ImageBuilder;
 use std::sync::OnceLock;
+use wasmpod_oci::image::ImageBuilder;
 
 /// Prints `hello from wasmpod` and returns from `_start` (exit 0).
 pub const HELLO_WAT: &str = r#"
@@ -345,9 +345,11 @@ variables = { greeting = "{{ greeting }} there", token = "{{ token }}" }
 /// A Spin image of the `FROM scratch` + `COPY` shape: `manifest` at `/spin.toml` and
 /// `files` (path, bytes), platform `wasi/wasm`, no entrypoint (Spin images run with `/`).
 pub fn spin_image(name: &str, manifest: &str, files: &[(&str, Vec<u8>)]) -> ImageBuilder {
-    let mut image = ImageBuilder::new(name)
-        .platform("wasi", "wasm")
-        .file("/spin.toml", manifest.as_bytes().to_vec(), 0o644);
+    let mut image = ImageBuilder::new(name).platform("wasi", "wasm").file(
+        "/spin.toml",
+        manifest.as_bytes().to_vec(),
+        0o644,
+    );
     for (path, bytes) in files {
         image = image.file(path, bytes.clone(), 0o644);
     }

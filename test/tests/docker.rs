@@ -341,9 +341,20 @@ fn docker_runs_a_spin_app_with_a_published_port() {
     let port = ctr::free_port();
     let publish = format!("127.0.0.1:{port}:80");
     let ran = docker::docker()
-        .args(["run", "-d", "--name", &name, "--runtime=io.containerd.spin.v2"])
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--runtime=io.containerd.spin.v2",
+        ])
         .args(["--platform=wasi/wasm", "-p", &publish])
-        .args(["-e", "SPIN_VARIABLE_TOKEN=from-docker", "e2e/spin-py:docker", "/"])
+        .args([
+            "-e",
+            "SPIN_VARIABLE_TOKEN=from-docker",
+            "e2e/spin-py:docker",
+            "/",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("run docker");
@@ -417,7 +428,12 @@ services:
         "{ran:?}"
     );
     assert_ok(&compose(&file, &["stop"]));
-    let code = run_docker(&["inspect", "-f", "{{.State.ExitCode}}", "wasmpod-e2e-spin-app-1"]);
+    let code = run_docker(&[
+        "inspect",
+        "-f",
+        "{{.State.ExitCode}}",
+        "wasmpod-e2e-spin-app-1",
+    ]);
     assert_eq!(code.stdout.trim(), "143", "{code:?}");
     assert_ok(&compose(&file, &["down"]));
     assert_eq!(settled_shims(), 0, "a shim outlived compose down");

@@ -18,7 +18,11 @@ const PY_MANIFEST: &str = fixtures::SPIN_PY_MANIFEST;
 
 fn spin_image(name: &str, manifest: &str, files: &[(&str, Vec<u8>)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    import(&fixtures::spin_image(name, manifest, files), name, dir.path())
+    import(
+        &fixtures::spin_image(name, manifest, files),
+        name,
+        dir.path(),
+    )
 }
 
 fn py_image(name: &str, manifest: &str) -> String {
@@ -355,4 +359,80 @@ fn bad_spin_apps_fail_with_their_reason_and_leak_nothing() {
     let (addr, child) = serve(&image, &id, &["--env", "SPIN_VARIABLE_TOKEN=t"]);
     assert_eq!(get(addr, "/").0, 200);
     stop(&id, child);
+}
+
+/// Writes the Python test app as a directory on disk: `spin.toml`, `app.wasm`, and a
+/// `static` directory with a small file (inlined in a lock) and a large one (a data layer).
+fn py_app_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("static/big")).unwrap();
+    std::fs::write(dir.path().join("spin.toml"), PY_MANIFEST).unwrap();
+    std::fs::write(dir.path().join("app.wasm"), fixtures::spin_py_component()).unwrap();
+    std::fs::write(dir.path().join("static/hello.txt"), "a file in the image\n").unwrap();
+    std::fs::write(dir.path().join("static/big/data.txt"), "x".repeat(4096)).unwrap();
+    dir
+}
+
+/// `wasmpod image build --spin` of one app in both shapes: `/spin.toml` in the rootfs, and
+/// the layers `spin registry push` writes, read from containerd's content store (components
+/// and files by digest, the lock last). Both serve the same app; the registry image's files
+/// are where Spin puts them. A lock naming a layer the image lacks fails Create by name.
+#[test]
+fn both_image_shapes_of_one_app_serve_the_same() {
+    if !ctr::imports_wasm_layers() {
+        return;
+    }
+    let app = py_app_dir();
+    let out = tempfile::tempdir().unwrap();
+    for (shape, name) in [
+        ("rootfs", "docker.io/wasmpod/spin-built:rootfs"),
+        ("spin-registry", "docker.io/wasmpod/spin-built:registry"),
+    ] {
+        let tar = out.path().join(format!("{shape}.tar"));
+        let built = std::process::Command::new(ctr::wasmpod_tool())
+            .args(["image", "build", "--spin"])
+            .arg(app.path().join("spin.toml"))
+            .args(["--shape", shape, "-t", name, "-o"])
+            .arg(&tar)
+            .output()
+            .expect("run wasmpod image build");
+        assert!(built.status.success(), "{built:?}");
+        assert_eq!(
+            run_ctr(&["images", "import", "--all-platforms", tar.to_str().unwrap()]).code,
+            0
+        );
+        let id = unique_id("spin-shape");
+        let (addr, child) = serve(name, &id, &["--env", "SPIN_VARIABLE_TOKEN=t"]);
+        assert_eq!(
+            get(addr, "/"),
+            (200, "hello from a Spin Python app\n".into()),
+            "{shape}"
+        );
+        assert_eq!(get(addr, "/file").1, "a file in the image\n", "{shape}");
+        assert_eq!(get(addr, "/count").1, "count=1\n", "{shape}");
+        assert_eq!(get(addr, "/static-route").0, 201, "{shape}");
+        stop(&id, child);
+    }
+
+    // A lock that names a layer the image does not have.
+    let wasm = fixtures::spin_py_component();
+    let lock = format!(
+        r#"{{"spin_lock_version":0,"metadata":{{"name":"broken"}},
+            "triggers":[{{"id":"t","trigger_type":"http","trigger_config":{{"route":"/...","component":"c"}}}}],
+            "components":[{{"id":"c","source":{{"content_type":"application/wasm","digest":"sha256:{}"}}}}]}}"#,
+        "0".repeat(64)
+    );
+    let name = "docker.io/wasmpod/spin-broken-lock:e2e";
+    import(
+        &wasmpod_oci::image::ImageBuilder::new(name)
+            .shape(wasmpod_oci::image::ImageShape::SpinRegistry)
+            .platform("wasip1", "wasm")
+            .typed_layer(wasmpod_oci::artifact::WASM_CONTENT_LAYER, wasm)
+            .typed_layer(wasmpod_oci::spin::lock::LOCKED_APP_LAYER, lock.into_bytes()),
+        name,
+        out.path(),
+    );
+    let before = leak_counts();
+    expect_spin_create_error(name, &[], &["broken-lock", "not a layer of the image"]);
+    assert_eq!(leak_counts(), before);
 }

@@ -10,6 +10,8 @@
 //!       --workdir DIR        set the working directory
 //!       --platform OS/ARCH   the image platform (default wasi/wasm)
 //!       --shape SHAPE        rootfs (default), wasm-layer or artifact
+//!
+//! wasmpod image build --spin DIR/spin.toml -o OUT.tar -t NAME [--shape rootfs|spin-registry]
 //! ```
 //!
 //! The image is a single-manifest OCI image, deterministic for the same inputs, loadable with
@@ -18,17 +20,24 @@
 //! - `wasm-layer`: the `.wasm` as a Wasm layer of its own (the entrypoint still names the
 //!   path, which the shim finds in the content store); extra files go in a tar layer;
 //! - `artifact`: a CNCF Wasm artifact (Wasm layer only, no files, no entrypoint; CRI only).
+//!
+//! With `--spin`, the image is a Spin app, built from its manifest and the files it names:
+//! - `rootfs`: `/spin.toml` and its files in the image's filesystem (`FROM scratch` + `COPY`);
+//! - `spin-registry`: the layers `spin registry push` writes (a Wasm layer per component, data
+//!   layers, the locked app last).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wasmpod_oci::image::{ImageBuilder, ImageShape};
 use wasmpod_oci::reference::ImageName;
+use wasmpod_oci::spin::package::{package, PackageShape};
 use wasmpod_oci::{EntrypointKind, WasmKind};
 
 const USAGE: &str = "usage: wasmpod image build -o OUT.tar -t NAME [--path /app.wasm] \
 [--file SRC:DST]... [--env K=V]... [--workdir DIR] [--platform wasi/wasm] \
-[--shape rootfs|wasm-layer|artifact] APP.wasm";
+[--shape rootfs|wasm-layer|artifact] APP.wasm
+       wasmpod image build --spin DIR/spin.toml -o OUT.tar -t NAME [--shape rootfs|spin-registry]";
 
 #[derive(Debug, Default)]
 struct BuildArgs {
@@ -41,6 +50,7 @@ struct BuildArgs {
     platform: Option<(String, String)>,
     shape: ImageShape,
     wasm: Option<PathBuf>,
+    spin: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<BuildArgs, String> {
@@ -90,13 +100,16 @@ fn parse(args: &[String]) -> Result<BuildArgs, String> {
                     "rootfs" => ImageShape::Rootfs,
                     "wasm-layer" => ImageShape::WasmLayer,
                     "artifact" => ImageShape::WasmArtifact,
+                    "spin-registry" => ImageShape::SpinRegistry,
                     other => {
                         return Err(format!(
-                            "--shape takes rootfs, wasm-layer or artifact, not {other}"
+                            "--shape takes rootfs, wasm-layer, artifact or spin-registry, not \
+                             {other}"
                         ))
                     }
                 }
             }
+            "--spin" => out.spin = Some(value(arg)?.into()),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other if other.starts_with('-') => return Err(format!("unknown option {other}")),
             other => {
@@ -110,9 +123,12 @@ fn parse(args: &[String]) -> Result<BuildArgs, String> {
 }
 
 fn build(args: BuildArgs) -> Result<(), String> {
-    let output = args.output.ok_or("--output is required")?;
-    let tag = args.tag.ok_or("--tag is required")?;
+    let output = args.output.clone().ok_or("--output is required")?;
+    let tag = args.tag.clone().ok_or("--tag is required")?;
     let name = ImageName::parse(&tag).map_err(|e| e.to_string())?;
+    if let Some(manifest) = &args.spin {
+        return build_spin(&args, manifest, &name, &output);
+    }
     let wasm_path = args.wasm.ok_or("the .wasm file is required")?;
     let wasm =
         std::fs::read(&wasm_path).map_err(|e| format!("read {}: {e}", wasm_path.display()))?;
@@ -141,6 +157,9 @@ fn build(args: BuildArgs) -> Result<(), String> {
             }
             image.wasm_layer(wasm)
         }
+        ImageShape::SpinRegistry => {
+            return Err("--shape spin-registry is for Spin apps: give --spin DIR/spin.toml".into())
+        }
     };
     if let Some((os, arch)) = &args.platform {
         image = image.platform(os, arch);
@@ -156,6 +175,37 @@ fn build(args: BuildArgs) -> Result<(), String> {
         image = image.file(&dst, bytes, 0o644);
     }
     image.write_tar(&output).map_err(|e| e.to_string())?;
+    println!("wrote {} ({name})", output.display());
+    Ok(())
+}
+
+/// `--spin`: the app of `manifest` in the shape asked for.
+fn build_spin(
+    args: &BuildArgs,
+    manifest: &std::path::Path,
+    name: &ImageName,
+    output: &std::path::Path,
+) -> Result<(), String> {
+    if args.wasm.is_some()
+        || !args.files.is_empty()
+        || !args.env.is_empty()
+        || args.path.is_some()
+        || args.workdir.is_some()
+        || args.platform.is_some()
+    {
+        return Err(
+            "with --spin the manifest says what goes in the image: give no .wasm, --file, \
+             --env, --path, --workdir or --platform"
+                .into(),
+        );
+    }
+    let shape = match args.shape {
+        ImageShape::Rootfs => PackageShape::Rootfs,
+        ImageShape::SpinRegistry => PackageShape::Registry,
+        _ => return Err("a Spin app's --shape is rootfs or spin-registry".into()),
+    };
+    let image = package(manifest, &name.to_string(), shape).map_err(|e| e.to_string())?;
+    image.write_tar(output).map_err(|e| e.to_string())?;
     println!("wrote {} ({name})", output.display());
     Ok(())
 }

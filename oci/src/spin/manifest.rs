@@ -559,7 +559,7 @@ mod v2 {
     }
 }
 
-pub(super) fn unsupported_trigger(kind: &str) -> String {
+pub(crate) fn unsupported_trigger(kind: &str) -> String {
     format!(
         "trigger type {kind:?} is not supported by wasmpod yet (it runs `http` triggers); \
          remove the [[trigger.{kind}]] entries or run them elsewhere"
