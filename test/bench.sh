@@ -11,7 +11,11 @@
 #   served by wasmpod vs `wasmtime serve` of the same component (a wasmtime CLI 48.0.8 found
 #   in BENCH_CACHE/wasmtime/bin, built once with
 #   `cargo install wasmtime-cli --version 48.0.8 --locked --root BENCH_CACHE/wasmtime`;
-#   without it, that row is skipped with a message).
+#   without it, that row is skipped with a message);
+# - Spin apps: a Spin hello (the C component as a core module) vs the same code served as a
+#   plain wasi:http component, and the Python Spin SDK app with one key-value get+set per
+#   request vs its hello; over CRI, a Spin hello pod vs a runc busybox httpd pod, cold start
+#   to the first 200 and PSS per serving pod.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${WORK:-$here/../.work}
@@ -87,6 +91,8 @@ cri_out=$(WASMPOD_CONTAINERD_ADDRESS="$dir/containerd.sock" WASMPOD_FIXTURES="$w
 read -r _ cri_cold_wasm cri_cold_runc <<<"$(grep '^cold_ms' <<<"$cri_out")"
 read -r _ cri_pss_wasm cri_pss_runc <<<"$(grep '^pss_kb' <<<"$cri_out")"
 read -r _ cri_pss_two <<<"$(grep '^pss_two_kb' <<<"$cri_out")"
+read -r _ cri_http_cold_spin cri_http_cold_runc <<<"$(grep '^http_cold_ms' <<<"$cri_out")"
+read -r _ cri_http_pss_spin cri_http_pss_runc <<<"$(grep '^http_pss_kb' <<<"$cri_out")"
 
 # yosys: a real 69 MB program; the first start compiles it (tens of seconds).
 yosys_first=""; yosys_cached=""
@@ -136,10 +142,27 @@ http_bench() { # kind (py|c) -> "wasmpod_rps wasmpod_p99 [wasmtime_rps wasmtime_
   fi
   echo "$result $theirs"
 }
-http_py=""; http_c=""
+# Spin apps: one served by wasmpod's Spin host, `wrk` on PATH -> "rps p99".
+spin_bench() { # testkit-image path env... -> "rps p99"
+  local kind=$1 path=$2; shift 2
+  "$target/wasmpod-testkit" "$kind" "$work/bench-$kind.tar" "docker.io/wasmpod/$kind:bench"
+  $ctr images import --all-platforms "$work/bench-$kind.tar" >/dev/null
+  local envs=(--env SPIN_HTTP_LISTEN_ADDR=127.0.0.1:18183)
+  for e in "$@"; do envs+=(--env "$e"); done
+  $ctr run -d --net-host "${envs[@]}" --runtime io.containerd.spin.v2 "docker.io/wasmpod/$kind:bench" "spin-$kind" / >/dev/null
+  local result=""
+  if wait_http http://127.0.0.1:18183/.well-known/spin/health; then result=$(wrk_run "http://127.0.0.1:18183$path"); fi
+  $ctr tasks kill -s SIGKILL "spin-$kind" >/dev/null 2>&1; sleep 0.3
+  $ctr tasks delete "spin-$kind" >/dev/null 2>&1; $ctr containers delete "spin-$kind" >/dev/null 2>&1
+  echo "$result"
+}
+http_py=""; http_c=""; spin_c=""; spin_py=""; spin_py_kv=""
 if command -v wrk >/dev/null && command -v curl >/dev/null; then
   http_py=$(http_bench py)
   http_c=$(http_bench c)
+  spin_c=$(spin_bench spin-c-image /hello)
+  spin_py=$(spin_bench spin-py-image / SPIN_VARIABLE_TOKEN=bench)
+  spin_py_kv=$(spin_bench spin-py-image /count SPIN_VARIABLE_TOKEN=bench)
 fi
 
 w=$(printf '%s\n' "${wasm_times[@]}" | median)
@@ -201,3 +224,31 @@ print_http() { # title, "wasmpod_rps wasmpod_p99 [wasmtime_rps wasmtime_p99]"
 }
 print_http "wasi:http hello, componentize-py component (18 MB)" "$http_py"
 print_http "wasi:http hello, C component (wit-bindgen, 80 KB)" "$http_c"
+print_ratio_row() { # title, "a_rps a_p99", label a, "b_rps b_p99", label b, target
+  set -- "$1" "$2" "$3" "$4" "$5" "$6"
+  local a=($2) b=($4)
+  if [ -z "${a[0]:-}" ] || [ -z "${b[0]:-}" ]; then printf "\n%s: skipped (wrk or curl missing, or a service did not serve)\n" "$1"; return; fi
+  printf "\n%s, wrk -t2 -c16, %ss\n" "$1" "${HTTP_SECONDS:-10}"
+  printf "  %-40s %8.0f req/s   p99 %7.2f ms\n" "$3" "${a[0]}" "${a[1]}"
+  printf "  %-40s %8.0f req/s   p99 %7.2f ms\n" "$5" "${b[0]}" "${b[1]}"
+  awk -v a="${a[0]}" -v b="${b[0]}" -v c="${a[1]}" -v d="${b[1]}" -v t="$6" 'BEGIN {
+    printf "  %-40s %8.2fx          %7.2fx  (%s)\n", "ratio", a / b, c / d, t }'
+}
+print_ratio_row "Spin hello (C core module, componentized) vs the same code as a wasi:http component" \
+  "$spin_c" "wasmpod Spin host: GET /hello" "$(cut -d' ' -f1,2 <<<"$http_c")" "wasmpod wasi:http proxy: GET /hello" \
+  "Spin routing and headers cost; target: >= 0.9x req/s"
+print_ratio_row "Spin Python SDK app: one key-value get+set per request vs hello" \
+  "$spin_py_kv" "GET /count (get + set on SQLite)" "$spin_py" "GET / (hello)" \
+  "what a key-value round trip costs"
+if [ -n "${cri_http_cold_spin:-}" ]; then
+  awk -v cs="$cri_http_cold_spin" -v cr="$cri_http_cold_runc" -v ps="$cri_http_pss_spin" -v pr="$cri_http_pss_runc" -v n="$cri_rounds" -v p="$cri_pods" 'BEGIN {
+    printf "\nHTTP pods over CRI: a Spin hello pod (spin handler) vs a runc pod running busybox httpd\n"
+    printf "  cold start, RunPodSandbox to the first 200 on port 80 (median of %d, interleaved)\n", n
+    printf "  %-40s %8.1f ms\n", "wasmpod: Spin hello", cs
+    printf "  %-40s %8.1f ms\n", "runc: busybox httpd", cr
+    printf "  %-40s %8.2fx  (target: <= 0.50x)\n", "ratio wasmpod / runc", cs / cr
+    printf "  memory per pod, %d serving pods of each (PSS, median)\n", p
+    printf "  %-40s %8.1f MB\n", "wasmpod: Spin hello", ps / 1024
+    printf "  %-40s %8.1f MB\n", "runc: busybox httpd", pr / 1024
+    printf "  %-40s %8.2fx\n", "ratio wasmpod / runc", ps / pr }'
+fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: a private containerd, Wasm images written by wasmpod's image builder, Wasm
-# containers run through all three runtime names, and a wasi:http service.
+# The demo: a private containerd, a Spin app run as the Spin shim runs it, Wasm images
+# written by wasmpod's image builder, Wasm containers run through all three runtime names,
+# and a wasi:http service.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${WORK:-$here/../.work}
@@ -13,6 +14,22 @@ ctr="ctr --address $dir/containerd.sock --namespace demo"
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
 
 export WASMPOD_FIXTURES="$work/fixtures"
+
+"$target/wasmpod-testkit" spin-py-image "$work/spin-py.tar" docker.io/wasmpod/spin-py:demo
+$ctr images import --all-platforms "$work/spin-py.tar" >/dev/null
+step "A Spin app (Python Spin SDK, /spin.toml in the image) under io.containerd.spin.v2, on port 18481" \
+  "ctr run -d --net-host --env SPIN_HTTP_LISTEN_ADDR=127.0.0.1:18481 --env SPIN_VARIABLE_TOKEN=demo ... spin /"
+$ctr run -d --net-host --env SPIN_HTTP_LISTEN_ADDR=127.0.0.1:18481 --env SPIN_VARIABLE_TOKEN=demo \
+  --runtime io.containerd.spin.v2 docker.io/wasmpod/spin-py:demo spin /
+for _ in $(seq 1 600); do curl -sf -o /dev/null http://127.0.0.1:18481/.well-known/spin/health && break; sleep 0.1; done
+for path in / /count /count /var/greeting /.well-known/spin/health; do
+  echo "GET $path -> $(curl -s -w ' [%{http_code}]' "http://127.0.0.1:18481$path" | tr -d '\n')"
+done
+echo "GET /store/other -> $(curl -s -w ' [%{http_code}]' http://127.0.0.1:18481/store/other | tr -d '\n') (the component may only open the stores it lists)"
+$ctr tasks kill spin
+while [ "$($ctr tasks ls | awk '$1=="spin"{print $3}')" != STOPPED ]; do sleep 0.05; done
+echo "stopped: $($ctr tasks delete spin 2>&1 | grep -o 'exit code [0-9]*' || echo 'exit code 0')"
+$ctr containers rm spin
 "$target/wasmpod-testkit" hello-image "$work/hello.tar" docker.io/wasmpod/hello:demo
 "$target/wasmpod-testkit" probe-image "$work/probe.tar" docker.io/wasmpod/probe:demo
 step "Import two Wasm images (os=wasi, architecture=wasm)" "ctr images import --all-platforms hello.tar probe.tar"

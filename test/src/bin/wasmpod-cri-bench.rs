@@ -10,20 +10,37 @@
 //!   container), per pod.
 //!
 //! - a second container: PODS Wasm pods with two app containers each, PSS per pod.
+//! - HTTP pods: a Spin hello app (a C core module, componentized once) under the `spin`
+//!   handler against busybox httpd under runc: cold start from RunPodSandbox to the first
+//!   200 answered on port 80 in the pod's network namespace, and PSS per pod with PODS of
+//!   each serving.
 //!
-//! It prints `cold_ms WASMPOD RUNC`, `pss_kb WASMPOD RUNC` and `pss_two_kb WASMPOD` lines
-//! (medians) for bench.sh.
+//! It prints `cold_ms WASMPOD RUNC`, `pss_kb WASMPOD RUNC`, `pss_two_kb WASMPOD`,
+//! `http_cold_ms SPIN RUNC` and `http_pss_kb SPIN RUNC` lines (medians) for bench.sh.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::ContainerState;
 use wasmpod_e2e::cri::{self, ContainerSpec, Cri, Pod, PodSpec};
-use wasmpod_e2e::{ctr, fixtures, leaks};
+use wasmpod_e2e::{ctr, fixtures, http, leaks};
 use wasmpod_oci::image::ImageBuilder;
 
 const WASM_IMAGE: &str = "docker.io/wasmpod/probe:cri-bench";
 const NATIVE_IMAGE: &str = "docker.io/wasmpod/busybox:cri-bench";
+const SPIN_IMAGE: &str = "docker.io/wasmpod/spin-hello:cri-bench";
+
+/// The Spin hello app: one wildcard route to a C core module.
+const SPIN_MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "hello"
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[component.hello]
+source = "hello.wasm"
+"#;
 
 /// One side of the comparison: a CRI handler and the container it runs.
 struct Side {
@@ -41,6 +58,16 @@ const RUNC: Side = Side {
     handler: "runc",
     image: NATIVE_IMAGE,
     command: ["/bin/busybox", "sleep", "3600"],
+};
+const SPIN: Side = Side {
+    handler: "spin",
+    image: SPIN_IMAGE,
+    command: ["/", "", ""],
+};
+const RUNC_HTTPD: Side = Side {
+    handler: "runc",
+    image: NATIVE_IMAGE,
+    command: ["/bin/busybox", "httpd", "-f"],
 };
 
 fn main() -> ExitCode {
@@ -64,8 +91,17 @@ fn main() -> ExitCode {
         &ImageBuilder::new(NATIVE_IMAGE)
             .platform("linux", "amd64")
             .entrypoint(["/bin/busybox"])
-            .file("/bin/busybox", busybox, 0o755),
+            .file("/bin/busybox", busybox, 0o755)
+            .file("/hello", b"hello\n".to_vec(), 0o644),
         NATIVE_IMAGE,
+    );
+    cri::import_k8s(
+        &fixtures::spin_image(
+            SPIN_IMAGE,
+            SPIN_MANIFEST,
+            &[("/hello.wasm", fixtures::c_proxy_core_module())],
+        ),
+        SPIN_IMAGE,
     );
     let mut cri = Cri::connect();
 
@@ -118,7 +154,70 @@ fn main() -> ExitCode {
     for (pod, ids) in &two {
         remove_pod(&mut cri, pod, ids);
     }
+
+    // HTTP pods: cold start to the first answer, then memory with PODS of each serving.
+    let paths = ["/hello", "/hello"];
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..=rounds {
+        for (n, side) in [&SPIN, &RUNC_HTTPD].into_iter().enumerate() {
+            let started = Instant::now();
+            let (pod, ids) = start_pod(&mut cri, side, 1);
+            first_answer(&mut cri, &pod, paths[n]);
+            let elapsed = started.elapsed();
+            remove_pod(&mut cri, &pod, &ids);
+            if round > 0 {
+                times[n].push(elapsed.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    println!(
+        "http_cold_ms {:.1} {:.1}",
+        median(&mut times[0]),
+        median(&mut times[1])
+    );
+    let running: Vec<Vec<(Pod, Vec<String>)>> = [&SPIN, &RUNC_HTTPD]
+        .into_iter()
+        .enumerate()
+        .map(|(n, side)| {
+            (0..pods)
+                .map(|_| {
+                    let (pod, ids) = start_pod(&mut cri, side, 1);
+                    first_answer(&mut cri, &pod, paths[n]);
+                    (pod, ids)
+                })
+                .collect()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut pss: Vec<Vec<f64>> = running
+        .iter()
+        .map(|pods| pods.iter().map(|(pod, _)| pod_pss_kb(pod) as f64).collect())
+        .collect();
+    println!(
+        "http_pss_kb {:.0} {:.0}",
+        median(&mut pss[0]),
+        median(&mut pss[1])
+    );
+    for (pod, ids) in running.iter().flatten() {
+        remove_pod(&mut cri, pod, ids);
+    }
     ExitCode::SUCCESS
+}
+
+/// Polls `GET path` on port 80 inside the pod's network namespace until it answers 200.
+fn first_answer(cri: &mut Cri, pod: &Pod, path: &'static str) {
+    let netns = cri.pod_netns(pod).expect("the pod's network namespace");
+    http::in_netns(&netns, move || {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 80).into();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if http::get(addr, path).is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{addr}{path} never answered 200");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
 }
 
 /// Runs a pod of `side` with `containers` app containers and waits until CRI reports them
@@ -132,7 +231,12 @@ fn start_pod(cri: &mut Cri, side: &Side, containers: usize) -> (Pod, Vec<String>
             let spec = ContainerSpec {
                 name: format!("app{n}"),
                 image: side.image.into(),
-                command: side.command.iter().map(|s| s.to_string()).collect(),
+                command: side
+                    .command
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.to_string())
+                    .collect(),
                 ..Default::default()
             };
             let id = cri.create_container(&pod, &spec).expect("CreateContainer");

@@ -8,6 +8,10 @@
 //!   `/proxy.wasm` (needs `make setup`); `py-proxy-wasm OUT.wasm -` writes the component alone
 //! - `wasmpod-testkit c-proxy-image OUT.tar NAME`: the C `wasi:http` proxy at `/proxy.wasm`
 //!   (needs `make setup`); `c-proxy-wasm OUT.wasm -` writes the component alone
+//! - `wasmpod-testkit spin-py-image OUT.tar NAME`: the Python Spin SDK test app, `/spin.toml`
+//!   in the rootfs (needs `make setup`)
+//! - `wasmpod-testkit spin-c-image OUT.tar NAME`: a Spin hello app whose component is the C
+//!   `wasi:http` proxy built as a core module (componentized when it is first loaded)
 //! - `wasmpod-testkit tree-image OUT.tar NAME DIR ENTRY`: every file under DIR at the same
 //!   path under `/`, with `/ENTRY` as the entrypoint (for programs that ship data files)
 
@@ -22,7 +26,7 @@ fn main() -> ExitCode {
     let (Some(cmd), Some(out), Some(name)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!(
             "usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image|py-proxy-image|\
-             c-proxy-image OUT.tar NAME, py-proxy-wasm|c-proxy-wasm OUT.wasm -, \
+             c-proxy-image|spin-py-image|spin-c-image OUT.tar NAME, py-proxy-wasm|c-proxy-wasm OUT.wasm -, \
              tree-image OUT.tar NAME DIR ENTRY"
         );
         return ExitCode::from(2);
@@ -54,6 +58,14 @@ fn main() -> ExitCode {
                 fixtures::py_component("proxy", fixtures::PyWorld::HttpProxy),
                 0o755,
             ),
+        "spin-py-image" => fixtures::spin_py_image(name, fixtures::SPIN_PY_MANIFEST),
+        "spin-c-image" => fixtures::spin_image(
+            name,
+            "spin_manifest_version = 2\n[application]\nname = \"hello\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"hello\"\n\
+             [component.hello]\nsource = \"hello.wasm\"\n",
+            &[("/hello.wasm", fixtures::c_proxy_core_module())],
+        ),
         "c-proxy-image" => ImageBuilder::new(name.as_str())
             .entrypoint(["/proxy.wasm"])
             .file("/proxy.wasm", fixtures::c_proxy_component(), 0o755),
