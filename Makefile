@@ -31,18 +31,14 @@ WIT_BINDGEN_VERSION := 0.63.0
 all: build
 
 # Installs what the build and the demo use (Debian packages, wit-bindgen under .work/tools,
-# the Python Spin SDK under .work/spin-pytools).
+# a Rust toolchain for wasm32-wasip1 from Debian under .work/rust-wasm for Spin's Rust SDK).
 setup:
 	@WORK=$(WORK) test/lib/apt-install.sh $(APT_PACKAGES)
 	@if [ ! -x $(WORK)/tools/bin/wit-bindgen ]; then \
 		echo "installing wit-bindgen-cli $(WIT_BINDGEN_VERSION) into $(WORK)/tools"; \
 		$(CARGO) install -q --locked --root $(WORK)/tools wit-bindgen-cli --version $(WIT_BINDGEN_VERSION); \
 	fi
-	@if [ ! -x $(WORK)/spin-pytools/bin/componentize-py ]; then \
-		echo "installing $(SPIN_PY_SDK) into $(WORK)/spin-pytools"; \
-		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-			--target $(WORK)/spin-pytools $(SPIN_PY_SDK); \
-	fi
+	@test/lib/rust-wasm.sh $(WORK)/rust-wasm
 
 # setup, plus what only the tests and benchmarks use.
 setup-test: setup
@@ -51,6 +47,11 @@ setup-test: setup
 		echo "installing $(COMPONENTIZE_PY) into $(WORK)/pytools"; \
 		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
 			--target $(WORK)/pytools $(COMPONENTIZE_PY); \
+	fi
+	@if [ ! -x $(WORK)/spin-pytools/bin/componentize-py ]; then \
+		echo "installing $(SPIN_PY_SDK) into $(WORK)/spin-pytools"; \
+		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+			--target $(WORK)/spin-pytools $(SPIN_PY_SDK); \
 	fi
 
 build:

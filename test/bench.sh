@@ -13,7 +13,7 @@
 #   `cargo install wasmtime-cli --version 48.0.8 --locked --root BENCH_CACHE/wasmtime`;
 #   without it, that row is skipped with a message);
 # - Spin apps: a Spin hello (the C component as a core module) vs the same code served as a
-#   plain wasi:http component, and the Python Spin SDK app with one key-value get+set per
+#   plain wasi:http component, and the Spin Rust SDK hello with one key-value get+set per
 #   request vs its hello; over CRI, a Spin hello pod vs a runc busybox httpd pod, cold start
 #   to the first 200 and PSS per serving pod.
 set -euo pipefail
@@ -156,13 +156,13 @@ spin_bench() { # testkit-image path env... -> "rps p99"
   $ctr tasks delete "spin-$kind" >/dev/null 2>&1; $ctr containers delete "spin-$kind" >/dev/null 2>&1
   echo "$result"
 }
-http_py=""; http_c=""; spin_c=""; spin_py=""; spin_py_kv=""
+http_py=""; http_c=""; spin_c=""; spin_rust=""; spin_rust_kv=""
 if command -v wrk >/dev/null && command -v curl >/dev/null; then
   http_py=$(http_bench py)
   http_c=$(http_bench c)
   spin_c=$(spin_bench spin-c-image /hello)
-  spin_py=$(spin_bench spin-py-image / SPIN_VARIABLE_TOKEN=bench)
-  spin_py_kv=$(spin_bench spin-py-image /count SPIN_VARIABLE_TOKEN=bench)
+  spin_rust=$(spin_bench spin-rust-image /)
+  spin_rust_kv=$(spin_bench spin-rust-image /count)
 fi
 
 w=$(printf '%s\n' "${wasm_times[@]}" | median)
@@ -237,8 +237,8 @@ print_ratio_row() { # title, "a_rps a_p99", label a, "b_rps b_p99", label b, tar
 print_ratio_row "Spin hello (C core module, componentized) vs the same code as a wasi:http component" \
   "$spin_c" "wasmpod Spin host: GET /hello" "$(cut -d' ' -f1,2 <<<"$http_c")" "wasmpod wasi:http proxy: GET /hello" \
   "Spin routing and headers cost; target: >= 0.9x req/s"
-print_ratio_row "Spin Python SDK app: one key-value get+set per request vs hello" \
-  "$spin_py_kv" "GET /count (get + set on SQLite)" "$spin_py" "GET / (hello)" \
+print_ratio_row "Spin Rust SDK hello (core module, componentized): one key-value get+set per request vs hello" \
+  "$spin_rust_kv" "GET /count (get + set on SQLite)" "$spin_rust" "GET / (hello)" \
   "what a key-value round trip costs"
 if [ -n "${cri_http_cold_spin:-}" ]; then
   awk -v cs="$cri_http_cold_spin" -v cr="$cri_http_cold_runc" -v ps="$cri_http_pss_spin" -v pr="$cri_http_pss_runc" -v n="$cri_rounds" -v p="$cri_pods" 'BEGIN {

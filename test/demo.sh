@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: a private containerd, a Spin app run as the Spin shim runs it, Wasm images
+# The demo: a private containerd, a Spin app (Rust SDK: hello and a key-value counter) run as
+# the Spin shim runs it, Wasm images
 # written by wasmpod's image builder, Wasm containers run through all three runtime names,
 # and a wasi:http service.
 set -euo pipefail
@@ -15,17 +16,16 @@ step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
 
 export WASMPOD_FIXTURES="$work/fixtures"
 
-"$target/wasmpod-testkit" spin-py-image "$work/spin-py.tar" docker.io/wasmpod/spin-py:demo
-$ctr images import --all-platforms "$work/spin-py.tar" >/dev/null
-step "A Spin app (Python Spin SDK, /spin.toml in the image) under io.containerd.spin.v2, on port 18481" \
-  "ctr run -d --net-host --env SPIN_HTTP_LISTEN_ADDR=127.0.0.1:18481 --env SPIN_VARIABLE_TOKEN=demo ... spin /"
-$ctr run -d --net-host --env SPIN_HTTP_LISTEN_ADDR=127.0.0.1:18481 --env SPIN_VARIABLE_TOKEN=demo \
-  --runtime io.containerd.spin.v2 docker.io/wasmpod/spin-py:demo spin /
+"$target/wasmpod-testkit" spin-rust-image "$work/spin-rust.tar" docker.io/wasmpod/spin-rust:demo
+$ctr images import --all-platforms "$work/spin-rust.tar" >/dev/null
+step "A Spin app (Spin's Rust SDK, wasm32-wasip1, /spin.toml in the image) under io.containerd.spin.v2, on port 18481" \
+  "ctr run -d --net-host --env SPIN_HTTP_LISTEN_ADDR=127.0.0.1:18481 ... spin /"
+$ctr run -d --net-host --env SPIN_HTTP_LISTEN_ADDR=127.0.0.1:18481 \
+  --runtime io.containerd.spin.v2 docker.io/wasmpod/spin-rust:demo spin /
 for _ in $(seq 1 600); do curl -sf -o /dev/null http://127.0.0.1:18481/.well-known/spin/health && break; sleep 0.1; done
-for path in / /count /count /var/greeting /.well-known/spin/health; do
+for path in / /count /count /.well-known/spin/health /.well-known/spin/info; do
   echo "GET $path -> $(curl -s -w ' [%{http_code}]' "http://127.0.0.1:18481$path" | tr -d '\n')"
 done
-echo "GET /store/other -> $(curl -s -w ' [%{http_code}]' http://127.0.0.1:18481/store/other | tr -d '\n') (the component may only open the stores it lists)"
 $ctr tasks kill spin
 while [ "$($ctr tasks ls | awk '$1=="spin"{print $3}')" != STOPPED ]; do sleep 0.05; done
 echo "stopped: $($ctr tasks delete spin 2>&1 | grep -o 'exit code [0-9]*' || echo 'exit code 0')"

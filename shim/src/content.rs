@@ -55,7 +55,13 @@ pub struct WasmLayer {
     pub path: PathBuf,
     /// The layer's digest.
     pub digest: String,
+    /// Whether it is a lone `application/wasm` layer (a `wkg` package) of a container run
+    /// under the Spin runtime name, which the Spin shim runs as a one-component app.
+    pub spin_package: bool,
 }
+
+/// The runtime name under which a lone Wasm package is a Spin app.
+const SPIN_RUNTIME: &str = "io.containerd.spin.v2";
 
 /// A Spin app pushed as layers (`spin registry push`): its lock, and the layers it names, in
 /// the node's layer directory.
@@ -118,6 +124,11 @@ impl ContentStore {
             .map_err(|e| status("read the container record", e))?
             .into_inner()
             .container;
+        let runtime = container
+            .as_ref()
+            .and_then(|c| c.runtime.as_ref())
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
         let Some(image_name) = container.map(|c| c.image).filter(|i| !i.is_empty()) else {
             return Ok(LayerLookup::NoImage);
         };
@@ -180,9 +191,13 @@ impl ContentStore {
             let written = reader.write_to(layer, MAX_LAYER, &path).await?;
             log::debug!("{id}: wrote {written} bytes of Wasm from {image_name}");
         }
+        let spin_package = runtime == SPIN_RUNTIME
+            && layer.media_type == artifact::WASM_ARTIFACT_LAYER
+            && manifest.layers.len() == 1;
         Ok(LayerLookup::Found(WasmLayer {
             path,
             digest: layer.digest.clone(),
+            spin_package,
         }))
     }
 }

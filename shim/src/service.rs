@@ -201,6 +201,16 @@ impl TaskService {
             Located::NotInRootfs(missing) => {
                 let layers = cache.dir.join("layers");
                 match self.content.wasm_layer(&req.id, &layers).await? {
+                    LayerLookup::Found(layer) if layer.spin_package => {
+                        log::info!(
+                            "{}: runs Wasm package {} as a Spin app",
+                            req.id,
+                            layer.digest
+                        );
+                        let app =
+                            wasmpod_oci::spin::app::SpinApp::of_package(&layer.digest, layer.path)?;
+                        missing.spin_app(app)?
+                    }
                     LayerLookup::Found(layer) => {
                         log::info!("{}: runs Wasm layer {}", req.id, layer.digest);
                         refuse_precompiled(&layer.path, Path::new(&spec.args[0]))?;

@@ -310,6 +310,65 @@ pub fn spin_py_component() -> Vec<u8> {
     std::fs::read(&out).expect("read the built component")
 }
 
+/// `test/fixtures/spin-rust` built with Spin's Rust SDK (spin-sdk 5, `wasm32-wasip1`, as the
+/// Spin templates build it): a core module that imports `fermyon:spin/key-value`, which the
+/// host componentizes. Built with the toolchain `make setup` installs under `.work/rust-wasm`
+/// (or `$WASMPOD_RUST_WASM`, a directory holding its `env` script), once per source.
+pub fn spin_rust_module() -> Vec<u8> {
+    static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
+    let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/spin-rust");
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    for file in ["Cargo.toml", "Cargo.lock", "src/lib.rs"] {
+        let bytes = std::fs::read(src.join(file)).expect("fixture source");
+        sha2::Digest::update(&mut hasher, &bytes);
+    }
+    let digest = hex::encode(sha2::Digest::finalize(hasher));
+    let out = dir().join(format!("spin-rust-{}.wasm", &digest[..16]));
+    if let Ok(bytes) = std::fs::read(&out) {
+        return bytes;
+    }
+    let toolchain = std::env::var_os("WASMPOD_RUST_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.work/rust-wasm"));
+    let target_dir = toolchain.join("target");
+    let status = Command::new(toolchain.join("env"))
+        .args(["cargo", "build", "--quiet", "--release", "--locked"])
+        .args(["--target", "wasm32-wasip1", "-Zbuild-std=std,panic_abort"])
+        .arg("--manifest-path")
+        .arg(src.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("CARGO_HOME", toolchain.join("cargo-home"))
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {}/env (install it with `make setup`): {e}",
+                toolchain.display()
+            )
+        });
+    assert!(status.success(), "cargo failed on the Spin Rust app");
+    let built = target_dir.join("wasm32-wasip1/release/spin_rust_hello.wasm");
+    let bytes = std::fs::read(&built).expect("read the built module");
+    std::fs::write(&out, &bytes).expect("keep the built module");
+    bytes
+}
+
+/// The Spin Rust hello as an image (`/spin.toml` in the rootfs), the default store allowed.
+pub fn spin_rust_image(name: &str) -> ImageBuilder {
+    spin_image(
+        name,
+        "spin_manifest_version = 2\n[application]\nname = \"rust-hello\"\nversion = \"0.1.0\"\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"hello\"\n\
+         [component.hello]\nsource = \"target/wasm32-wasip1/release/spin_rust_hello.wasm\"\n\
+         key_value_stores = [\"default\"]\n",
+        &[(
+            "/target/wasm32-wasip1/release/spin_rust_hello.wasm",
+            spin_rust_module(),
+        )],
+    )
+}
+
 /// The manifest of the Python Spin test app ([`spin_py_component`]): one wildcard route, a
 /// static response, variables (one required, one templated, one naming the port outbound
 /// requests may reach), the default store, a `files` directory.

@@ -1034,3 +1034,59 @@ fn p_a_spin_app_in_a_pod_with_a_native_sidecar() {
     assert_eq!(status.exit_code, 143, "{status:?}");
     teardown(&mut cri, &pod, &[&app, &web]);
 }
+
+/// (q) A lone Wasm package (a CNCF Wasm artifact, as `wkg oci push` writes one) under the
+/// `spin` handler is a one-component Spin app on route `/...`, as the Spin shim runs it:
+/// served on port 80 with the `spin-*` routing (a 404 under `/.well-known/spin/`), while the
+/// same artifact under another handler stays a plain `wasi:http` component on 8080.
+#[test]
+fn q_a_wasm_package_under_the_spin_handler_is_a_spin_app() {
+    if !ctr::imports_wasm_layers() {
+        return;
+    }
+    let mut cri = setup();
+    const PACKAGE: &str = "docker.io/wasmpod/c-proxy-package:cri";
+    cri::import_k8s(
+        &ImageBuilder::new(PACKAGE)
+            .shape(ImageShape::WasmArtifact)
+            .wasm_layer(fixtures::c_proxy_component()),
+        PACKAGE,
+    );
+    let pod = cri.run_pod("spin", &PodSpec::default()).unwrap();
+    let app = run(
+        &mut cri,
+        &pod,
+        &ContainerSpec {
+            name: "package".into(),
+            image: PACKAGE.into(),
+            command: vec!["/".into()],
+            ..Default::default()
+        },
+    );
+    wait_running(&mut cri, &app);
+    let netns = cri.pod_netns(&pod).expect("pod netns path");
+    let replies = http::in_netns(&netns, move || {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 80).into();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let health = loop {
+            match http::get(addr, "/.well-known/spin/health") {
+                Ok(reply) => break reply,
+                Err(e) if Instant::now() > deadline => panic!("GET {addr}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        (
+            health,
+            http::get(addr, "/hello"),
+            http::get(addr, "/.well-known/spin/x"),
+        )
+    });
+    assert_eq!((replies.0.status, replies.0.body.as_str()), (200, "OK"));
+    let hello = replies.1.expect("GET /hello");
+    assert_eq!(
+        (hello.status, hello.body.as_str()),
+        (200, "hello from a C component\n")
+    );
+    assert_eq!(replies.2.expect("GET reserved").status, 404);
+    teardown(&mut cri, &pod, &[&app]);
+}

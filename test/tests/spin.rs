@@ -436,3 +436,20 @@ fn both_image_shapes_of_one_app_serve_the_same() {
     expect_spin_create_error(name, &[], &["broken-lock", "not a layer of the image"]);
     assert_eq!(leak_counts(), before);
 }
+
+/// The Spin Rust hello (Spin's Rust SDK, `wasm32-wasip1`, as the templates build it): a core
+/// module componentized at load, answering hello and counting in the default store.
+#[test]
+fn the_spin_rust_sdk_hello_and_key_value_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "docker.io/wasmpod/spin-rust:e2e";
+    let image = import(&fixtures::spin_rust_image(name), name, dir.path());
+    let id = unique_id("spin-rust");
+    let (addr, child) = serve(&image, &id, &[]);
+    assert_eq!(get(addr, "/"), (200, "hello from a Spin Rust app\n".into()));
+    assert_eq!(get(addr, "/count"), (200, "count=1\n".into()));
+    assert_eq!(get(addr, "/count"), (200, "count=2\n".into()));
+    let info = get(addr, "/.well-known/spin/info");
+    assert!(info.1.contains("\"name\":\"rust-hello\""), "{info:?}");
+    stop(&id, child);
+}

@@ -29,6 +29,44 @@ pub struct SpinApp {
 }
 
 impl SpinApp {
+    /// A lone Wasm package (a `wkg oci push` image, layer `digest` at `host_path`) as a
+    /// one-component app on route `/...`, as Spin loads a bare Wasm file.
+    pub fn of_package(digest: &str, host_path: PathBuf) -> Result<SpinApp, crate::OciError> {
+        let kind = match crate::EntrypointKind::of_file(&host_path)? {
+            crate::EntrypointKind::Wasm(kind) => kind,
+            other => {
+                return Err(crate::OciError::SpinApp {
+                    file: digest.to_string(),
+                    reason: format!("the package is a {}, not Wasm", other.describe()),
+                })
+            }
+        };
+        let id = "main".to_string();
+        Ok(SpinApp {
+            name: "main".into(),
+            version: None,
+            origin: digest.to_string(),
+            variables: BTreeMap::new(),
+            components: vec![SpinComponent {
+                id: id.clone(),
+                kind,
+                host_path,
+                environment: Vec::new(),
+                files: Vec::new(),
+                allowed_outbound_hosts: Vec::new(),
+                key_value_stores: Vec::new(),
+                sqlite_databases: Vec::new(),
+                ai_models: Vec::new(),
+                variables: BTreeMap::new(),
+            }],
+            http_triggers: vec![HttpTrigger {
+                id: "main-http-trigger".into(),
+                route: HttpRoute::Path("/...".into()),
+                target: HttpTarget::Component(id),
+            }],
+        })
+    }
+
     /// The component with id `id`.
     pub fn component(&self, id: &str) -> Option<&SpinComponent> {
         self.components.iter().find(|c| c.id == id)

@@ -10,6 +10,8 @@
 //!   (needs `make setup`); `c-proxy-wasm OUT.wasm -` writes the component alone
 //! - `wasmpod-testkit spin-py-image OUT.tar NAME`: the Python Spin SDK test app, `/spin.toml`
 //!   in the rootfs (needs `make setup`)
+//! - `wasmpod-testkit spin-rust-image OUT.tar NAME`: the Spin Rust SDK hello and key-value
+//!   counter (needs `make setup`)
 //! - `wasmpod-testkit spin-c-image OUT.tar NAME`: a Spin hello app whose component is the C
 //!   `wasi:http` proxy built as a core module (componentized when it is first loaded)
 //! - `wasmpod-testkit tree-image OUT.tar NAME DIR ENTRY`: every file under DIR at the same
@@ -26,7 +28,7 @@ fn main() -> ExitCode {
     let (Some(cmd), Some(out), Some(name)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!(
             "usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image|py-proxy-image|\
-             c-proxy-image|spin-py-image|spin-c-image OUT.tar NAME, py-proxy-wasm|c-proxy-wasm OUT.wasm -, \
+             c-proxy-image|spin-py-image|spin-rust-image|spin-c-image OUT.tar NAME, py-proxy-wasm|c-proxy-wasm OUT.wasm -, \
              tree-image OUT.tar NAME DIR ENTRY"
         );
         return ExitCode::from(2);
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
                 0o755,
             ),
         "spin-py-image" => fixtures::spin_py_image(name, fixtures::SPIN_PY_MANIFEST),
+        "spin-rust-image" => fixtures::spin_rust_image(name),
         "spin-c-image" => fixtures::spin_image(
             name,
             "spin_manifest_version = 2\n[application]\nname = \"hello\"\n\
