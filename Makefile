@@ -40,7 +40,8 @@ setup:
 	fi
 	@test/lib/rust-wasm.sh $(WORK)/rust-wasm
 
-# setup, plus what only the tests and benchmarks use.
+# setup, plus what only the tests and benchmarks use (the JS Spin build tools from npm go
+# under $(WORK)/spin-js, installed from the fixture's package-lock.json).
 setup-test: setup
 	@WORK=$(WORK) test/lib/apt-install.sh $(APT_TEST_PACKAGES)
 	@if [ ! -x $(WORK)/pytools/bin/componentize-py ]; then \
@@ -52,6 +53,11 @@ setup-test: setup
 		echo "installing $(SPIN_PY_SDK) into $(WORK)/spin-pytools"; \
 		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
 			--target $(WORK)/spin-pytools $(SPIN_PY_SDK); \
+	fi
+	@if [ ! -d $(WORK)/spin-js/node_modules/@spinframework/build-tools ]; then \
+		echo "installing the Spin JS build tools (npm) into $(WORK)/spin-js"; \
+		mkdir -p $(WORK)/spin-js && cp test/fixtures/spin-js/package.json test/fixtures/spin-js/package-lock.json $(WORK)/spin-js/ && \
+		(cd $(WORK)/spin-js && npm ci --no-audit --no-fund --loglevel=error >/dev/null); \
 	fi
 
 build:

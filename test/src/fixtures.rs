@@ -354,6 +354,57 @@ pub fn spin_rust_module() -> Vec<u8> {
     bytes
 }
 
+/// `test/fixtures/spin-js` built with Spin's JS build tools (`j2w`, componentize-js), which
+/// `make setup-test` installs under `.work/spin-js` (or `$WASMPOD_SPIN_JS`): a component that
+/// imports `fermyon:spin/key-value`. Built once per source.
+pub fn spin_js_component() -> Vec<u8> {
+    static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
+    let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/spin-js");
+    let files = [
+        "package.json",
+        "package-lock.json",
+        "index.js",
+        "wit/kv.wit",
+    ];
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    for file in files {
+        sha2::Digest::update(
+            &mut hasher,
+            std::fs::read(src.join(file)).expect("fixture source"),
+        );
+    }
+    let digest = hex::encode(sha2::Digest::finalize(hasher));
+    let out = dir().join(format!("spin-js-{}.wasm", &digest[..16]));
+    if let Ok(bytes) = std::fs::read(&out) {
+        return bytes;
+    }
+    let work = std::env::var_os("WASMPOD_SPIN_JS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.work/spin-js"));
+    std::fs::create_dir_all(work.join("wit")).expect("create the JS build directory");
+    for file in files {
+        std::fs::copy(src.join(file), work.join(file)).expect("copy the JS sources");
+    }
+    let built = work.join("app.wasm");
+    let status = Command::new(work.join("node_modules/.bin/j2w"))
+        .current_dir(&work)
+        .args(["-i", "index.js", "-o"])
+        .arg(&built)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run j2w from {} (install it with `make setup-test`): {e}",
+                work.display()
+            )
+        });
+    assert!(status.success(), "j2w failed on the Spin JS app");
+    let bytes = std::fs::read(&built).expect("read the built component");
+    std::fs::write(&out, &bytes).expect("keep the built component");
+    bytes
+}
+
 /// The Spin Rust hello as an image (`/spin.toml` in the rootfs), the default store allowed.
 pub fn spin_rust_image(name: &str) -> ImageBuilder {
     spin_image(

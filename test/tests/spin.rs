@@ -453,3 +453,23 @@ fn the_spin_rust_sdk_hello_and_key_value_counter() {
     assert!(info.1.contains("\"name\":\"rust-hello\""), "{info:?}");
     stop(&id, child);
 }
+
+/// A Spin app built with Spin's JS build tools (componentize-js): hello and a counter in the
+/// default store, through `fermyon:spin/key-value`.
+#[test]
+fn a_spin_js_sdk_app_says_hello_and_counts() {
+    let manifest = "spin_manifest_version = 2\n[application]\nname = \"js-hello\"\n\
+                    [[trigger.http]]\nroute = \"/...\"\ncomponent = \"js\"\n\
+                    [component.js]\nsource = \"app.wasm\"\nkey_value_stores = [\"default\"]\n";
+    let image = spin_image(
+        "docker.io/wasmpod/spin-js:e2e",
+        manifest,
+        &[("/app.wasm", fixtures::spin_js_component())],
+    );
+    let id = unique_id("spin-js");
+    let (addr, child) = serve(&image, &id, &[]);
+    assert_eq!(get(addr, "/"), (200, "hello from a Spin JS app\n".into()));
+    assert_eq!(get(addr, "/count"), (200, "count=1\n".into()));
+    assert_eq!(get(addr, "/count"), (200, "count=2\n".into()));
+    stop(&id, child);
+}
