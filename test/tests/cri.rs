@@ -455,19 +455,8 @@ fn j_http_proxy_components_in_a_pod() {
     wait_running(&mut cri, &py);
     wait_running(&mut cri, &c);
     let netns = cri.pod_netns(&pod).expect("pod netns path");
-    let get = |port: u16, path: &'static str| {
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        http::in_netns(&netns, move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                match http::get(addr, path) {
-                    Ok(reply) => return reply,
-                    Err(e) if Instant::now() > deadline => panic!("GET {addr}{path}: {e}"),
-                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
-                }
-            }
-        })
-    };
+    let get =
+        |port: u16, path: &'static str| get_in_pod(&netns, port, path, Duration::from_secs(120));
     for (port, text) in [
         (8080, "hello from a python component\n"),
         (8081, "hello from a C component\n"),
@@ -872,17 +861,7 @@ fn n_restricted_pod_with_a_debian_program_sidecar() {
         .unwrap();
     assert_ne!(code, 0, "wrote to a read-only rootfs: {stderr}");
     let netns = cri.pod_netns(&pod).expect("pod netns path");
-    let reply = http::in_netns(&netns, move || {
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 8080).into();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match http::get(addr, "/hello") {
-                Ok(reply) => return reply,
-                Err(e) if Instant::now() > deadline => panic!("GET {addr}/hello: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    });
+    let reply = get_in_pod(&netns, 8080, "/hello", Duration::from_secs(60));
     assert_eq!(
         (reply.status, reply.body.as_str()),
         (200, "hello from a C component\n")
@@ -989,19 +968,7 @@ fn p_a_spin_app_in_a_pod_with_a_native_sidecar() {
     wait_running(&mut cri, &web);
     wait_running(&mut cri, &app);
     let netns = cri.pod_netns(&pod).expect("pod netns path");
-    let get = |path: &'static str| {
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 80).into();
-        http::in_netns(&netns, move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                match http::get(addr, path) {
-                    Ok(reply) => return reply,
-                    Err(e) if Instant::now() > deadline => panic!("GET {addr}{path}: {e}"),
-                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
-                }
-            }
-        })
-    };
+    let get = |path: &'static str| get_in_pod(&netns, 80, path, Duration::from_secs(120));
     let health = get("/.well-known/spin/health");
     assert_eq!((health.status, health.body.as_str()), (200, "OK"));
     assert_eq!(get("/").body, "hello from a Spin Python app\n");
@@ -1089,4 +1056,20 @@ fn q_a_wasm_package_under_the_spin_handler_is_a_spin_app() {
     );
     assert_eq!(replies.2.expect("GET reserved").status, 404);
     teardown(&mut cri, &pod, &[&app]);
+}
+
+/// `GET path` on `127.0.0.1:port` inside the pod network namespace `netns`, retried until the
+/// server answers (or `timeout` passes).
+fn get_in_pod(netns: &str, port: u16, path: &'static str, timeout: Duration) -> http::Reply {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    http::in_netns(netns, move || {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match http::get(addr, path) {
+                Ok(reply) => return reply,
+                Err(e) if Instant::now() > deadline => panic!("GET {addr}{path}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    })
 }

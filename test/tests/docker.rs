@@ -241,12 +241,7 @@ fn compose_runs_a_wasm_service_next_to_a_native_one() {
         .entrypoint(["/proxy.wasm"])
         .file("/proxy.wasm", fixtures::c_proxy_component(), 0o755);
     load(&web, dir.path(), "web.tar");
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (make setup)");
-    let client = ImageBuilder::new("e2e/busybox:docker")
-        .platform("linux", "amd64")
-        .entrypoint(["/bin/busybox"])
-        .file("/bin/busybox", busybox, 0o755);
-    load(&client, dir.path(), "busybox.tar");
+    load_busybox_client(dir.path());
     let file = dir.path().join("compose.yaml");
     std::fs::write(
         &file,
@@ -266,26 +261,12 @@ services:
 "#,
     )
     .unwrap();
-    assert_ok(&compose(&file, &["up", "-d", "web"]));
-    // The Wasm service may take a moment to listen; the client retries as a probe would.
-    let mut ran = compose(&file, &["run", "--rm", "client"]);
-    for _ in 0..20 {
-        if ran.code == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        ran = compose(&file, &["run", "--rm", "client"]);
-    }
-    assert_eq!(
-        (ran.code, ran.stdout.as_str()),
-        (0, "hello from a C component\n"),
-        "{ran:?}"
+    compose_round_trip(
+        &file,
+        "web",
+        "wasmpod-e2e-web-1",
+        "hello from a C component\n",
     );
-    assert_ok(&compose(&file, &["stop"]));
-    let code = run_docker(&["inspect", "-f", "{{.State.ExitCode}}", "wasmpod-e2e-web-1"]);
-    assert_eq!(code.stdout.trim(), "143", "{code:?}");
-    assert_ok(&compose(&file, &["down"]));
-    assert_eq!(settled_shims(), 0, "a shim outlived compose down");
 }
 
 /// dockerd 26 gives containerd no image for its containers, so a Wasm-layer image cannot be
@@ -385,12 +366,7 @@ fn compose_runs_a_spin_service_next_to_a_native_one() {
     let dir = tempfile::tempdir().unwrap();
     let image = fixtures::spin_py_image("e2e/spin-py:docker", fixtures::SPIN_PY_MANIFEST);
     load(&image, dir.path(), "spin-py.tar");
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (make setup)");
-    let client = ImageBuilder::new("e2e/busybox:docker")
-        .platform("linux", "amd64")
-        .entrypoint(["/bin/busybox"])
-        .file("/bin/busybox", busybox, 0o755);
-    load(&client, dir.path(), "busybox.tar");
+    load_busybox_client(dir.path());
     let file = dir.path().join("compose.yaml");
     std::fs::write(
         &file,
@@ -413,28 +389,41 @@ services:
 "#,
     )
     .unwrap();
-    assert_ok(&compose(&file, &["up", "-d", "app"]));
-    let mut ran = compose(&file, &["run", "--rm", "client"]);
-    for _ in 0..40 {
-        if ran.code == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        ran = compose(&file, &["run", "--rm", "client"]);
-    }
-    assert_eq!(
-        (ran.code, ran.stdout.as_str()),
-        (0, "token=from-compose\n"),
-        "{ran:?}"
-    );
-    assert_ok(&compose(&file, &["stop"]));
-    let code = run_docker(&[
-        "inspect",
-        "-f",
-        "{{.State.ExitCode}}",
+    compose_round_trip(
+        &file,
+        "app",
         "wasmpod-e2e-spin-app-1",
-    ]);
+        "token=from-compose\n",
+    );
+}
+
+/// Loads the host's static busybox as `e2e/busybox:docker` (linux/amd64), the native client
+/// of the compose tests.
+fn load_busybox_client(dir: &Path) {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (make setup)");
+    let client = ImageBuilder::new("e2e/busybox:docker")
+        .platform("linux", "amd64")
+        .entrypoint(["/bin/busybox"])
+        .file("/bin/busybox", busybox, 0o755);
+    load(&client, dir, "busybox.tar");
+}
+
+/// Brings up `service` of the compose project in `file`, runs its `client` service until it
+/// succeeds (the Wasm service may take a moment to listen; a probe would retry too) and
+/// checks what it printed, then stops the project (the Wasm service's container, named
+/// `container`, exits 143) and takes it down, leaving no shim behind.
+fn compose_round_trip(file: &Path, service: &str, container: &str, expected: &str) {
+    assert_ok(&compose(file, &["up", "-d", service]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ran = compose(file, &["run", "--rm", "client"]);
+    while ran.code != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        ran = compose(file, &["run", "--rm", "client"]);
+    }
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, expected), "{ran:?}");
+    assert_ok(&compose(file, &["stop"]));
+    let code = run_docker(&["inspect", "-f", "{{.State.ExitCode}}", container]);
     assert_eq!(code.stdout.trim(), "143", "{code:?}");
-    assert_ok(&compose(&file, &["down"]));
+    assert_ok(&compose(file, &["down"]));
     assert_eq!(settled_shims(), 0, "a shim outlived compose down");
 }

@@ -142,17 +142,31 @@ fn a_python_spin_app_serves_routes_key_value_variables_and_outbound_http() {
     );
 }
 
-/// Every `spin-*` header for a set of routes and requests (SPIN.md's table): the values
-/// Spin gives, a client's forged reserved header replaced, the client's own headers kept.
+/// A multi-component app: every `spin-*` header for a set of routes and requests (SPIN.md's
+/// table), a client's forged reserved header replaced, the client's own headers kept; an
+/// exact route, a wildcard, a `:name` capture, a static response and a second component (a
+/// core module) on a longer prefix.
 #[test]
 fn spin_headers_follow_the_route_that_matched() {
     let manifest = PY_MANIFEST.replace(
         "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"py\"",
         "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"py\"\n\n\
          [[trigger.http]]\nid = \"users\"\nroute = \"/users/:user_id/...\"\ncomponent = \"py\"\n\n\
-         [[trigger.http]]\nid = \"exact\"\nroute = \"/exact/headers\"\ncomponent = \"py\"",
+         [[trigger.http]]\nid = \"exact\"\nroute = \"/exact/headers\"\ncomponent = \"py\"\n\n\
+         [[trigger.http]]\nroute = \"/c/...\"\ncomponent = \"c\"\n\n\
+         [component.c]\nsource = \"c.wasm\"\n",
     );
-    let image = py_image("docker.io/wasmpod/spin-py-routes:e2e", &manifest);
+    let dir = tempfile::tempdir().unwrap();
+    let name = "docker.io/wasmpod/spin-py-routes:e2e";
+    let image = import(
+        &fixtures::spin_py_image(name, &manifest).file(
+            "/c.wasm",
+            fixtures::c_proxy_core_module(),
+            0o644,
+        ),
+        name,
+        dir.path(),
+    );
     let id = unique_id("spin-headers");
     let (addr, child) = serve(&image, &id, &["--env", "SPIN_VARIABLE_TOKEN=t"]);
     let headers = |path: &str, extra: &str| -> Vec<String> {
@@ -472,4 +486,49 @@ fn a_spin_js_sdk_app_says_hello_and_counts() {
     assert_eq!(get(addr, "/count"), (200, "count=1\n".into()));
     assert_eq!(get(addr, "/count"), (200, "count=2\n".into()));
     stop(&id, child);
+}
+
+/// `/runtime-config.toml` (here a bind mount, as a Kubernetes secret with `subPath` is): a
+/// `static` variables provider that beats the container's environment, and a second
+/// key-value store the component may open because it lists it. A runtime config with an
+/// unknown field fails Create naming the file and the field.
+#[test]
+fn a_runtime_config_provides_variables_and_stores() {
+    let manifest = PY_MANIFEST.replace("[\"default\"]", "[\"default\", \"cache\"]");
+    let image = py_image("docker.io/wasmpod/spin-py-config:e2e", &manifest);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        "[[variables_provider]]\ntype = \"static\"\nvalues = { token = \"from-runtime-config\" }\n\n\
+         [key_value_store.cache]\ntype = \"spin\"\npath = \"/tmp/cache.db\"\n",
+    )
+    .unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/runtime-config.toml,options=rbind:ro",
+        config.display()
+    );
+    let id = unique_id("spin-config");
+    let (addr, child) = serve(
+        &image,
+        &id,
+        &["--mount", &mount, "--env", "SPIN_VARIABLE_TOKEN=from-env"],
+    );
+    assert_eq!(get(addr, "/var/token").1, "token=from-runtime-config\n");
+    assert_eq!(
+        get(addr, "/store/cache"),
+        (200, "opened cache: []\n".into())
+    );
+    stop(&id, child);
+
+    std::fs::write(
+        &config,
+        "[key_value_store.cache]\ntype = \"spin\"\npaht = \"x\"\n",
+    )
+    .unwrap();
+    expect_spin_create_error(
+        &image,
+        &["--mount", &mount, "--env", "SPIN_VARIABLE_TOKEN=t"],
+        &["/runtime-config.toml", "paht"],
+    );
 }

@@ -70,6 +70,14 @@ fn raise_open_files_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// The runtime a server runs on: requests are served on every CPU the container may use.
+pub fn server_runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))
+}
+
 /// A `wasi:http` proxy component, served until a stop signal.
 pub struct HttpProxy(pub ProxyPre<ComponentState>);
 
@@ -80,12 +88,7 @@ impl Trigger for HttpProxy {
         setup: &GuestSetup,
         watch: &TerminationWatch,
     ) -> Result<GuestOutcome, RuntimeError> {
-        // Requests are served on every CPU the container may use.
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
-        rt.block_on(serve(self.0, setup.clone(), watch))
+        server_runtime()?.block_on(serve(self.0, setup.clone(), watch))
     }
 }
 

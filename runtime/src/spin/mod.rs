@@ -24,7 +24,7 @@ use wasmtime::Engine;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::http::proxy::Instances;
-use crate::http::{limits::HttpLimits, serve_handler};
+use crate::http::{limits::HttpLimits, serve_handler, server_runtime};
 use crate::signals::TerminationWatch;
 use crate::trigger::Trigger;
 use crate::{GuestOutcome, GuestSetup, RuntimeError};
@@ -279,11 +279,7 @@ impl Trigger for SpinHttp {
             .collect();
         let memory_limit = setup.memory_limit;
         let router = this.router;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
-        rt.block_on(serve_handler(
+        server_runtime()?.block_on(serve_handler(
             engine,
             addr,
             limits,

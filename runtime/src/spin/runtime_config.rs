@@ -53,6 +53,9 @@ struct RawKvStore {
     #[serde(rename = "type")]
     kind: String,
     path: Option<String>,
+    /// Fields of other store types (`url`, ...).
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +128,12 @@ impl RuntimeConfig {
             if !wasmpod_oci::spin::manifest::is_store_label(&label) {
                 return Err(format!(
                     "[key_value_store.{label}]: {label:?} is not a valid label"
+                ));
+            }
+            if let (Some(field), "spin") = (store.other.keys().next(), store.kind.as_str()) {
+                return Err(format!(
+                    "[key_value_store.{label}]: unknown field `{field}` for a store of type \
+                     \"spin\" (it takes `path`)"
                 ));
             }
             let location = match (store.kind.as_str(), store.path) {
@@ -256,6 +265,7 @@ dotenv_path = "vars.env"
                 "[[variables_provider]]\ntype = \"static\"\nvalue = {}",
                 "value",
             ),
+            ("[key_value_store.c]\ntype = \"spin\"\npaht = \"x\"", "paht"),
         ];
         for (text, needle) in cases {
             let err = RuntimeConfig::parse(text, Path::new("/")).unwrap_err();

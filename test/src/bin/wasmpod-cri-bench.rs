@@ -106,23 +106,8 @@ fn main() -> ExitCode {
     let mut cri = Cri::connect();
 
     // Cold starts, interleaved; every pod is removed before the next starts.
-    let mut times = [Vec::new(), Vec::new()];
-    for round in 0..=rounds {
-        for (n, side) in [&WASMPOD, &RUNC].into_iter().enumerate() {
-            let started = Instant::now();
-            let (pod, ids) = start_pod(&mut cri, side, 1);
-            let elapsed = started.elapsed();
-            remove_pod(&mut cri, &pod, &ids);
-            if round > 0 {
-                times[n].push(elapsed.as_secs_f64() * 1000.0);
-            }
-        }
-    }
-    println!(
-        "cold_ms {:.1} {:.1}",
-        median(&mut times[0]),
-        median(&mut times[1])
-    );
+    let [wasm, native] = cold_starts(&mut cri, [&WASMPOD, &RUNC], rounds, |_, _, _| {});
+    println!("cold_ms {wasm:.1} {native:.1}");
 
     // Memory: PODS of each side running at once, measured together so shared pages are
     // shared the way they are on a busy node.
@@ -157,24 +142,10 @@ fn main() -> ExitCode {
 
     // HTTP pods: cold start to the first answer, then memory with PODS of each serving.
     let paths = ["/hello", "/hello"];
-    let mut times = [Vec::new(), Vec::new()];
-    for round in 0..=rounds {
-        for (n, side) in [&SPIN, &RUNC_HTTPD].into_iter().enumerate() {
-            let started = Instant::now();
-            let (pod, ids) = start_pod(&mut cri, side, 1);
-            first_answer(&mut cri, &pod, paths[n]);
-            let elapsed = started.elapsed();
-            remove_pod(&mut cri, &pod, &ids);
-            if round > 0 {
-                times[n].push(elapsed.as_secs_f64() * 1000.0);
-            }
-        }
-    }
-    println!(
-        "http_cold_ms {:.1} {:.1}",
-        median(&mut times[0]),
-        median(&mut times[1])
-    );
+    let [spin, httpd] = cold_starts(&mut cri, [&SPIN, &RUNC_HTTPD], rounds, |cri, pod, n| {
+        first_answer(cri, pod, paths[n])
+    });
+    println!("http_cold_ms {spin:.1} {httpd:.1}");
     let running: Vec<Vec<(Pod, Vec<String>)>> = [&SPIN, &RUNC_HTTPD]
         .into_iter()
         .enumerate()
@@ -202,6 +173,31 @@ fn main() -> ExitCode {
         remove_pod(&mut cri, pod, ids);
     }
     ExitCode::SUCCESS
+}
+
+/// Median milliseconds from RunPodSandbox until each side's pod is running and `ready` has
+/// returned (given the side's index), over `rounds` interleaved rounds after a warm-up one;
+/// every pod is removed before the next starts.
+fn cold_starts(
+    cri: &mut Cri,
+    sides: [&Side; 2],
+    rounds: usize,
+    ready: impl Fn(&mut Cri, &Pod, usize),
+) -> [f64; 2] {
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..=rounds {
+        for (n, side) in sides.into_iter().enumerate() {
+            let started = Instant::now();
+            let (pod, ids) = start_pod(cri, side, 1);
+            ready(cri, &pod, n);
+            let elapsed = started.elapsed();
+            remove_pod(cri, &pod, &ids);
+            if round > 0 {
+                times[n].push(elapsed.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    [median(&mut times[0]), median(&mut times[1])]
 }
 
 /// Polls `GET path` on port 80 inside the pod's network namespace until it answers 200.
