@@ -1073,3 +1073,52 @@ fn get_in_pod(netns: &str, port: u16, path: &'static str, timeout: Duration) -> 
         }
     })
 }
+
+/// (r) A Spin app that cannot start (a required variable nobody sets) fails StartContainer
+/// with its reason, which kubelet puts in the container's status, and the pod serves on.
+#[test]
+fn r_a_bad_spin_app_fails_start_with_its_reason() {
+    let mut cri = setup();
+    static IMPORT: Once = Once::new();
+    IMPORT.call_once(|| {
+        cri::import_k8s(
+            &fixtures::spin_py_image(SPIN_PY, fixtures::SPIN_PY_MANIFEST),
+            SPIN_PY,
+        )
+    });
+    let pod = cri.run_pod("spin", &PodSpec::default()).unwrap();
+    let spec = ContainerSpec {
+        name: "spin".into(),
+        image: SPIN_PY.into(),
+        command: vec!["/".into()],
+        ..Default::default()
+    };
+    let id = cri.create_container(&pod, &spec).expect("create container");
+    let err = cri
+        .start_container(&id)
+        .expect_err("a required variable is missing");
+    assert!(
+        err.message().contains("token") && err.message().contains("SPIN_VARIABLE_TOKEN"),
+        "{err:?}"
+    );
+    // The same pod runs the app once the variable is set.
+    let ok = run(
+        &mut cri,
+        &pod,
+        &ContainerSpec {
+            name: "spin-ok".into(),
+            env: vec![("SPIN_VARIABLE_TOKEN".into(), "t".into())],
+            ..spec
+        },
+    );
+    wait_running(&mut cri, &ok);
+    let netns = cri.pod_netns(&pod).expect("pod netns path");
+    let reply = get_in_pod(
+        &netns,
+        80,
+        "/.well-known/spin/health",
+        Duration::from_secs(120),
+    );
+    assert_eq!(reply.status, 200);
+    teardown(&mut cri, &pod, &[&id, &ok]);
+}
