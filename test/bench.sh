@@ -13,7 +13,8 @@
 #   `cargo install wasmtime-cli --version 48.0.8 --locked --root BENCH_CACHE/wasmtime`;
 #   without it, that row is skipped with a message);
 # - Spin apps: a Spin hello (the C component as a core module) vs the same code served as a
-#   plain wasi:http component, and the Spin Rust SDK hello with one key-value get+set per
+#   plain wasi:http component, the Spin Rust SDK hello (without its key-value counter) served
+#   as a Spin app vs `wasmtime serve -S cli` of the same component, and the Spin Rust SDK hello with one key-value get+set per
 #   request vs its hello; over CRI, a Spin hello pod vs a runc busybox httpd pod, cold start
 #   to the first 200 and PSS per serving pod.
 set -euo pipefail
@@ -156,13 +157,22 @@ spin_bench() { # testkit-image path env... -> "rps p99"
   $ctr tasks delete "spin-$kind" >/dev/null 2>&1; $ctr containers delete "spin-$kind" >/dev/null 2>&1
   echo "$result"
 }
-http_py=""; http_c=""; spin_c=""; spin_rust=""; spin_rust_kv=""
+http_py=""; http_c=""; spin_c=""; spin_rust=""; spin_rust_kv=""; spin_hello=""
 if command -v wrk >/dev/null && command -v curl >/dev/null; then
   http_py=$(http_bench py)
   http_c=$(http_bench c)
   spin_c=$(spin_bench spin-c-image /hello)
   spin_rust=$(spin_bench spin-rust-image /)
   spin_rust_kv=$(spin_bench spin-rust-image /count)
+  spin_hello=$(spin_bench spin-rust-hello-image /)
+  wasmtime_cli="$bench_cache/wasmtime/bin/wasmtime"
+  if [ -n "$spin_hello" ] && [ -x "$wasmtime_cli" ]; then
+    "$target/wasmpod-testkit" spin-rust-hello-wasm "$work/bench-spin-rust-hello.wasm" -
+    "$wasmtime_cli" serve -S cli=y --addr 127.0.0.1:18184 "$work/bench-spin-rust-hello.wasm" >/dev/null 2>&1 &
+    serve_pid=$!
+    if wait_http http://127.0.0.1:18184/; then spin_hello="$spin_hello $(wrk_run http://127.0.0.1:18184/)"; fi
+    kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true
+  fi
 fi
 
 w=$(printf '%s\n' "${wasm_times[@]}" | median)
@@ -234,6 +244,7 @@ print_ratio_row() { # title, "a_rps a_p99", label a, "b_rps b_p99", label b, tar
   awk -v a="${a[0]}" -v b="${b[0]}" -v c="${a[1]}" -v d="${b[1]}" -v t="$6" 'BEGIN {
     printf "  %-40s %8.2fx          %7.2fx  (%s)\n", "ratio", a / b, c / d, t }'
 }
+print_http "Spin Rust SDK hello (no key-value; componentized as wasmpod does) as a Spin app vs wasmtime serve -S cli" "$spin_hello"
 print_ratio_row "Spin hello (C core module, componentized) vs the same code as a wasi:http component" \
   "$spin_c" "wasmpod Spin host: GET /hello" "$(cut -d' ' -f1,2 <<<"$http_c")" "wasmpod wasi:http proxy: GET /hello" \
   "Spin routing and headers cost; target: >= 0.9x req/s"

@@ -315,6 +315,32 @@ pub fn spin_py_component() -> Vec<u8> {
 /// host componentizes. Built with the toolchain `make setup` installs under `.work/rust-wasm`
 /// (or `$WASMPOD_RUST_WASM`, a directory holding its `env` script), once per source.
 pub fn spin_rust_module() -> Vec<u8> {
+    spin_rust_build(true)
+}
+
+/// [`spin_rust_module`] without its key-value counter: a hello that imports only WASI.
+pub fn spin_rust_hello_module() -> Vec<u8> {
+    spin_rust_build(false)
+}
+
+/// The Spin Rust app as a component, componentized as wasmpod does it (the preview1 reactor
+/// adapter), for serving the same component elsewhere.
+pub fn componentized(module: &[u8]) -> Vec<u8> {
+    use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(module)
+        .and_then(|e| {
+            e.adapter(
+                "wasi_snapshot_preview1",
+                WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+            )
+        })
+        .and_then(|mut e| e.encode())
+        .expect("componentize the module")
+}
+
+fn spin_rust_build(kv: bool) -> Vec<u8> {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/spin-rust");
@@ -324,7 +350,8 @@ pub fn spin_rust_module() -> Vec<u8> {
         sha2::Digest::update(&mut hasher, &bytes);
     }
     let digest = hex::encode(sha2::Digest::finalize(hasher));
-    let out = dir().join(format!("spin-rust-{}.wasm", &digest[..16]));
+    let variant = if kv { "kv" } else { "hello" };
+    let out = dir().join(format!("spin-rust-{variant}-{}.wasm", &digest[..16]));
     if let Ok(bytes) = std::fs::read(&out) {
         return bytes;
     }
@@ -332,8 +359,12 @@ pub fn spin_rust_module() -> Vec<u8> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.work/rust-wasm"));
     let target_dir = toolchain.join("target");
-    let status = Command::new(toolchain.join("env"))
-        .args(["cargo", "build", "--quiet", "--release", "--locked"])
+    let mut cargo = Command::new(toolchain.join("env"));
+    cargo.args(["cargo", "build", "--quiet", "--release", "--locked"]);
+    if !kv {
+        cargo.arg("--no-default-features");
+    }
+    let status = cargo
         .args(["--target", "wasm32-wasip1", "-Zbuild-std=std,panic_abort"])
         .arg("--manifest-path")
         .arg(src.join("Cargo.toml"))

@@ -12,6 +12,9 @@
 //!   in the rootfs (needs `make setup`)
 //! - `wasmpod-testkit spin-rust-image OUT.tar NAME`: the Spin Rust SDK hello and key-value
 //!   counter (needs `make setup`)
+//! - `wasmpod-testkit spin-rust-hello-image OUT.tar NAME`: the same without the counter (it
+//!   imports only WASI); `spin-rust-hello-wasm OUT.wasm -` writes it componentized as
+//!   wasmpod does, for `wasmtime serve`
 //! - `wasmpod-testkit spin-c-image OUT.tar NAME`: a Spin hello app whose component is the C
 //!   `wasi:http` proxy built as a core module (componentized when it is first loaded)
 //! - `wasmpod-testkit tree-image OUT.tar NAME DIR ENTRY`: every file under DIR at the same
@@ -28,7 +31,7 @@ fn main() -> ExitCode {
     let (Some(cmd), Some(out), Some(name)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!(
             "usage: wasmpod-testkit hello-image|probe-image|busybox-image|big-image|py-proxy-image|\
-             c-proxy-image|spin-py-image|spin-rust-image|spin-c-image OUT.tar NAME, py-proxy-wasm|c-proxy-wasm OUT.wasm -, \
+             c-proxy-image|spin-py-image|spin-rust-image|spin-rust-hello-image|spin-c-image OUT.tar NAME, py-proxy-wasm|c-proxy-wasm|spin-rust-hello-wasm OUT.wasm -, \
              tree-image OUT.tar NAME DIR ENTRY"
         );
         return ExitCode::from(2);
@@ -62,6 +65,23 @@ fn main() -> ExitCode {
             ),
         "spin-py-image" => fixtures::spin_py_image(name, fixtures::SPIN_PY_MANIFEST),
         "spin-rust-image" => fixtures::spin_rust_image(name),
+        "spin-rust-hello-image" => fixtures::spin_image(
+            name,
+            "spin_manifest_version = 2\n[application]\nname = \"rust-hello\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"hello\"\n\
+             [component.hello]\nsource = \"hello.wasm\"\n",
+            &[("/hello.wasm", fixtures::spin_rust_hello_module())],
+        ),
+        "spin-rust-hello-wasm" => {
+            let wasm = fixtures::componentized(&fixtures::spin_rust_hello_module());
+            return match std::fs::write(out, wasm) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("write {out}: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         "spin-c-image" => fixtures::spin_image(
             name,
             "spin_manifest_version = 2\n[application]\nname = \"hello\"\n\
