@@ -12,16 +12,20 @@ set -euo pipefail
 dest=${1:?usage: rust-wasm.sh DEST}
 here=$(cd "$(dirname "$0")" && pwd)
 [ -x "$dest/env" ] && exit 0
-"$here/apt-install.sh" libllvm22 lld-22 libgit2-1.5 libssh2-1 wasi-libc
+# The versioned standard library (libstd-rust-web-1.96 today) and the LLVM it links
+# (libllvm22): the linker must be that LLVM's lld.
+libstd=$(apt-cache depends libstd-rust-web-dev | awk '/Depends: libstd-rust-web-[0-9]/ {print $2; exit}')
+llvm=$(apt-cache depends "${libstd:?no libstd-rust-web-N package}" | awk '/Depends: libllvm[0-9]/ {sub("libllvm", "", $2); print $2; exit}')
+"$here/apt-install.sh" "libllvm${llvm:?no libllvmN dependency}" "lld-$llvm" libgit2-1.5 libssh2-1 wasi-libc
 debs="$dest/debs"
 mkdir -p "$debs"
 echo "installing Debian's rustc-web for wasm32-wasip1 into $dest"
-(cd "$debs" && apt-get download rustc-web cargo-web rust-web-src libstd-rust-web-1.96 \
+(cd "$debs" && apt-get download rustc-web cargo-web rust-web-src "$libstd" \
   libstd-rust-web-dev >/dev/null 2>&1)
 for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$dest/root"; done
 usr="$dest/root/usr"
 mkdir -p "$usr/lib/rustlib/x86_64-unknown-linux-gnu/bin" "$usr/lib/rustlib/wasm32-wasip1/lib/self-contained"
-ln -sf /usr/lib/llvm-22/bin/lld "$usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"
+ln -sf "/usr/lib/llvm-$llvm/bin/lld" "$usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"
 cp /usr/lib/wasm32-wasi/crt1-command.o /usr/lib/wasm32-wasi/crt1-reactor.o /usr/lib/wasm32-wasi/libc.a \
   "$usr/lib/rustlib/wasm32-wasip1/lib/self-contained/"
 rm -rf "$debs"
