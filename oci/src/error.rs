@@ -14,7 +14,10 @@ pub enum OciError {
         reason: String,
     },
     /// `process.args` is missing or empty.
-    #[error("the container has no command: process.args is empty (set an entrypoint or command)")]
+    #[error(
+        "the container has no command: process.args is empty (set an entrypoint or command; \
+         a Spin app takes `/`, as in `ctr run IMAGE ID /`)"
+    )]
     NoArgs,
     /// `args[0]` does not name a file in the rootfs.
     #[error("entrypoint {0:?} not found in the container's rootfs")]
