@@ -109,25 +109,12 @@ fn main() -> ExitCode {
     let [wasm, native] = cold_starts(&mut cri, [&WASMPOD, &RUNC], rounds, |_, _, _| {});
     println!("cold_ms {wasm:.1} {native:.1}");
 
-    // Memory: PODS of each side running at once, measured together so shared pages are
-    // shared the way they are on a busy node.
+    // Memory: PODS of each side running at once.
     let running: Vec<Vec<(Pod, Vec<String>)>> = [&WASMPOD, &RUNC]
         .into_iter()
         .map(|side| (0..pods).map(|_| start_pod(&mut cri, side, 1)).collect())
         .collect();
-    std::thread::sleep(Duration::from_secs(2));
-    let mut pss: Vec<Vec<f64>> = running
-        .iter()
-        .map(|pods| pods.iter().map(|(pod, _)| pod_pss_kb(pod) as f64).collect())
-        .collect();
-    println!(
-        "pss_kb {:.0} {:.0}",
-        median(&mut pss[0]),
-        median(&mut pss[1])
-    );
-    for (pod, ids) in running.iter().flatten() {
-        remove_pod(&mut cri, pod, ids);
-    }
+    print_pss_and_remove(&mut cri, "pss_kb", &running);
 
     // The same number of Wasm pods with two containers each: what a second container costs.
     let two: Vec<(Pod, Vec<String>)> = (0..pods)
@@ -159,20 +146,27 @@ fn main() -> ExitCode {
                 .collect()
         })
         .collect();
+    print_pss_and_remove(&mut cri, "http_pss_kb", &running);
+    ExitCode::SUCCESS
+}
+
+/// Prints `label WASMPOD NATIVE`: the median PSS per pod of the two sides' `running` pods
+/// (measured together, so shared pages are shared the way they are on a busy node), then
+/// removes them.
+fn print_pss_and_remove(cri: &mut Cri, label: &str, running: &[Vec<(Pod, Vec<String>)>]) {
     std::thread::sleep(Duration::from_secs(2));
     let mut pss: Vec<Vec<f64>> = running
         .iter()
         .map(|pods| pods.iter().map(|(pod, _)| pod_pss_kb(pod) as f64).collect())
         .collect();
     println!(
-        "http_pss_kb {:.0} {:.0}",
+        "{label} {:.0} {:.0}",
         median(&mut pss[0]),
         median(&mut pss[1])
     );
     for (pod, ids) in running.iter().flatten() {
-        remove_pod(&mut cri, pod, ids);
+        remove_pod(cri, pod, ids);
     }
-    ExitCode::SUCCESS
 }
 
 /// Median milliseconds from RunPodSandbox until each side's pod is running and `ready` has
