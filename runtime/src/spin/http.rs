@@ -177,11 +177,7 @@ impl Handler for SpinHandler {
 
 /// A failure reason, with a call to a Spin interface wasmpod does not provide put plainly.
 fn explain(reason: &str) -> String {
-    match reason
-        .split("unknown import: `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-    {
+    match super::stub::not_provided_in(reason) {
         Some(import) => {
             format!("it called {import}, which wasmpod does not provide yet ({reason})")
         }
@@ -215,7 +211,11 @@ mod tests {
 
     #[test]
     fn unknown_imports_are_named() {
-        let text = explain("the guest trapped: unknown import: `fermyon:spin/llm@2.0.0#infer` has not been defined");
+        let reason = format!(
+            "the guest trapped: {}",
+            super::super::stub::not_provided("fermyon:spin/llm@2.0.0#infer")
+        );
+        let text = explain(&reason);
         assert!(
             text.starts_with(
                 "it called fermyon:spin/llm@2.0.0#infer, which wasmpod does not provide"

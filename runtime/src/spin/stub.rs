@@ -33,9 +33,18 @@ const SERVED_INTERFACES: [&str; 6] = [
     "wasi:config/store@0.2.0-draft-2024-09-27",
 ];
 
+/// How the message of a call to a stubbed function starts (Wasmtime's own words for it);
+/// the function's name follows, up to the next backquote.
+pub const NOT_PROVIDED: &str = "unknown import: `";
+
 /// The message a call to a stubbed function fails with (the HTTP handler explains it).
 pub fn not_provided(function: &str) -> String {
-    format!("unknown import: `{function}` has not been defined")
+    format!("{NOT_PROVIDED}{function}` has not been defined")
+}
+
+/// The function a failure `reason` says was not provided, if that is what it says.
+pub fn not_provided_in(reason: &str) -> Option<&str> {
+    reason.split(NOT_PROVIDED).nth(1)?.split('`').next()
 }
 
 /// Defines every instance `component` imports that nothing above serves, as stubs.
