@@ -44,15 +44,19 @@ impl GuestOutcome {
         if let Some(trap) = err.downcast_ref::<Trap>() {
             return GuestOutcome::Trapped(format!("{trap}"));
         }
-        // Host errors and anything else: the first line of the chain, plus the root cause.
-        let root = err.root_cause().to_string();
-        let top = err.to_string();
-        let reason = if root == top {
-            top
-        } else {
-            format!("{top}: {root}")
+        // Host errors and anything else: the first line of the chain, plus the root cause
+        // (the top is often Wasmtime's multi-line "error while executing at wasm backtrace:").
+        let first_line = |s: String| s.lines().next().unwrap_or("").trim().to_string();
+        let root = first_line(err.root_cause().to_string());
+        let top = first_line(err.to_string());
+        let reason = match (top.is_empty(), root.is_empty()) {
+            (true, true) => "unknown error".to_string(),
+            (false, true) => top,
+            (true, false) => root,
+            (false, false) if top == root => top,
+            (false, false) => format!("{}: {root}", top.trim_end_matches(':')),
         };
-        GuestOutcome::Trapped(reason.lines().next().unwrap_or("unknown error").to_string())
+        GuestOutcome::Trapped(reason)
     }
 
     /// The line written to the container's stderr for a trap, if any.
@@ -101,5 +105,16 @@ mod tests {
         }
         let line = GuestOutcome::Trapped("boom".into()).stderr_line().unwrap();
         assert!(!line.contains('\n'));
+        // A host error under Wasmtime's multi-line context keeps its own message.
+        let host = wasmtime::Error::msg("unknown import: `a:b/c#d` has not been defined")
+            .context("error while executing at wasm backtrace:\n    0: 0x1 - f");
+        assert_eq!(
+            GuestOutcome::from_error(&host, None),
+            GuestOutcome::Trapped(
+                "error while executing at wasm backtrace: unknown import: `a:b/c#d` has not \
+                 been defined"
+                    .into()
+            )
+        );
     }
 }

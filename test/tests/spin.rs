@@ -132,12 +132,21 @@ fn a_python_spin_app_serves_routes_key_value_variables_and_outbound_http() {
     // A failing handler is a 500; the app serves on.
     assert_eq!(get(addr, "/trap").0, 500);
     assert_eq!(get(addr, "/").0, 200);
+    // A Spin interface wasmpod links but does not provide yet fails the request, by name.
+    assert_eq!(get(addr, "/llm"), (500, String::new()));
+    assert_eq!(get(addr, "/").0, 200);
 
     let ran = stop(&id, child);
     assert!(
         ran.stderr.contains(&format!("127.0.0.1:{denied_port}"))
             && ran.stderr.contains("allowed_outbound_hosts"),
         "the denial is not in the log: {}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("it called fermyon:spin/llm@2.0.0#infer, which wasmpod does not provide yet"),
+        "the unprovided call is not named in the log: {}",
         ran.stderr
     );
 }
