@@ -26,7 +26,7 @@ SPIN_PY_SDK := spin-sdk==3.4.1 componentize-py==0.17.2
 # wit-bindgen (crates.io) generates the C bindings of the demo's and tests' wasi:http component.
 WIT_BINDGEN_VERSION := 0.63.0
 
-.PHONY: all setup setup-test build install install-local unit e2e e2e-containerd-1.7 test demo bench bench-run fmt clippy clean
+.PHONY: all setup setup-test build install install-local unit e2e e2e-containerd-1.7 e2e-containerd-2.1 test demo bench bench-run fmt clippy clean
 
 all: build
 
@@ -83,11 +83,15 @@ unit:
 e2e: install-local
 	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/e2e.sh
 
-test: setup-test build unit e2e e2e-containerd-1.7
+test: setup-test build unit e2e e2e-containerd-1.7 e2e-containerd-2.1
 
-# The same end-to-end tests against containerd 1.7 (downloaded from Debian trixie).
+# The same end-to-end tests against containerd 1.7 with dockerd 26 (from Debian trixie), and
+# against containerd 2.1 with dockerd 28 (from Debian sid), each unpacked under .work.
 e2e-containerd-1.7: install-local
-	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/with-containerd-1.7.sh
+	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/with-debian-containerd.sh trixie
+
+e2e-containerd-2.1: install-local
+	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/with-debian-containerd.sh sid
 
 demo: setup
 	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)

@@ -5,6 +5,9 @@
 #   containerd.sh start DIR SHIM_DIR [cri]   start it (cri: with the CRI plugin and a CNI bridge)
 #   containerd.sh stop DIR                    stop it, its shims, and clean up
 #   containerd.sh env DIR                     print the variables the tests read
+#   containerd.sh config DIR                  only write DIR/config.toml: CRI, runc as the only
+#                                             handler (what a node has before wasmpod's installer)
+# With CONTAINERD_CONFIG=FILE, start uses FILE (its paths under DIR) instead of writing one.
 set -euo pipefail
 
 cmd=${1:?usage: containerd.sh start|stop|env DIR [SHIM_DIR]}
@@ -12,12 +15,22 @@ dir=${2:?directory}
 # Where the tests' registry listens (registry.sh); CRI pulls from it over plain HTTP.
 TEST_REGISTRY=${TEST_REGISTRY:-127.0.0.1:5055}
 
+# The config schema the containerd under test reads: version 3 on containerd 2.x (whose CRI
+# plugin ignores the version-2 table paths), version 2 before.
+config_version() {
+  case "$("${CONTAINERD:-containerd}" --version | awk '{print $3}')" in
+  v2.* | 2.*) echo 3 ;;
+  *) echo 2 ;;
+  esac
+}
+
 write_config() {
-  local dir=$1 cri=$2
+  local dir=$1 cri=$2 handlers=${3:-wasmpod} version
+  version=$(config_version)
   local disabled='disabled_plugins = ["io.containerd.grpc.v1.cri"]'
   [ "$cri" = cri ] && disabled=''
   cat >"$dir/config.toml" <<TOML
-version = 2
+version = $version
 root = "$dir/root"
 state = "$dir/state"
 $disabled
@@ -35,37 +48,68 @@ TOML
   # The CRI plugin: a pause image imported by the tests, no OOM-score lowering (this VM
   # cannot), a CNI bridge on a test subnet that routes nothing off the host, and one
   # handler per wasmpod runtime name.
-  cat >>"$dir/config.toml" <<TOML
+  local runtime images
+  if [ "$version" = 3 ]; then
+    runtime='plugins."io.containerd.cri.v1.runtime"'
+    images='plugins."io.containerd.cri.v1.images"'
+    cat >>"$dir/config.toml" <<TOML
 [plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+[$images.pinned_images]
+  sandbox = "docker.io/wasmpod/pause:e2e"
+[$images.registry]
+  config_path = "$dir/certs.d"
+[$runtime]
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  disable_apparmor = true
+  enable_selinux = false
+  [$runtime.cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "$dir/cni"
+TOML
+  else
+    runtime='plugins."io.containerd.grpc.v1.cri"'
+    cat >>"$dir/config.toml" <<TOML
+[$runtime]
   sandbox_image = "docker.io/wasmpod/pause:e2e"
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   disable_apparmor = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
+  [$runtime.cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$dir/cni"
-  [plugins."io.containerd.grpc.v1.cri".registry]
+  [$runtime.registry]
     config_path = "$dir/certs.d"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
+TOML
+  fi
+  local r="$runtime.containerd.runtimes"
+  cat >>"$dir/config.toml" <<TOML
+  [$runtime.containerd]
     default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [$r.runc]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      [$r.runc.options]
         Root = "$dir/runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmpod]
+TOML
+  if [ "$handlers" = wasmpod ]; then
+    cat >>"$dir/config.toml" <<TOML
+    [$r.wasmpod]
       runtime_type = "io.containerd.wasmpod.v1"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.spin]
+    [$r.spin]
       runtime_type = "io.containerd.spin.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmtime]
+    [$r.wasmtime]
       runtime_type = "io.containerd.wasmtime.v1"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmpod-systemd]
+    [$r.wasmpod-systemd]
       runtime_type = "io.containerd.wasmpod.v1"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmpod-systemd.options]
+      [$r.wasmpod-systemd.options]
         ConfigPath = "$dir/wasmpod-systemd.toml"
 TOML
-  echo 'SystemdCgroup = true' >"$dir/wasmpod-systemd.toml"
+    echo 'SystemdCgroup = true' >"$dir/wasmpod-systemd.toml"
+  fi
   # The tests' registry (registry.sh) speaks plain HTTP on loopback.
   mkdir -p "$dir/certs.d/$TEST_REGISTRY"
   cat >"$dir/certs.d/$TEST_REGISTRY/hosts.toml" <<TOML
@@ -105,8 +149,9 @@ start)
     echo "containerd already runs for $dir" >&2
     exit 0
   fi
-  write_config "$dir" "$mode"
-  PATH="$shim_dir:$PATH" setsid "${CONTAINERD:-containerd}" --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
+  config="${CONTAINERD_CONFIG:-$dir/config.toml}"
+  [ -n "${CONTAINERD_CONFIG:-}" ] || write_config "$dir" "$mode"
+  PATH="$shim_dir:$PATH" setsid "${CONTAINERD:-containerd}" --config "$config" >"$dir/containerd.log" 2>&1 &
   echo $! >"$dir/containerd.pid"
   for _ in $(seq 1 100); do
     if ctr --address "$dir/containerd.sock" version >/dev/null 2>&1; then
@@ -162,6 +207,11 @@ stop)
   if [ -f "$dir/cni/10-wasmpod-test.conflist" ]; then ip link del wasmpodtest0 2>/dev/null || true; fi
   # Pod network namespaces and mounts left under the private state directory.
   { grep -o " $dir/[^ ]*" /proc/self/mounts 2>/dev/null || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  ;;
+config)
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  write_config "$dir" cri runc
   ;;
 env)
   dir=$(cd "$dir" && pwd)

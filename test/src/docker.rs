@@ -1,6 +1,7 @@
-//! A thin client for the private dockerd 26 that `test/lib/dockerd.sh` starts on the tests'
-//! containerd (its socket in `WASMPOD_DOCKER_HOST`, its CLI in `WASMPOD_DOCKER_CLI`). Only
-//! `make e2e-containerd-1.7` starts one; without it the Docker tests skip with a message.
+//! A thin client for the private dockerd that `test/lib/dockerd.sh` starts on the tests'
+//! containerd (its socket in `WASMPOD_DOCKER_HOST`, its CLI in `WASMPOD_DOCKER_CLI`).
+//! `make e2e-containerd-1.7` starts dockerd 26 and `make e2e-containerd-2.1` dockerd 28;
+//! without one the Docker tests skip with a message.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,8 +17,9 @@ pub fn available() -> Option<(String, String)> {
     ) {
         (Ok(host), Ok(cli)) => Some((host, cli)),
         _ => {
-            let reason = "no dockerd under test (`make e2e-containerd-1.7` starts dockerd 26; \
-                          bookworm's dockerd 20.10 cannot run a shim by name)"
+            let reason = "no dockerd under test (`make e2e-containerd-1.7` and \
+                          `make e2e-containerd-2.1` start dockerd 26 and 28; bookworm's \
+                          dockerd 20.10 cannot run a shim by name)"
                 .to_string();
             // e2e.sh says when it starts no dockerd on purpose.
             let by_design = std::env::var("WASMPOD_E2E_DOCKER").as_deref() == Ok("off");
@@ -29,6 +31,20 @@ pub fn available() -> Option<(String, String)> {
             None
         }
     }
+}
+
+/// The major version of the dockerd under test.
+pub fn server_major() -> u32 {
+    let out = docker()
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .expect("docker version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read dockerd's version from {text:?}"))
 }
 
 /// A `docker` command against the private dockerd.
