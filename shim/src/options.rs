@@ -52,11 +52,27 @@ impl RuntimeOptions {
         }
     }
 
-    /// Reads the handler's `options` table.
+    /// Reads the handler's `options` table. A `ConfigPath` in it names a file of options
+    /// that the table's own keys override (containerd 1.7+ sends the whole table, so a
+    /// config written for 1.6, with only `ConfigPath`, keeps working there).
     pub fn from_toml(text: &str) -> Result<RuntimeOptions, String> {
-        let table: toml::Table = text
+        let mut table: toml::Table = text
             .parse()
             .map_err(|e| format!("runtime options are not TOML: {e}"))?;
+        match table.remove("ConfigPath") {
+            None => {}
+            Some(toml::Value::String(path)) => {
+                let file = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("runtime options file {path}: {e}"))?;
+                let mut base: toml::Table = file
+                    .parse()
+                    .map_err(|e| format!("runtime options file {path} is not TOML: {e}"))?;
+                base.remove("ConfigPath");
+                base.extend(table);
+                table = base;
+            }
+            Some(other) => return Err(format!("ConfigPath must be a path, not {other}")),
+        }
         let systemd_cgroup = match table.get("SystemdCgroup") {
             None => false,
             Some(toml::Value::Boolean(b)) => *b,
@@ -182,6 +198,19 @@ mod tests {
         )))
         .unwrap();
         assert!(o.systemd_cgroup);
+    }
+
+    #[test]
+    fn config_path_inside_the_body_is_read_and_overridden_by_the_bodys_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wasmpod.toml");
+        std::fs::write(&file, "SystemdCgroup = true\nCacheMaxBytes = 4096\n").unwrap();
+        let body = format!("ConfigPath = {:?}\nCacheMaxBytes = 8192\n", file.display());
+        let o = RuntimeOptions::from_toml(&body).unwrap();
+        assert!(o.systemd_cgroup);
+        assert_eq!(o.cache_max_bytes, Some(8192));
+        let missing = RuntimeOptions::from_toml("ConfigPath = \"/nonexistent/x.toml\"");
+        assert!(missing.unwrap_err().contains("/nonexistent/x.toml"));
     }
 
     #[test]

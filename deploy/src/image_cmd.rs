@@ -1,4 +1,4 @@
-//! `wasmpod`: the user-facing tool. For now one command:
+//! `wasmpod image build`: a Wasm module, component or Spin app as an OCI image tarball.
 //!
 //! ```text
 //! wasmpod image build [options] APP.wasm
@@ -27,14 +27,13 @@
 //!   layers, the locked app last).
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use wasmpod_oci::image::{ImageBuilder, ImageShape};
 use wasmpod_oci::reference::ImageName;
 use wasmpod_oci::spin::package::{package, PackageShape};
 use wasmpod_oci::{EntrypointKind, WasmKind};
 
-const USAGE: &str = "usage: wasmpod image build -o OUT.tar -t NAME [--path /app.wasm] \
+pub const USAGE: &str = "usage: wasmpod image build -o OUT.tar -t NAME [--path /app.wasm] \
 [--file SRC:DST]... [--env K=V]... [--workdir DIR] [--platform wasi/wasm] \
 [--shape rootfs|wasm-layer|artifact] APP.wasm
        wasmpod image build --spin DIR/spin.toml -o OUT.tar -t NAME [--shape rootfs|spin-registry]";
@@ -210,29 +209,9 @@ fn build_spin(
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("image") if args.get(1).map(String::as_str) == Some("build") => {
-            parse(&args[2..]).and_then(build)
-        }
-        Some("--help") | Some("-h") | Some("help") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some("--version") | Some("-V") => {
-            println!("wasmpod {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
-        _ => Err(USAGE.to_string()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wasmpod: {e}");
-            ExitCode::from(2)
-        }
-    }
+/// Runs `wasmpod image build ARGS` (ARGS after `build`).
+pub fn main(args: &[String]) -> Result<(), String> {
+    parse(args).and_then(build)
 }
 
 #[cfg(test)]
