@@ -71,6 +71,8 @@ pub struct ContainerSpec {
     /// dropped, the runtime's default seccomp profile, and kubelet's masked and read-only
     /// `/proc` paths.
     pub restricted: bool,
+    /// Bind mounts (host path, container path), read-write, as a `hostPath` volume.
+    pub mounts: Vec<(String, String)>,
 }
 
 /// The `/proc` paths kubelet masks by default.
@@ -133,12 +135,17 @@ fn unique(prefix: &str) -> String {
 impl Cri {
     /// Connects to the containerd under test.
     pub fn connect() -> Cri {
+        Cri::connect_to(&ctr::address())
+    }
+
+    /// Connects to the containerd whose socket is `socket`.
+    pub fn connect_to(socket: &str) -> Cri {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let socket = ctr::address();
+        let socket = socket.to_string();
         let channel = rt
             .block_on(async move {
                 Endpoint::try_from("http://[::]:50051")?
@@ -282,6 +289,15 @@ impl Cri {
                 })
                 .collect(),
             log_path: format!("{}.log", spec.name),
+            mounts: spec
+                .mounts
+                .iter()
+                .map(|(host, container)| Mount {
+                    host_path: host.clone(),
+                    container_path: container.clone(),
+                    ..Default::default()
+                })
+                .collect(),
             linux: Some(LinuxContainerConfig {
                 resources: Some(LinuxContainerResources {
                     memory_limit_in_bytes: spec.memory_limit,
@@ -510,6 +526,11 @@ pub fn log_lines(path: &Path) -> Vec<(String, String)> {
 
 /// Builds the pause image (a static C program) and imports it into the CRI namespace.
 pub fn ensure_pause_image() {
+    ensure_pause_image_at(&ctr::address());
+}
+
+/// [`ensure_pause_image`] for the containerd at `address`.
+pub fn ensure_pause_image_at(address: &str) {
     let out = fixtures::dir().join("pause");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pause.c");
     let status = Command::new("gcc")
@@ -523,16 +544,21 @@ pub fn ensure_pause_image() {
         .platform("linux", "amd64")
         .entrypoint(["/pause"])
         .file("/pause", std::fs::read(&out).expect("pause binary"), 0o755);
-    import_k8s(&image, PAUSE_IMAGE);
+    import_k8s_at(address, &image, PAUSE_IMAGE);
 }
 
 /// Imports an image into the CRI namespace.
 pub fn import_k8s(image: &wasmpod_oci::image::ImageBuilder, name: &str) {
+    import_k8s_at(&ctr::address(), image, name);
+}
+
+/// [`import_k8s`] into the containerd at `address`.
+pub fn import_k8s_at(address: &str, image: &wasmpod_oci::image::ImageBuilder, name: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let tar = dir.path().join("image.tar");
     image.write_tar(&tar).expect("write image tar");
     let out = Command::new("ctr")
-        .args(["--address", &ctr::address(), "--namespace", K8S_NAMESPACE])
+        .args(["--address", address, "--namespace", K8S_NAMESPACE])
         .args(["images", "import", "--all-platforms"])
         .arg(&tar)
         .output()

@@ -9,5 +9,6 @@ pub mod docker;
 pub mod fixtures;
 pub mod http;
 pub mod leaks;
+pub mod node;
 pub mod registry;
 pub mod skip;

@@ -7,7 +7,7 @@
 //!     [--distribution k3s|rke2|microk8s|k0s|containerd] [--containerd HOSTPATH]
 //!     [--node NAME]
 //! wasmpod node uninstall --host-root DIR [--no-restart] [--node NAME]
-//! wasmpod node status --host-root DIR [--containerd HOSTPATH] [--ready]
+//! wasmpod node status --host-root DIR [--ready]
 //! wasmpod node sleep                   (the DaemonSet's main container: waits for SIGTERM)
 //! wasmpod node image -o OUT.tar -t NAME [--shim PATH]   (the installer image)
 //! ```
@@ -37,7 +37,7 @@ pub const USAGE: &str = "usage: wasmpod node install --host-root DIR [--shim PAT
 [--cache-dir DIR] [--cache-max-bytes N] [--distribution k3s|rke2|microk8s|k0s|containerd] \
 [--containerd HOSTPATH] [--node NAME]
        wasmpod node uninstall --host-root DIR [--no-restart] [--node NAME]
-       wasmpod node status --host-root DIR [--containerd HOSTPATH] [--ready]
+       wasmpod node status --host-root DIR [--ready]
        wasmpod node sleep
        wasmpod node image -o OUT.tar -t NAME [--shim PATH]";
 
@@ -303,7 +303,7 @@ fn run(args: Args) -> Result<(), NodeError> {
             install::uninstall(&host, args.restart, &mut log)?;
         }
         Command::Status => {
-            let status = install::status(&host, args.containerd.as_deref())?;
+            let status = install::status(&host)?;
             for line in &status.lines {
                 println!("{line}");
             }
