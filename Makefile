@@ -23,10 +23,12 @@ APT_TEST_PACKAGES := containernetworking-plugins skopeo docker-registry
 COMPONENTIZE_PY := componentize-py==0.25.1
 # The Python Spin SDK and the componentize-py it is built with go under $(WORK)/spin-pytools.
 SPIN_PY_SDK := spin-sdk==3.4.1 componentize-py==0.17.2
+# Helm (its SDK v4, from PyPI) and the Kubernetes schemas that test the chart, under $(WORK)/chart-tools.
+CHART_TOOLS := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
 # wit-bindgen (crates.io) generates the C bindings of the demo's and tests' wasi:http component.
 WIT_BINDGEN_VERSION := 0.63.0
 
-.PHONY: all setup setup-test build install install-local unit e2e e2e-containerd-1.7 e2e-containerd-2.1 test demo bench bench-run fmt clippy clean
+.PHONY: all setup setup-test build install install-local unit chart-test manifests installer-image e2e e2e-containerd-1.7 e2e-containerd-2.1 test demo bench bench-run fmt clippy clean
 
 all: build
 
@@ -53,6 +55,11 @@ setup-test: setup
 		echo "installing $(SPIN_PY_SDK) into $(WORK)/spin-pytools"; \
 		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
 			--target $(WORK)/spin-pytools $(SPIN_PY_SDK); \
+	fi
+	@if [ ! -d $(WORK)/chart-tools/helm_python ]; then \
+		echo "installing $(CHART_TOOLS) into $(WORK)/chart-tools"; \
+		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+			--target $(WORK)/chart-tools $(CHART_TOOLS); \
 	fi
 	@if [ ! -d $(WORK)/spin-js/node_modules/@spinframework/build-tools ]; then \
 		echo "installing the Spin JS build tools (npm) into $(WORK)/spin-js"; \
@@ -83,7 +90,22 @@ unit:
 e2e: install-local
 	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/e2e.sh
 
-test: setup-test build unit e2e e2e-containerd-1.7 e2e-containerd-2.1
+test: setup-test build unit chart-test e2e e2e-containerd-1.7 e2e-containerd-2.1
+
+# The Helm chart: lint, render, Kubernetes 1.28 and 1.35 schemas, the rendered installer
+# command run against a node tree, and deploy/kubernetes/wasmpod.yaml up to date.
+chart-test:
+	PYTHONPATH=$(WORK)/chart-tools WASMPOD_TOOL=$(TARGET)/wasmpod python3 test/chart/test_chart.py
+
+# The node installer's image (the wasmpod CLI and the shim with their libraries, linux/amd64):
+# load it into your registry and point the chart's image.repository at it.
+INSTALLER_IMAGE ?= docker.io/wasmpod/installer:0.1.0
+installer-image: build
+	$(TARGET)/wasmpod node image -o $(WORK)/wasmpod-installer.tar -t $(INSTALLER_IMAGE)
+
+# Renders deploy/kubernetes/wasmpod.yaml from the chart.
+manifests:
+	PYTHONPATH=$(WORK)/chart-tools python3 test/chart/test_chart.py write-manifest
 
 # The same end-to-end tests against containerd 1.7 with dockerd 26 (from Debian trixie), and
 # against containerd 2.1 with dockerd 28 (from Debian sid), each unpacked under .work.
