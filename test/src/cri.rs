@@ -49,6 +49,10 @@ pub struct Pod {
 pub struct PodSpec {
     /// Use the node's network namespace.
     pub host_network: bool,
+    /// Use the node's PID namespace (`hostPID`).
+    pub host_pid: bool,
+    /// Allow privileged containers (kubelet sets this when any container is privileged).
+    pub privileged: bool,
 }
 
 /// What a container should look like.
@@ -73,6 +77,8 @@ pub struct ContainerSpec {
     pub restricted: bool,
     /// Bind mounts (host path, container path), read-write, as a `hostPath` volume.
     pub mounts: Vec<(String, String)>,
+    /// `securityContext.privileged` (kubelet then sends no masked or read-only paths).
+    pub privileged: bool,
 }
 
 /// The `/proc` paths kubelet masks by default.
@@ -100,6 +106,13 @@ fn security_context(
     spec: &ContainerSpec,
     ns: Option<NamespaceOption>,
 ) -> LinuxContainerSecurityContext {
+    if spec.privileged {
+        return LinuxContainerSecurityContext {
+            namespace_options: ns,
+            privileged: true,
+            ..Default::default()
+        };
+    }
     let mut context = LinuxContainerSecurityContext {
         namespace_options: ns,
         masked_paths: MASKED_PATHS.map(String::from).to_vec(),
@@ -229,10 +242,15 @@ impl Cri {
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
                         network: network as i32,
-                        pid: NamespaceMode::Container as i32,
+                        pid: if spec.host_pid {
+                            NamespaceMode::Node
+                        } else {
+                            NamespaceMode::Container
+                        } as i32,
                         ipc: NamespaceMode::Pod as i32,
                         ..Default::default()
                     }),
+                    privileged: spec.privileged,
                     ..Default::default()
                 }),
                 ..Default::default()

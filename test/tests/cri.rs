@@ -288,7 +288,13 @@ fn b_d_e_f_h_a_pod_with_a_wasm_container_and_a_native_sidecar() {
 fn c_a_host_network_pod() {
     let mut cri = setup();
     let pod = cri
-        .run_pod("wasmpod", &PodSpec { host_network: true })
+        .run_pod(
+            "wasmpod",
+            &PodSpec {
+                host_network: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
     let app = run(&mut cri, &pod, &probe("app", &["args", "host"]));
     let status = cri.wait_exited(&app, Duration::from_secs(20));

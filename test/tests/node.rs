@@ -281,8 +281,9 @@ fn a_config_containerd_refuses_is_never_written() {
     assert_eq!(tree.snapshot(), before);
 }
 
-/// The DaemonSet's init container, without a kubelet: the installer image runs as a CRI
-/// container with a node tree at `/host`; a containerd started from the tree's edited config
+/// The DaemonSet's init container, without a kubelet: the installer image runs as a
+/// privileged CRI container in the node's PID namespace with a node tree at `/host` (a tree
+/// has no `/proc`, so its commands run in the container, on the tree's containerd binary); a containerd started from the tree's edited config
 /// (its socket where the node's would be) then runs a Wasm pod through the `spin` handler,
 /// `status --ready` says so, and uninstall gives the config back byte for byte.
 #[test]
@@ -328,8 +329,14 @@ fn the_installer_image_installs_a_node_that_then_runs_wasm_pods() {
         String::from_utf8_lossy(&imported.stderr)
     );
     let mut host_cri = Cri::connect();
+    // As the DaemonSet's pod: privileged, the node's PID namespace.
+    let daemonset_pod = PodSpec {
+        host_pid: true,
+        privileged: true,
+        ..Default::default()
+    };
     let pod = host_cri
-        .run_pod("runc", &PodSpec::default())
+        .run_pod("runc", &daemonset_pod)
         .expect("installer pod");
     let spec = ContainerSpec {
         name: "install".into(),
@@ -346,6 +353,7 @@ fn the_installer_image_installs_a_node_that_then_runs_wasm_pods() {
         .map(String::from)
         .to_vec(),
         mounts: vec![(tree.root().display().to_string(), "/host".into())],
+        privileged: true,
         ..Default::default()
     };
     let id = host_cri
