@@ -7,12 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
-use tonic::transport::{Channel, Endpoint, Uri};
-use tower::service_fn;
+use tonic::transport::Channel;
 
 use crate::ctr;
 use crate::fixtures;
@@ -158,19 +156,8 @@ impl Cri {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let socket = socket.to_string();
         let channel = rt
-            .block_on(async move {
-                Endpoint::try_from("http://[::]:50051")?
-                    .connect_with_connector(service_fn(move |_: Uri| {
-                        let socket = socket.clone();
-                        async move {
-                            let stream = tokio::net::UnixStream::connect(socket).await?;
-                            Ok::<_, std::io::Error>(TokioIo::new(stream))
-                        }
-                    }))
-                    .await
-            })
+            .block_on(wasmpod_deploy::node::cri::channel(Path::new(socket)))
             .expect("connect to the CRI socket");
         Cri {
             rt,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::StatusRequest;
-use tonic::transport::{Endpoint, Uri};
+use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
 
 use super::error::NodeError;
@@ -21,16 +21,7 @@ pub fn handlers(socket: &Path) -> Result<Vec<(String, String)>, NodeError> {
     let socket = socket.to_path_buf();
     rt.block_on(async move {
         let shown = socket.display().to_string();
-        let channel = Endpoint::try_from("http://[::]:50051")
-            .map_err(|e| NodeError::Command(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect_with_connector(service_fn(move |_: Uri| {
-                let socket = socket.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(socket).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            }))
+        let channel = channel(&socket)
             .await
             .map_err(|e| NodeError::Command(format!("containerd at {shown}: {e}")))?;
         let status = RuntimeServiceClient::new(channel)
@@ -43,6 +34,21 @@ pub fn handlers(socket: &Path) -> Result<Vec<(String, String)>, NodeError> {
         })?;
         handlers_in_status(config)
     })
+}
+
+/// A gRPC channel to the unix socket `socket` (kubelet's way to reach a CRI runtime).
+pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket = socket.to_path_buf();
+    Endpoint::from_static("http://[::]:50051")
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
 }
 
 /// Waits up to `timeout` for the CRI plugin at `socket` to answer with all of `names`.
