@@ -187,7 +187,8 @@ async fn start(flags: &Flags) -> Result<(), String> {
 }
 
 /// `delete`: containerd's cleanup after a shim died: kill what is left of the container,
-/// remove its cgroup, state and rootfs mount, and report it as killed.
+/// remove its cgroup, state, rootfs mount and the dead shim's socket, and report it as
+/// killed.
 async fn delete(flags: &Flags) -> Result<(), String> {
     let bundle = bundle_dir(flags);
     let root = state_root(&flags.address, &flags.namespace);
@@ -203,6 +204,13 @@ async fn delete(flags: &Flags) -> Result<(), String> {
         }
     }
     rootfs::unmount(&bundle.join("rootfs"));
+    // A shim that was killed left its socket behind; nobody else removes it. A socket that
+    // still answers is another container's shim (one shim serves a pod): it stays.
+    if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+        if !address.is_empty() && !is_serving(&address) {
+            let _ = std::fs::remove_file(socket_path(&address));
+        }
+    }
     let resp = DeleteResponse {
         exit_status: 137,
         exited_at: Some(timestamp(std::time::SystemTime::now())).into(),

@@ -344,20 +344,21 @@ fn g_a_memory_limit_lands_in_the_cgroup() {
 }
 
 /// What pods could leave on the node: mounts under containerd's state directory, shim
-/// processes, and pod cgroups.
-fn leak_counts() -> (usize, usize, usize) {
+/// processes, pod cgroups and shim sockets.
+fn leak_counts() -> (usize, usize, usize, usize) {
     let address = ctr::address();
     let state = Path::new(&address).parent().unwrap().display().to_string();
     (
         leaks::mounts_containing(&state),
         leaks::shim_processes(&address),
         leaks::cgroup_dirs("memory", cri::CGROUP_PARENT_ROOT.trim_start_matches('/')),
+        leaks::shim_sockets(),
     )
 }
 
 /// The leak counts once the shims of earlier tests, which exit asynchronously after their
 /// pods are removed, are gone.
-fn leak_baseline() -> (usize, usize, usize) {
+fn leak_baseline() -> (usize, usize, usize, usize) {
     wait_until(Duration::from_secs(15), || {
         leaks::shim_processes(&ctr::address()) == 0
     });
