@@ -18,7 +18,7 @@ use crate::cache::{CacheKey, CompileCache, Compiled};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
 use crate::spin::componentize::componentize;
-use crate::spin::SpinHttp;
+use crate::spin::SpinTriggers;
 use crate::state::{ComponentState, Limited, ModuleState};
 use crate::trigger::Trigger;
 use crate::world::ComponentWorld;
@@ -121,7 +121,7 @@ impl Prepared {
                 }
             }
         }
-        let trigger = SpinHttp::link(&engine, app, components)?;
+        let trigger = SpinTriggers::link(&engine, app, components)?;
         Ok(Prepared {
             engine,
             trigger: Box::new(trigger),
@@ -342,7 +342,7 @@ fn what(kind: WasmKind) -> &'static str {
 }
 
 /// The epoch only moves when a stop signal arrives; the callback then ends the guest.
-fn interrupt_on_stop<T>(store: &mut Store<T>, watch: &TerminationWatch) {
+pub(crate) fn interrupt_on_stop<T>(store: &mut Store<T>, watch: &TerminationWatch) {
     let watch = watch.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| match watch.signal() {

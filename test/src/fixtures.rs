@@ -210,16 +210,37 @@ pub fn c_proxy_component() -> Vec<u8> {
 }
 
 /// `test/fixtures/proxy.c` as a core module exporting `wasi:http/incoming-handler` (with its
-/// component type embedded), as SDKs for `wasm32-wasip1` build them: bindings from
-/// wit-bindgen (installed by `make setup` under `.work/tools`, or `$WASMPOD_WIT_BINDGEN`),
-/// clang for wasm32-wasi as a reactor. Built once per source.
+/// component type embedded), as SDKs for `wasm32-wasip1` build them. Built once per source.
 pub fn c_proxy_core_module() -> Vec<u8> {
+    c_reactor_module(
+        "proxy.c",
+        &wasi_wit_dir(),
+        "wasi:http/proxy@0.2.12",
+        "proxy",
+    )
+}
+
+/// `test/fixtures/spin-cron.c` as a core module of the Spin cron trigger's world
+/// (`fermyon:spin-cron/spin-cron@2.0.0`, the WIT in `runtime/wit/spin-cron`), which the shim
+/// componentizes. Built once per source.
+pub fn spin_cron_core_module() -> Vec<u8> {
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/wit/spin-cron");
+    c_reactor_module("spin-cron.c", &wit, "spin-cron", "spin_cron")
+}
+
+/// A C fixture built against `world` of the WIT at `wit`: bindings from wit-bindgen
+/// (installed by `make setup` under `.work/tools`, or `$WASMPOD_WIT_BINDGEN`; its files are
+/// named `stem.*`), clang for wasm32-wasi as a reactor. Built once per source and world.
+fn c_reactor_module(source: &str, wit: &Path, world: &str, stem: &str) -> Vec<u8> {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/proxy.c");
-    let source = std::fs::read(&src).expect("fixture source");
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&source));
-    let out = dir().join(format!("c-proxy-core-{}.wasm", &digest[..16]));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(source);
+    let mut hashed = std::fs::read(&src).expect("fixture source");
+    hashed.extend_from_slice(world.as_bytes());
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&hashed));
+    let out = dir().join(format!("{stem}-core-{}.wasm", &digest[..16]));
     if let Ok(bytes) = std::fs::read(&out) {
         return bytes;
     }
@@ -231,8 +252,8 @@ pub fn c_proxy_core_module() -> Vec<u8> {
         });
     let ran = Command::new(&wit_bindgen)
         .arg("c")
-        .arg(wasi_wit_dir())
-        .args(["--world", "wasi:http/proxy@0.2.12", "--out-dir"])
+        .arg(wit)
+        .args(["--world", world, "--out-dir"])
         .arg(gen.path())
         .output()
         .unwrap_or_else(|e| {
@@ -246,7 +267,7 @@ pub fn c_proxy_core_module() -> Vec<u8> {
         "wit-bindgen failed: {}",
         String::from_utf8_lossy(&ran.stderr)
     );
-    let core = gen.path().join("proxy.core.wasm");
+    let core = gen.path().join(format!("{stem}.core.wasm"));
     let status = Command::new(clang())
         .args([
             "--target=wasm32-wasi",
@@ -257,13 +278,13 @@ pub fn c_proxy_core_module() -> Vec<u8> {
         ])
         .arg(gen.path())
         .arg(&src)
-        .arg(gen.path().join("proxy.c"))
-        .arg(gen.path().join("proxy_component_type.o"))
+        .arg(gen.path().join(format!("{stem}.c")))
+        .arg(gen.path().join(format!("{stem}_component_type.o")))
         .arg("-o")
         .arg(&core)
         .status()
         .unwrap_or_else(|e| panic!("run {} (install it with `make setup`): {e}", clang()));
-    assert!(status.success(), "clang failed on proxy.c");
+    assert!(status.success(), "clang failed on {source}");
     let bytes = std::fs::read(&core).expect("read the core module");
     std::fs::write(&out, &bytes).expect("keep the built module");
     bytes

@@ -362,10 +362,10 @@ fn bad_spin_apps_fail_with_their_reason_and_leak_nothing() {
         (
             with(
                 "trigger",
-                &format!("{ok}\n[[trigger.cron]]\ncomponent = \"py\"\n"),
+                &format!("{ok}\n[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"py\"\n"),
             ),
             vec![],
-            vec!["cron", "not supported"],
+            vec!["redis", "not supported"],
         ),
     ];
     for (image, extra, needles) in &cases {
@@ -540,4 +540,208 @@ fn a_runtime_config_provides_variables_and_stores() {
         &["--mount", &mount, "--env", "SPIN_VARIABLE_TOKEN=t"],
         &["/runtime-config.toml", "paht"],
     );
+}
+
+const CRON_MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "ticks"
+
+[[trigger.cron]]
+component = "tick"
+cron_expression = "* * * * * *"
+
+[[trigger.cron]]
+component = "slow"
+cron_expression = "* * * * * *"
+
+[component.tick]
+source = "cron.wasm"
+environment = { NAME = "tick" }
+
+[component.slow]
+source = "cron.wasm"
+environment = { NAME = "slow", RUN_MS = "2500" }
+"#;
+
+/// A run's lines: (name, tick, "start" or "end", milliseconds).
+fn cron_lines(stdout: &str) -> Vec<(String, u64, String, i64)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [name, "tick", tick, what, ms] => Some((
+                    name.to_string(),
+                    tick.parse().ok()?,
+                    what.to_string(),
+                    ms.parse().ok()?,
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `[[trigger.cron]]` (no Spin shim has one): a C core module of the Spin cron trigger's
+/// world fires every second, one run at a time per trigger (a run that takes 2.5 s skips
+/// the ticks that come meanwhile, with a log line), and SIGTERM stops the app with 143.
+#[test]
+fn a_cron_app_fires_on_schedule_one_run_at_a_time_and_stops_on_sigterm() {
+    let name = "docker.io/wasmpod/spin-cron:e2e";
+    let image = spin_image(
+        name,
+        CRON_MANIFEST,
+        &[("/cron.wasm", fixtures::spin_cron_core_module())],
+    );
+    let id = unique_id("spin-cron");
+    let child = spawn(SPIN, &id, &[], &image, &["/"]);
+    // Let it tick for six seconds, then stop it.
+    std::thread::sleep(Duration::from_secs(6));
+    let ran = stop(&id, child);
+    let lines = cron_lines(&ran.stdout);
+    let ticks: Vec<u64> = lines
+        .iter()
+        .filter(|(n, _, what, _)| n == "tick" && what == "end")
+        .map(|(_, t, _, _)| *t)
+        .collect();
+    // At least N runs in N+1 seconds (start-up takes under a second), one per tick.
+    assert!(ticks.len() >= 4, "{ran:?}");
+    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{ticks:?}");
+    // The slow trigger: each run starts after the previous one ended.
+    let slow: Vec<&(String, u64, String, i64)> =
+        lines.iter().filter(|(n, ..)| n == "slow").collect();
+    assert!(slow.len() >= 2, "{ran:?}");
+    for pair in slow.windows(2) {
+        if pair[0].2 == "end" {
+            assert_eq!(pair[1].2, "start", "{slow:?}");
+            assert!(pair[1].3 >= pair[0].3, "{slow:?}");
+        } else {
+            assert_eq!(pair[1].2, "end", "runs overlap: {slow:?}");
+            assert_eq!(pair[0].1, pair[1].1, "{slow:?}");
+        }
+    }
+    assert!(
+        ran.stderr
+            .contains("cron trigger slow-cron-trigger: the run due at")
+            && ran
+                .stderr
+                .contains("is skipped: the previous run is still going"),
+        "{ran:?}"
+    );
+    assert_eq!(leak_counts().2, 0, "a shim is left");
+}
+
+/// A failing run is logged with the component's error and the schedule goes on; a bad
+/// `cron_expression` and a component without the cron export fail Create with the reason.
+#[test]
+fn cron_errors_are_reported() {
+    let before = leak_counts();
+    let failing = CRON_MANIFEST.replace(
+        "environment = { NAME = \"tick\" }",
+        "environment = { NAME = \"tick\", FAIL = \"no database today\" }",
+    );
+    let image = spin_image(
+        "docker.io/wasmpod/spin-cron-fail:e2e",
+        &failing,
+        &[("/cron.wasm", fixtures::spin_cron_core_module())],
+    );
+    let id = unique_id("spin-cron-fail");
+    let child = spawn(SPIN, &id, &[], &image, &["/"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr.matches("cron trigger tick-cron-trigger: component tick failed: it returned an error: no database today").count() >= 2,
+        "{ran:?}"
+    );
+
+    let bad = CRON_MANIFEST.replacen("\"* * * * * *\"", "\"every second\"", 1);
+    let image = spin_image(
+        "docker.io/wasmpod/spin-cron-bad:e2e",
+        &bad,
+        &[("/cron.wasm", fixtures::spin_cron_core_module())],
+    );
+    expect_spin_create_error(
+        &image,
+        &[],
+        &["tick-cron-trigger", "\"every second\"", "has 2 fields"],
+    );
+    let image = spin_image(
+        "docker.io/wasmpod/spin-cron-noexport:e2e",
+        CRON_MANIFEST,
+        &[("/cron.wasm", fixtures::probe_component())],
+    );
+    expect_spin_create_error(
+        &image,
+        &[],
+        &["component tick", "does not export `handle-cron-event`"],
+    );
+    assert_eq!(leak_counts(), before);
+}
+
+/// `[[trigger.command]]`: the component's `wasi:cli/run` runs once with the container's
+/// arguments (after the first) and stdin; its exit status is the container's (a WASI 0.2
+/// component exits with success or failure: `exit(7)` through the preview1 adapter is 1).
+#[test]
+fn a_command_app_gets_its_arguments_and_passes_its_exit_code() {
+    let before = leak_counts();
+    let manifest = r#"
+spin_manifest_version = 2
+[application]
+name = "tool"
+[[trigger.command]]
+component = "probe"
+[component.probe]
+source = "probe.wasm"
+environment = { FROM_MANIFEST = "yes" }
+"#;
+    let image = spin_image(
+        "docker.io/wasmpod/spin-command:e2e",
+        manifest,
+        &[("/probe.wasm", fixtures::probe_component())],
+    );
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        SPIN,
+        &image,
+        &unique_id("spin-cmd"),
+        "/",
+        "args",
+        "two",
+    ]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(
+        ran.stdout, "arg[0]=probe\narg[1]=args\narg[2]=two\n",
+        "{ran:?}"
+    );
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        SPIN,
+        &image,
+        &unique_id("spin-cmd"),
+        "/",
+        "env",
+    ]);
+    assert!(ran.stdout.contains("FROM_MANIFEST=yes"), "{ran:?}");
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        SPIN,
+        &image,
+        &unique_id("spin-cmd"),
+        "/",
+        "exit",
+        "7",
+    ]);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (1, "exiting with 7\n"),
+        "{ran:?}"
+    );
+    assert_eq!(leak_counts(), before);
 }

@@ -26,6 +26,12 @@ pub struct SpinApp {
     pub components: Vec<SpinComponent>,
     /// The HTTP triggers, in manifest order (the router decides which one a request reaches).
     pub http_triggers: Vec<HttpTrigger>,
+    /// The `[[trigger.cron]]` entries (the Spin cron trigger plugin's), in manifest order.
+    #[serde(default)]
+    pub cron_triggers: Vec<CronTrigger>,
+    /// The `[[trigger.command]]` entries (the Spin command trigger plugin's).
+    #[serde(default)]
+    pub command_triggers: Vec<CommandTrigger>,
 }
 
 impl SpinApp {
@@ -64,6 +70,8 @@ impl SpinApp {
                 route: HttpRoute::Path("/...".into()),
                 target: HttpTarget::Component(id),
             }],
+            cron_triggers: Vec::new(),
+            command_triggers: Vec::new(),
         })
     }
 
@@ -91,6 +99,9 @@ impl SpinApp {
             HttpTarget::Component(id) => keep.contains(id),
             HttpTarget::StaticResponse(_) => true,
         });
+        self.cron_triggers.retain(|t| keep.contains(&t.component));
+        self.command_triggers
+            .retain(|t| keep.contains(&t.component));
         Ok(())
     }
 }
@@ -149,6 +160,27 @@ pub struct HttpTrigger {
     /// What answers (through the component's HTTP export: the `http` executor, the only
     /// one wasmpod runs; the loaders refuse the others).
     pub target: HttpTarget,
+}
+
+/// One `[[trigger.cron]]`: run `component`'s `handle-cron-event` export on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronTrigger {
+    /// The trigger id.
+    pub id: String,
+    /// The component id.
+    pub component: String,
+    /// `cron_expression`, as written (checked when the app is linked).
+    pub cron_expression: String,
+}
+
+/// One `[[trigger.command]]`: run `component`'s `wasi:cli/run` once; its exit code is the
+/// container's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandTrigger {
+    /// The trigger id.
+    pub id: String,
+    /// The component id.
+    pub component: String,
 }
 
 /// An HTTP trigger's route.

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::app::{
-    AppVariable, FileMount, HttpRoute, HttpTarget, HttpTrigger, SpinApp, SpinComponent,
-    StaticResponse,
+    AppVariable, CommandTrigger, CronTrigger, FileMount, HttpRoute, HttpTarget, HttpTrigger,
+    SpinApp, SpinComponent, StaticResponse,
 };
 use super::manifest::unsupported_trigger;
 use crate::classify::EntrypointKind;
@@ -249,11 +249,34 @@ impl LockedApp {
             components.push(component(c, blobs, inline_dir, rootfs)?);
         }
         let mut http_triggers = Vec::new();
+        let mut cron_triggers = Vec::new();
+        let mut command_triggers = Vec::new();
         for t in self.triggers {
-            if t.trigger_type != "http" {
-                return Err(unsupported_trigger(&t.trigger_type));
+            match t.trigger_type.as_str() {
+                "http" => http_triggers.push(http_trigger(t)?),
+                "cron" => {
+                    let component = trigger_component(&t)?;
+                    let cron_expression = t
+                        .trigger_config
+                        .get("cron_expression")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| format!("trigger {}: cron_expression is missing", t.id))?
+                        .to_string();
+                    cron_triggers.push(CronTrigger {
+                        id: t.id,
+                        component,
+                        cron_expression,
+                    });
+                }
+                "command" => {
+                    let component = trigger_component(&t)?;
+                    command_triggers.push(CommandTrigger {
+                        id: t.id,
+                        component,
+                    });
+                }
+                other => return Err(unsupported_trigger(other)),
             }
-            http_triggers.push(http_trigger(t)?);
         }
         Ok(SpinApp {
             name,
@@ -262,6 +285,8 @@ impl LockedApp {
             variables,
             components,
             http_triggers,
+            cron_triggers,
+            command_triggers,
         })
     }
 }
@@ -381,6 +406,15 @@ fn component(
         ai_models: strings(&c.metadata, "ai_models"),
         variables: c.config,
     })
+}
+
+/// The component a non-HTTP trigger runs.
+fn trigger_component(t: &LockedTrigger) -> Result<String, String> {
+    t.trigger_config
+        .get("component")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("trigger {}: it names no component", t.id))
 }
 
 fn http_trigger(t: LockedTrigger) -> Result<HttpTrigger, String> {
@@ -513,14 +547,14 @@ mod tests {
         assert!(LockedApp::parse(chained.as_bytes())
             .unwrap_err()
             .contains("service chaining"));
-        let cron = LOCK.replace(
+        let redis = LOCK.replace(
             "\"trigger_type\": \"http\", \"trigger_config\": {\"route\": \"/s\"",
-            "\"trigger_type\": \"cron\", \"trigger_config\": {\"route\": \"/s\"",
+            "\"trigger_type\": \"redis\", \"trigger_config\": {\"route\": \"/s\"",
         );
-        let err = LockedApp::parse(cron.as_bytes())
+        let err = LockedApp::parse(redis.as_bytes())
             .unwrap()
             .into_app("x", &none, dir.path(), dir.path())
             .unwrap_err();
-        assert!(err.contains("sha256:aa") || err.contains("cron"), "{err}");
+        assert!(err.contains("sha256:aa") || err.contains("redis"), "{err}");
     }
 }

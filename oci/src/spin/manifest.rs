@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::app::{AppVariable, HttpRoute, StaticResponse};
+use super::app::{AppVariable, CommandTrigger, CronTrigger, HttpRoute, StaticResponse};
 
 /// A parsed, normalized manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,10 @@ pub struct Manifest {
     pub components: BTreeMap<String, ManifestComponent>,
     /// The HTTP triggers, in order.
     pub http_triggers: Vec<ManifestHttpTrigger>,
+    /// The cron triggers, in order.
+    pub cron_triggers: Vec<CronTrigger>,
+    /// The command triggers, in order.
+    pub command_triggers: Vec<CommandTrigger>,
 }
 
 /// A component as the manifest writes it.
@@ -395,27 +399,64 @@ mod v2 {
                 components.insert(id.clone(), c.normalize(&format!("[component.{id}]"))?);
             }
             let mut http_triggers = Vec::new();
+            let mut cron_triggers = Vec::new();
+            let mut command_triggers = Vec::new();
             for (kind, entries) in self.trigger {
-                if kind != "http" {
-                    return Err(unsupported_trigger(&kind));
-                }
                 for (n, entry) in entries.into_iter().enumerate() {
-                    let where_ = format!("[[trigger.http]] #{}", n + 1);
-                    let t: HttpTrigger = entry.try_into().map_err(|e: toml::de::Error| {
-                        format!("{where_}: {}", e.message().trim())
-                    })?;
-                    http_triggers.push(t.normalize(n, &where_, &mut components)?);
+                    let where_ = format!("[[trigger.{kind}]] #{}", n + 1);
+                    let message = |e: toml::de::Error| format!("{where_}: {}", e.message().trim());
+                    match kind.as_str() {
+                        "http" => {
+                            let t: HttpTrigger = entry.try_into().map_err(message)?;
+                            http_triggers.push(t.normalize(n, &where_, &mut components)?);
+                        }
+                        "cron" => {
+                            let t: RawCronTrigger = entry.try_into().map_err(message)?;
+                            let (id, component) =
+                                t.component
+                                    .normalize("cron", t.id, n, &where_, &mut components)?;
+                            cron_triggers.push(CronTrigger {
+                                id,
+                                component,
+                                cron_expression: t.cron_expression,
+                            });
+                        }
+                        "command" => {
+                            let t: RawCommandTrigger = entry.try_into().map_err(message)?;
+                            let (id, component) = t.component.normalize(
+                                "command",
+                                t.id,
+                                n,
+                                &where_,
+                                &mut components,
+                            )?;
+                            command_triggers.push(CommandTrigger { id, component });
+                        }
+                        _ => return Err(unsupported_trigger(&kind)),
+                    }
                 }
             }
-            for t in &http_triggers {
-                if let ManifestTarget::Component(id) = &t.target {
-                    if !components.contains_key(id) {
-                        return Err(format!(
-                            "trigger {}: component {id:?} is not defined ([component.{id}] is \
-                             missing)",
-                            t.id
-                        ));
-                    }
+            if command_triggers.len() > 1 {
+                return Err(format!(
+                    "{} [[trigger.command]] entries: an app runs one command (the container's \
+                     process)",
+                    command_triggers.len()
+                ));
+            }
+            let targets = http_triggers
+                .iter()
+                .filter_map(|t| match &t.target {
+                    ManifestTarget::Component(id) => Some((&t.id, id)),
+                    ManifestTarget::StaticResponse(_) => None,
+                })
+                .chain(cron_triggers.iter().map(|t| (&t.id, &t.component)))
+                .chain(command_triggers.iter().map(|t| (&t.id, &t.component)));
+            for (trigger, id) in targets {
+                if !components.contains_key(id) {
+                    return Err(format!(
+                        "trigger {trigger}: component {id:?} is not defined ([component.{id}] \
+                         is missing)"
+                    ));
                 }
             }
             Ok(Manifest {
@@ -424,7 +465,53 @@ mod v2 {
                 variables,
                 components,
                 http_triggers,
+                cron_triggers,
+                command_triggers,
             })
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawCronTrigger {
+        pub id: Option<String>,
+        pub component: ComponentRef,
+        pub cron_expression: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawCommandTrigger {
+        pub id: Option<String>,
+        pub component: ComponentRef,
+    }
+
+    impl ComponentRef {
+        /// The trigger's id (given, or `<component>-<kind>-trigger`) and its component's id
+        /// (an inline component is added as `<trigger id>-component`).
+        fn normalize(
+            self,
+            kind: &str,
+            id: Option<String>,
+            index: usize,
+            where_: &str,
+            components: &mut BTreeMap<String, ManifestComponent>,
+        ) -> Result<(String, String), String> {
+            match self {
+                ComponentRef::Id(c) => {
+                    let id = id.unwrap_or_else(|| format!("{c}-{kind}-trigger"));
+                    Ok((id, c))
+                }
+                ComponentRef::Inline(inline) => {
+                    let id = id.unwrap_or_else(|| format!("{kind}-trigger{}", index + 1));
+                    let name = format!("{id}-component");
+                    components.insert(
+                        name.clone(),
+                        inline.normalize(&format!("{where_} component"))?,
+                    );
+                    Ok((id, name))
+                }
+            }
         }
     }
 
@@ -561,8 +648,8 @@ mod v2 {
 
 pub(crate) fn unsupported_trigger(kind: &str) -> String {
     format!(
-        "trigger type {kind:?} is not supported by wasmpod yet (it runs `http` triggers); \
-         remove the [[trigger.{kind}]] entries or run them elsewhere"
+        "trigger type {kind:?} is not supported by wasmpod yet (it runs `http`, `cron` and \
+         `command` triggers); remove the [[trigger.{kind}]] entries or run them elsewhere"
     )
 }
 
@@ -880,5 +967,64 @@ route = "/..."
         assert!(is_variable_name("api_key2"));
         assert!(!is_variable_name("ApiKey"));
         assert!(!is_variable_name("_x"));
+    }
+
+    #[test]
+    fn cron_and_command_triggers() {
+        let m = parse(
+            r#"
+spin_manifest_version = 2
+[application]
+name = "jobs"
+[[trigger.cron]]
+component = "tick"
+cron_expression = "*/2 * * * * *"
+[[trigger.cron]]
+id = "inline"
+component = { source = "b.wasm" }
+cron_expression = "0 0 * * * *"
+[[trigger.command]]
+component = "tick"
+[component.tick]
+source = "a.wasm"
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m.cron_triggers,
+            vec![
+                CronTrigger {
+                    id: "tick-cron-trigger".into(),
+                    component: "tick".into(),
+                    cron_expression: "*/2 * * * * *".into(),
+                },
+                CronTrigger {
+                    id: "inline".into(),
+                    component: "inline-component".into(),
+                    cron_expression: "0 0 * * * *".into(),
+                },
+            ]
+        );
+        assert_eq!(m.command_triggers[0].id, "tick-command-trigger");
+        assert!(m.components.contains_key("inline-component"));
+        let base = "spin_manifest_version = 2\n[application]\nname = \"x\"\n";
+        let missing = parse(&format!(
+            "{base}[[trigger.cron]]\ncomponent = \"nope\"\ncron_expression = \"* * * * * *\"\n"
+        ))
+        .unwrap_err();
+        assert!(missing.contains("\"nope\" is not defined"), "{missing}");
+        let typo = parse(&format!(
+            "{base}[[trigger.cron]]\ncomponent = \"c\"\ncron = \"* * * * * *\"\n"
+        ))
+        .unwrap_err();
+        assert!(typo.contains("[[trigger.cron]] #1"), "{typo}");
+        let redis = parse(&format!(
+            "{base}[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"c\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            redis.contains("\"redis\" is not supported") && redis.contains("cron"),
+            "{redis}"
+        );
     }
 }

@@ -213,6 +213,19 @@ pub fn package(
                         trigger_config: Value::Object(config),
                     }
                 })
+                .chain(m.cron_triggers.iter().map(|t| LockedTrigger {
+                    id: t.id.clone(),
+                    trigger_type: "cron".into(),
+                    trigger_config: json!({
+                        "component": t.component,
+                        "cron_expression": t.cron_expression,
+                    }),
+                }))
+                .chain(m.command_triggers.iter().map(|t| LockedTrigger {
+                    id: t.id.clone(),
+                    trigger_type: "command".into(),
+                    trigger_config: json!({ "component": t.component }),
+                }))
                 .collect();
             let mut metadata = BTreeMap::new();
             metadata.insert("name".to_string(), json!(m.name));

@@ -57,6 +57,8 @@ fn resolve(rootfs: &Path, dir: &Path, manifest: Manifest) -> Result<SpinApp, Str
         variables: manifest.variables,
         components,
         http_triggers,
+        cron_triggers: manifest.cron_triggers,
+        command_triggers: manifest.command_triggers,
     })
 }
 

@@ -4,19 +4,17 @@
 //! added. Answers the server makes itself (404, 500, 503) have empty bodies, as Spin's do.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode};
-use wasmpod_oci::spin::app::{FileMount, StaticResponse};
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmpod_oci::spin::app::StaticResponse;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::router::{Router, WELL_KNOWN_PREFIX};
-use super::state::{ComponentHost, SpinState};
+use super::state::{ComponentEnv, SpinState};
 use crate::http::proxy::{full_response, Failure, Instances};
 use crate::http::server::Handler;
 
@@ -40,16 +38,12 @@ pub enum Target {
     Static(StaticResponse),
 }
 
-/// One component, ready to serve requests.
+/// One component, as the server sees it.
 pub struct ServedComponent {
-    /// Its linked code.
-    pub pre: ProxyPre<SpinState>,
-    /// What its instances share.
-    pub host: Arc<ComponentHost>,
-    /// Its WASI environment.
-    pub env: Vec<(String, String)>,
-    /// Its read-only directories.
-    pub files: Vec<FileMount>,
+    /// Its HTTP export, when an HTTP trigger routes to it.
+    pub pre: Option<ProxyPre<SpinState>>,
+    /// What its instances start with.
+    pub env: ComponentEnv,
 }
 
 /// Serves one Spin app.
@@ -64,30 +58,6 @@ pub struct SpinHandler {
     pub instances: Instances,
     /// The container's memory limit.
     pub memory_limit: Option<u64>,
-}
-
-impl SpinHandler {
-    fn state(&self, c: &ServedComponent) -> Result<SpinState, String> {
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.inherit_stdout().inherit_stderr().envs(&c.env);
-        for f in &c.files {
-            wasi.preopened_dir(&f.source, &f.destination, FsPerms::ReadOnly)
-                .map_err(|e| format!("preopen {}: {e:#}", f.source.display()))?;
-        }
-        let allowed = c.host.outbound.clone();
-        if !allowed.is_empty() {
-            wasi.socket_addr_check(move |addr, _| {
-                let ok = allowed.allows_socket(addr);
-                Box::pin(async move { ok })
-            });
-            wasi.allow_ip_name_lookup(true);
-        }
-        Ok(SpinState::new(
-            wasi,
-            self.instances.guest_limits(self.memory_limit),
-            c.host.clone(),
-        ))
-    }
 }
 
 impl Handler for SpinHandler {
@@ -153,12 +123,17 @@ impl Handler for SpinHandler {
                 req.headers_mut().insert(name, value);
             }
         }
-        let Some(component) = self.components.get(index) else {
+        let Some((component, pre)) = self
+            .components
+            .get(index)
+            .and_then(|c| Some((c, c.pre.as_ref()?)))
+        else {
             return empty(StatusCode::INTERNAL_SERVER_ERROR);
         };
+        let limits = self.instances.guest_limits(self.memory_limit);
         match self
             .instances
-            .respond(&component.pre, req, || self.state(component))
+            .respond(pre, req, || component.env.state(limits))
             .await
         {
             Ok(response) => response,
@@ -166,7 +141,7 @@ impl Handler for SpinHandler {
             Err(Failure::Failed(reason)) => {
                 eprintln!(
                     "wasmpod: component {} failed to handle {path}: {}",
-                    component.host.id,
+                    component.env.host.id,
                     explain(&reason)
                 );
                 empty(StatusCode::INTERNAL_SERVER_ERROR)

@@ -1,17 +1,19 @@
 //! wasmpod's Spin host: a Spin app ([`wasmpod_oci::spin::SpinApp`]) is one more workload
-//! kind, run by the [`SpinHttp`] trigger.
+//! kind, run by [`SpinTriggers`]: its HTTP, cron ([`cron`]) and command triggers together.
 //!
 //! - at link time (in the container helper, before the container exists): each component is
 //!   compiled (core modules componentized first, [`componentize`]) through the node's compile
 //!   cache, linked against WASI, `wasi:http`, the Spin interfaces wasmpod serves ([`host`]),
 //!   and traps for every other import (so whole-platform components instantiate; calling one
-//!   fails the request with its name), and checked to export a `wasi:http` handler; the
-//!   routes are built ([`router`]);
+//!   fails the request with its name), and checked to export what its triggers call (a
+//!   `wasi:http` handler, `handle-cron-event`, `wasi:cli/run`); the routes are built
+//!   ([`router`]) and the cron expressions read;
 //! - at create time, in the container's init ([`SpinHttp::check`]): the runtime config
 //!   ([`runtime_config`]) is read, variables resolved ([`variables`]), each component's
 //!   key-value labels and allowed hosts ([`outbound`]) checked, so a bad app fails Create;
-//! - at start: serve HTTP on `SPIN_HTTP_LISTEN_ADDR` (default `0.0.0.0:80`) ([`http`]),
-//!   until a stop signal, then drain.
+//! - at start: serve HTTP on `SPIN_HTTP_LISTEN_ADDR` (default `0.0.0.0:80`) ([`http`]) and
+//!   run the cron triggers on their schedules, until a stop signal (then drain); a command
+//!   trigger runs once and its end ends the container, with its exit code.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,8 +21,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wasmpod_oci::spin::app::{HttpRoute, HttpTarget};
 use wasmpod_oci::spin::SpinApp;
-use wasmtime::component::{Component, Linker};
-use wasmtime::Engine;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::http::proxy::Instances;
@@ -30,6 +33,7 @@ use crate::trigger::Trigger;
 use crate::{GuestOutcome, GuestSetup, RuntimeError};
 
 pub mod componentize;
+pub mod cron;
 pub mod host;
 pub mod http;
 pub mod kv;
@@ -40,13 +44,15 @@ pub mod state;
 pub mod stub;
 pub mod variables;
 
+use self::cron::CronJob;
 use self::http::{ServedComponent, SpinHandler, Target};
 use self::kv::KvStores;
 use self::outbound::AllowedHosts;
 use self::router::Router;
 use self::runtime_config::{RuntimeConfig, RUNTIME_CONFIG_PATH};
-use self::state::{ComponentHost, SpinState};
+use self::state::{ComponentEnv, ComponentHost, SpinState};
 use self::variables::AppValues;
+use crate::limits::GuestLimits;
 
 /// The environment variable naming the address to listen on.
 pub const LISTEN_ADDR_ENV: &str = "SPIN_HTTP_LISTEN_ADDR";
@@ -57,13 +63,17 @@ pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:80";
 /// The export a component must have to serve HTTP (any 0.2.x version).
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2.";
 
-/// A Spin app with HTTP triggers, linked.
-pub struct SpinHttp {
+/// A Spin app, linked: what each of its triggers calls.
+pub struct SpinTriggers {
     app: SpinApp,
-    /// One per `app.components`, in order.
-    linked: Vec<ProxyPre<SpinState>>,
+    /// Per component (in `app.components` order): its HTTP export, if an HTTP trigger
+    /// routes to it.
+    http: Vec<Option<ProxyPre<SpinState>>>,
     router: Router<Target>,
-    /// What [`SpinHttp::check`] found (what each component's instances share).
+    cron: Vec<(usize, CronJob)>,
+    /// The command trigger: its id, its component's index, its `wasi:cli/run`.
+    command: Option<(String, usize, CommandPre<SpinState>)>,
+    /// What [`SpinTriggers::check`] found (what each component's instances share).
     hosts: Option<Vec<Arc<ComponentHost>>>,
 }
 
@@ -74,27 +84,84 @@ fn app_error(app: &SpinApp, reason: impl Into<String>) -> RuntimeError {
     }
 }
 
-impl SpinHttp {
+impl SpinTriggers {
     /// Links `app`, whose compiled components are `components` (in `app.components` order).
     pub fn link(
         engine: &Engine,
         app: SpinApp,
         components: Vec<Component>,
-    ) -> Result<SpinHttp, RuntimeError> {
-        let mut linked = Vec::new();
-        for (spec, component) in app.components.iter().zip(components) {
-            let pre = link_component(engine, &component)
-                .map_err(|reason| app_error(&app, format!("component {}: {reason}", spec.id)))?;
-            linked.push(pre);
+    ) -> Result<SpinTriggers, RuntimeError> {
+        if app.http_triggers.is_empty()
+            && app.cron_triggers.is_empty()
+            && app.command_triggers.is_empty()
+        {
+            return Err(app_error(
+                &app,
+                "it has no [[trigger.http]], [[trigger.cron]] or [[trigger.command]]: nothing to run",
+            ));
         }
+        let index = |id: &str| app.components.iter().position(|c| c.id == id);
+        let mut http = Vec::new();
+        let mut pres: Vec<InstancePre<SpinState>> = Vec::new();
+        for (spec, component) in app.components.iter().zip(components) {
+            let fail = |reason: String| app_error(&app, format!("component {}: {reason}", spec.id));
+            let pre = link_component(engine, &component).map_err(fail)?;
+            let routed = app
+                .http_triggers
+                .iter()
+                .any(|t| matches!(&t.target, HttpTarget::Component(id) if id == &spec.id));
+            http.push(if routed {
+                Some(http_export(engine, &component, pre.clone()).map_err(fail)?)
+            } else {
+                None
+            });
+            pres.push(pre);
+        }
+        let mut cron = Vec::new();
+        for t in &app.cron_triggers {
+            let i = index(&t.component).ok_or_else(|| {
+                app_error(
+                    &app,
+                    format!("trigger {}: no component {}", t.id, t.component),
+                )
+            })?;
+            let job = CronJob::link(&t.id, &t.component, &t.cron_expression, pres[i].clone())
+                .map_err(|e| {
+                    app_error(
+                        &app,
+                        format!("trigger {} (component {}): {e}", t.id, t.component),
+                    )
+                })?;
+            cron.push((i, job));
+        }
+        let command = match app.command_triggers.first() {
+            None => None,
+            Some(t) => {
+                let i = index(&t.component).ok_or_else(|| {
+                    app_error(
+                        &app,
+                        format!("trigger {}: no component {}", t.id, t.component),
+                    )
+                })?;
+                let pre = CommandPre::new(pres[i].clone()).map_err(|e| {
+                    app_error(
+                        &app,
+                        format!(
+                            "trigger {} (component {}): it does not export wasi:cli/run@0.2.x, \
+                             so it cannot run a command trigger: {e:#}",
+                            t.id, t.component
+                        ),
+                    )
+                })?;
+                Some((t.id.clone(), i, pre))
+            }
+        };
         let routes = app.http_triggers.iter().filter_map(|t| {
             let HttpRoute::Path(route) = &t.route else {
                 return None;
             };
             let target = match &t.target {
-                HttpTarget::Component(id) => {
-                    Target::Component(app.components.iter().position(|c| &c.id == id)?)
-                }
+                HttpTarget::Component(id) => Target::Component(index(id)?),
                 HttpTarget::StaticResponse(s) => Target::Static(s.clone()),
             };
             Some((t.id.clone(), route.clone(), target))
@@ -114,16 +181,12 @@ impl SpinHttp {
                 router::WELL_KNOWN_PREFIX
             );
         }
-        if app.http_triggers.is_empty() {
-            return Err(app_error(
-                &app,
-                "it has no [[trigger.http]]: nothing to serve",
-            ));
-        }
-        Ok(SpinHttp {
+        Ok(SpinTriggers {
             app,
-            linked,
+            http,
             router,
+            cron,
+            command,
             hosts: None,
         })
     }
@@ -175,8 +238,30 @@ impl SpinHttp {
     }
 }
 
-/// Links one component; the reason says what is wrong.
-fn link_component(engine: &Engine, component: &Component) -> Result<ProxyPre<SpinState>, String> {
+/// Links one component against WASI, `wasi:http`, wasmpod's Spin interfaces and stubs for
+/// the rest; the reason says what is wrong.
+fn link_component(
+    engine: &Engine,
+    component: &Component,
+) -> Result<InstancePre<SpinState>, String> {
+    let mut linker: Linker<SpinState> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+        .and_then(|()| host::add_to_linker(&mut linker))
+        .and_then(|()| stub::add_missing(&mut linker, engine, component))
+        .map_err(|e| format!("{e:#}"))?;
+    linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("cannot link it: {e:#}"))
+}
+
+/// The component's `wasi:http` handler, for an HTTP trigger; the reason says what it
+/// exports instead.
+fn http_export(
+    engine: &Engine,
+    component: &Component,
+    pre: InstancePre<SpinState>,
+) -> Result<ProxyPre<SpinState>, String> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
@@ -211,19 +296,10 @@ fn link_component(engine: &Engine, component: &Component) -> Result<ProxyPre<Spi
             },
         );
     }
-    let mut linker: Linker<SpinState> = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
-        .and_then(|()| host::add_to_linker(&mut linker))
-        .and_then(|()| stub::add_missing(&mut linker, engine, component))
-        .map_err(|e| format!("{e:#}"))?;
-    let pre = linker
-        .instantiate_pre(component)
-        .map_err(|e| format!("cannot link it: {e:#}"))?;
     ProxyPre::new(pre).map_err(|e| format!("cannot serve it: {e:#}"))
 }
 
-impl Trigger for SpinHttp {
+impl Trigger for SpinTriggers {
     fn check(&mut self, setup: &GuestSetup) -> Result<(), RuntimeError> {
         self.hosts = Some(self.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?);
         Ok(())
@@ -240,58 +316,162 @@ impl Trigger for SpinHttp {
             Some(hosts) => hosts,
             None => this.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?,
         };
-        let value = setup
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == LISTEN_ADDR_ENV)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or(DEFAULT_LISTEN_ADDR);
-        let addr = value.parse().map_err(|e| {
-            RuntimeError::Serve(format!(
-                "{LISTEN_ADDR_ENV}={value:?} is not an address: {e}"
-            ))
-        })?;
-        let limits = HttpLimits::from_env(&setup.env)?;
-        let info = serde_json::json!({
-            "name": this.app.name,
-            "version": this.app.version,
-        });
-        let per_instance = this
+        let envs: Vec<ComponentEnv> = this
             .app
             .components
             .iter()
-            .map(|c| c.files.len() as u64 + 1)
-            .max()
-            .unwrap_or(1);
-        let components: Vec<ServedComponent> = this
-            .app
-            .components
-            .iter()
-            .zip(this.linked)
             .zip(hosts)
-            .map(|((c, pre), host)| ServedComponent {
-                pre,
+            .map(|(c, host)| ComponentEnv {
                 host,
                 env: c.environment.clone(),
                 files: c.files.clone(),
             })
             .collect();
+        let serves_http = !this.app.http_triggers.is_empty();
         let memory_limit = setup.memory_limit;
+        let rt = server_runtime()?;
+        let mut http = this.http.into_iter();
+        let components: Vec<ServedComponent> = envs
+            .iter()
+            .map(|env| ServedComponent {
+                pre: http.next().flatten(),
+                env: env.clone(),
+            })
+            .collect();
+        let app = this.app;
         let router = this.router;
-        server_runtime()?.block_on(serve_handler(
-            engine,
-            addr,
-            limits,
-            per_instance,
-            watch,
-            |limits, instances| SpinHandler {
-                info: Bytes::from(info.to_string()),
-                router,
-                components,
-                instances: Instances::new(limits, instances),
-                memory_limit,
-            },
-        ))
+        rt.block_on(async move {
+            if !serves_http {
+                // No server to drain: a stop signal interrupts the running instances.
+                watch.attach(engine);
+            }
+            let mut jobs = Vec::new();
+            for (i, job) in this.cron {
+                let env = envs[i].clone();
+                jobs.push(tokio::spawn(job.run(
+                    engine.clone(),
+                    watch.clone(),
+                    move |limits| env.state(limits),
+                    GuestLimits::for_container(memory_limit),
+                )));
+            }
+            let http = async {
+                if serves_http {
+                    serve_http(&app, router, components, engine, setup, watch).await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            let command = async {
+                match this.command {
+                    Some((id, i, pre)) => {
+                        run_command(&id, &envs[i], pre, engine, setup, watch).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let stopped = async {
+                if serves_http {
+                    std::future::pending().await
+                } else {
+                    Ok(GuestOutcome::Terminated(watch.stopped().await))
+                }
+            };
+            let outcome = tokio::select! {
+                outcome = http => outcome,
+                outcome = command => outcome,
+                outcome = stopped => outcome,
+            };
+            for job in jobs {
+                job.abort();
+            }
+            outcome
+        })
     }
+}
+
+/// Serves the HTTP triggers until a stop signal, then drains.
+async fn serve_http(
+    app: &SpinApp,
+    router: Router<Target>,
+    components: Vec<ServedComponent>,
+    engine: &Engine,
+    setup: &GuestSetup,
+    watch: &TerminationWatch,
+) -> Result<GuestOutcome, RuntimeError> {
+    let value = setup
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == LISTEN_ADDR_ENV)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_LISTEN_ADDR);
+    let addr = value.parse().map_err(|e| {
+        RuntimeError::Serve(format!(
+            "{LISTEN_ADDR_ENV}={value:?} is not an address: {e}"
+        ))
+    })?;
+    let limits = HttpLimits::from_env(&setup.env)?;
+    let info = serde_json::json!({
+        "name": app.name,
+        "version": app.version,
+    });
+    let per_instance = app
+        .components
+        .iter()
+        .map(|c| c.files.len() as u64 + 1)
+        .max()
+        .unwrap_or(1);
+    let memory_limit = setup.memory_limit;
+    serve_handler(
+        engine,
+        addr,
+        limits,
+        per_instance,
+        watch,
+        |limits, instances| SpinHandler {
+            info: Bytes::from(info.to_string()),
+            router,
+            components,
+            instances: Instances::new(limits, instances),
+            memory_limit,
+        },
+    )
+    .await
+}
+
+/// Runs the command trigger's component once: `wasi:cli/run` with the container's stdin,
+/// `argv` = the component id and the container's arguments after the first; its exit code
+/// is the outcome.
+async fn run_command(
+    trigger: &str,
+    env: &ComponentEnv,
+    pre: CommandPre<SpinState>,
+    engine: &Engine,
+    setup: &GuestSetup,
+    watch: &TerminationWatch,
+) -> Result<GuestOutcome, RuntimeError> {
+    let mut wasi = env
+        .wasi()
+        .map_err(|e| RuntimeError::Wasi(format!("command trigger {trigger}: {e}")))?;
+    let mut argv = vec![env.host.id.clone()];
+    argv.extend(setup.args.iter().skip(1).cloned());
+    wasi.inherit_stdin().args(&argv);
+    let state = SpinState::new(
+        wasi,
+        GuestLimits::for_container(setup.memory_limit),
+        env.host.clone(),
+    );
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| crate::state::Limited::limits_mut(s));
+    crate::run::interrupt_on_stop(&mut store, watch);
+    let run = async {
+        let command = pre.instantiate_async(&mut store).await?;
+        command.wasi_cli_run().call_run(&mut store).await
+    };
+    Ok(match run.await {
+        Ok(Ok(())) => GuestOutcome::Exited(0),
+        Ok(Err(())) => GuestOutcome::Exited(1),
+        Err(e) => GuestOutcome::from_error(&e, watch.signal()),
+    })
 }

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use wasmpod_oci::spin::app::FileMount;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::kv::KvStores;
@@ -29,6 +30,45 @@ pub struct ComponentHost {
     pub config: BTreeMap<String, String>,
     /// `allowed_outbound_hosts`, expanded and parsed.
     pub outbound: Arc<AllowedHosts>,
+}
+
+/// What every instance of one component starts with besides its code: what the instances
+/// share, the component's `environment`, and its `files` (read-only).
+#[derive(Clone)]
+pub struct ComponentEnv {
+    /// What the instances share.
+    pub host: Arc<ComponentHost>,
+    /// The component's `environment`.
+    pub env: Vec<(String, String)>,
+    /// The component's `files`.
+    pub files: Vec<FileMount>,
+}
+
+impl ComponentEnv {
+    /// The WASI context of an instance: stdout and stderr to the container's, the
+    /// component's environment and directories, sockets limited to its allowed hosts.
+    pub fn wasi(&self) -> Result<WasiCtxBuilder, String> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stdout().inherit_stderr().envs(&self.env);
+        for f in &self.files {
+            wasi.preopened_dir(&f.source, &f.destination, FsPerms::ReadOnly)
+                .map_err(|e| format!("preopen {}: {e:#}", f.source.display()))?;
+        }
+        let allowed = self.host.outbound.clone();
+        if !allowed.is_empty() {
+            wasi.socket_addr_check(move |addr, _| {
+                let ok = allowed.allows_socket(addr);
+                Box::pin(async move { ok })
+            });
+            wasi.allow_ip_name_lookup(true);
+        }
+        Ok(wasi)
+    }
+
+    /// The state of one instance under `limits`.
+    pub fn state(&self, limits: GuestLimits) -> Result<SpinState, String> {
+        Ok(SpinState::new(self.wasi()?, limits, self.host.clone()))
+    }
 }
 
 /// The store state of one instance.
