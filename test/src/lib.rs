@@ -10,5 +10,6 @@ pub mod fixtures;
 pub mod http;
 pub mod leaks;
 pub mod node;
+pub mod redis;
 pub mod registry;
 pub mod skip;

@@ -745,3 +745,62 @@ environment = { FROM_MANIFEST = "yes" }
     );
     assert_eq!(leak_counts(), before);
 }
+
+/// Outbound Redis (`fermyon:spin/redis@2.0.0`) from the Python SDK app against a real
+/// `redis-server`: set, incr, sadd, smembers, publish, execute, get, del, each as Redis
+/// answers them; an address not in `allowed_outbound_hosts` is `invalid-address`.
+#[test]
+fn a_spin_app_talks_to_a_real_redis() {
+    let Some(redis) = wasmpod_e2e::redis::Redis::start() else {
+        return;
+    };
+    let manifest = PY_MANIFEST
+        .replace(
+            "port = { default = \"1\" }",
+            "port = { default = \"1\" }\nredis_port = { default = \"6379\" }",
+        )
+        .replace(
+            "allowed_outbound_hosts = [\"http://127.0.0.1:{{ port }}\"]",
+            "allowed_outbound_hosts = [\"http://127.0.0.1:{{ port }}\", \"redis://127.0.0.1:{{ redis_port }}\"]",
+        )
+        .replace(
+            "token = \"{{ token }}\" }",
+            "token = \"{{ token }}\", redis_address = \"redis://127.0.0.1:{{ redis_port }}\" }",
+        );
+    assert!(manifest.contains("redis_address"), "{manifest}");
+    let image = py_image("docker.io/wasmpod/spin-py-redis:e2e", &manifest);
+    let id = unique_id("spin-redis");
+    let port_var = format!("SPIN_VARIABLE_REDIS_PORT={}", redis.port);
+    let (addr, child) = serve(
+        &image,
+        &id,
+        &["--env", "SPIN_VARIABLE_TOKEN=t", "--env", &port_var],
+    );
+    let first = get(addr, "/redis");
+    if first.0 != 200 {
+        let ran = stop(&id, child);
+        panic!("GET /redis: {first:?}; the app's log: {}", ran.stderr);
+    }
+    assert_eq!(
+        first,
+        (
+            200,
+            "hits=1 greeting=hello! colors=['blue', 'red'] append=6 missing=None deleted=1\n"
+                .into()
+        )
+    );
+    assert_eq!(get(addr, "/redis").1.split(' ').next(), Some("hits=2"));
+    assert_eq!(redis.cli(&["GET", "hits"]), "2");
+    assert_eq!(redis.cli(&["GET", "greeting"]), "hello!");
+    // Not in allowed_outbound_hosts: refused before any connection is made.
+    assert_eq!(
+        get(addr, "/redis?redis://127.0.0.1:1"),
+        (502, "redis: Error_InvalidAddress\n".into())
+    );
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr
+            .contains("component py may not reach redis://127.0.0.1:1"),
+        "{ran:?}"
+    );
+}

@@ -38,6 +38,7 @@ pub mod host;
 pub mod http;
 pub mod kv;
 pub mod outbound;
+pub mod redis;
 pub mod router;
 pub mod runtime_config;
 pub mod state;
@@ -248,6 +249,7 @@ fn link_component(
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
         .and_then(|()| host::add_to_linker(&mut linker))
+        .and_then(|()| redis::add_to_linker(&mut linker))
         .and_then(|()| stub::add_missing(&mut linker, engine, component))
         .map_err(|e| format!("{e:#}"))?;
     linker

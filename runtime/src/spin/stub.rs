@@ -24,8 +24,9 @@ const SERVED_PACKAGES: [&str; 7] = [
 ];
 
 /// The Spin interfaces wasmpod serves itself ([`super::host`]).
-const SERVED_INTERFACES: [&str; 6] = [
+const SERVED_INTERFACES: [&str; 7] = [
     "fermyon:spin/key-value@2.0.0",
+    "fermyon:spin/redis@2.0.0",
     "fermyon:spin/variables@2.0.0",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
