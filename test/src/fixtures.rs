@@ -313,7 +313,7 @@ pub fn spin_py_component() -> Vec<u8> {
         .current_dir(&src_dir)
         .arg("-d")
         .arg(tools.join("spin_sdk/wit"))
-        .args(["-w", "spin-http", "componentize", "app", "-p", "."])
+        .args(["-w", "spin-all", "componentize", "app", "-p", "."])
         .arg("-p")
         .arg(&tools)
         .arg("-o")

@@ -746,14 +746,9 @@ environment = { FROM_MANIFEST = "yes" }
     assert_eq!(leak_counts(), before);
 }
 
-/// Outbound Redis (`fermyon:spin/redis@2.0.0`) from the Python SDK app against a real
-/// `redis-server`: set, incr, sadd, smembers, publish, execute, get, del, each as Redis
-/// answers them; an address not in `allowed_outbound_hosts` is `invalid-address`.
-#[test]
-fn a_spin_app_talks_to_a_real_redis() {
-    let Some(redis) = wasmpod_e2e::redis::Redis::start() else {
-        return;
-    };
+/// The Python app's manifest with a `redis_port` variable, Redis on that port allowed, the
+/// component's `redis_address` variable pointing there, and `triggers` appended.
+fn redis_manifest(triggers: &str) -> String {
     let manifest = PY_MANIFEST
         .replace(
             "port = { default = \"1\" }",
@@ -767,6 +762,18 @@ fn a_spin_app_talks_to_a_real_redis() {
             "token = \"{{ token }}\" }",
             "token = \"{{ token }}\", redis_address = \"redis://127.0.0.1:{{ redis_port }}\" }",
         );
+    format!("{manifest}{triggers}")
+}
+
+/// Outbound Redis (`fermyon:spin/redis@2.0.0`) from the Python SDK app against a real
+/// `redis-server`: set, incr, sadd, smembers, publish, execute, get, del, each as Redis
+/// answers them; an address not in `allowed_outbound_hosts` is `invalid-address`.
+#[test]
+fn a_spin_app_talks_to_a_real_redis() {
+    let Some(redis) = wasmpod_e2e::redis::Redis::start() else {
+        return;
+    };
+    let manifest = redis_manifest("");
     assert!(manifest.contains("redis_address"), "{manifest}");
     let image = py_image("docker.io/wasmpod/spin-py-redis:e2e", &manifest);
     let id = unique_id("spin-redis");
@@ -801,6 +808,61 @@ fn a_spin_app_talks_to_a_real_redis() {
     assert!(
         ran.stderr
             .contains("component py may not reach redis://127.0.0.1:1"),
+        "{ran:?}"
+    );
+}
+
+/// `[[trigger.redis]]` next to the HTTP trigger in one app, against a real `redis-server`:
+/// what the HTTP handler publishes reaches the Redis handler (which writes it back to Redis),
+/// as does a `redis-cli PUBLISH`; a failing handler is logged and the next message still
+/// runs; when the server goes away the trigger reconnects by itself.
+#[test]
+fn a_redis_trigger_receives_what_the_http_trigger_publishes() {
+    let Some(mut redis) = wasmpod_e2e::redis::Redis::start() else {
+        return;
+    };
+    let manifest = redis_manifest(
+        "\n[[trigger.redis]]\nchannel = \"events\"\ncomponent = \"py\"\n",
+    )
+    .replace(
+        "version = \"0.1.0\"\n",
+        "version = \"0.1.0\"\n\n[application.trigger.redis]\naddress = \"redis://127.0.0.1:{{ redis_port }}\"\n",
+    );
+    assert!(
+        manifest.contains("[application.trigger.redis]"),
+        "{manifest}"
+    );
+    let image = py_image("docker.io/wasmpod/spin-py-redis-trigger:e2e", &manifest);
+    let id = unique_id("spin-redis-trigger");
+    let port_var = format!("SPIN_VARIABLE_REDIS_PORT={}", redis.port);
+    let (addr, child) = serve(
+        &image,
+        &id,
+        &["--env", "SPIN_VARIABLE_TOKEN=t", "--env", &port_var],
+    );
+    redis.wait_subscribers("events", 1);
+    assert_eq!(get(addr, "/redis").0, 200);
+    redis.wait_value("last-message", "hit 1");
+    assert_eq!(redis.cli(&["PUBLISH", "events", "fail"]), "1");
+    assert_eq!(redis.cli(&["PUBLISH", "events", "from redis-cli"]), "1");
+    redis.wait_value("last-message", "from redis-cli");
+    assert_eq!(redis.cli(&["GET", "received"]), "2");
+    // The server goes away and comes back (empty): the trigger subscribes again.
+    redis.restart();
+    redis.wait_subscribers("events", 1);
+    assert_eq!(redis.cli(&["PUBLISH", "events", "after the restart"]), "1");
+    redis.wait_value("last-message", "after the restart");
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr
+            .contains("redis trigger py-redis-trigger: component py failed on a message on events")
+            && ran.stderr.contains("asked to fail"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stderr
+            .contains(&format!("redis redis://127.0.0.1:{}", redis.port))
+            && ran.stderr.contains("trying again in"),
         "{ran:?}"
     );
 }

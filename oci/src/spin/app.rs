@@ -32,6 +32,9 @@ pub struct SpinApp {
     /// The `[[trigger.command]]` entries (the Spin command trigger plugin's).
     #[serde(default)]
     pub command_triggers: Vec<CommandTrigger>,
+    /// The `[[trigger.redis]]` entries.
+    #[serde(default)]
+    pub redis_triggers: Vec<RedisTrigger>,
 }
 
 impl SpinApp {
@@ -72,6 +75,7 @@ impl SpinApp {
             }],
             cron_triggers: Vec::new(),
             command_triggers: Vec::new(),
+            redis_triggers: Vec::new(),
         })
     }
 
@@ -181,6 +185,21 @@ pub struct CommandTrigger {
     pub id: String,
     /// The component id.
     pub component: String,
+}
+
+/// One `[[trigger.redis]]`: run `component`'s `fermyon:spin/inbound-redis` export for each
+/// message published on `channel` at `address`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedisTrigger {
+    /// The trigger id.
+    pub id: String,
+    /// The component id.
+    pub component: String,
+    /// The channel to subscribe to.
+    pub channel: String,
+    /// The server: the trigger's `address`, else `[application.trigger.redis] address`, as
+    /// written (it may hold `{{ variable }}` templates, expanded at start).
+    pub address: String,
 }
 
 /// An HTTP trigger's route.

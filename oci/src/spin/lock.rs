@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::app::{
     AppVariable, CommandTrigger, CronTrigger, FileMount, HttpRoute, HttpTarget, HttpTrigger,
-    SpinApp, SpinComponent, StaticResponse,
+    RedisTrigger, SpinApp, SpinComponent, StaticResponse,
 };
 use super::manifest::unsupported_trigger;
 use crate::classify::EntrypointKind;
@@ -248,9 +248,22 @@ impl LockedApp {
         for c in self.components {
             components.push(component(c, blobs, inline_dir, rootfs)?);
         }
+        // The app-level Redis address: `triggers.redis.address` (Spin 2+), or
+        // `trigger.address` of a `trigger.type = "redis"` app (Spin 1 locks).
+        let app_redis_address = self
+            .metadata
+            .get("triggers")
+            .and_then(|t| t.pointer("/redis/address"))
+            .or_else(|| {
+                let trigger = self.metadata.get("trigger")?;
+                (trigger.get("type")?.as_str()? == "redis").then(|| trigger.get("address"))?
+            })
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let mut http_triggers = Vec::new();
         let mut cron_triggers = Vec::new();
         let mut command_triggers = Vec::new();
+        let mut redis_triggers = Vec::new();
         for t in self.triggers {
             match t.trigger_type.as_str() {
                 "http" => http_triggers.push(http_trigger(t)?),
@@ -275,6 +288,26 @@ impl LockedApp {
                         component,
                     });
                 }
+                "redis" => {
+                    let component = trigger_component(&t)?;
+                    let text = |key: &str| {
+                        t.trigger_config
+                            .get(key)
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    };
+                    let channel = text("channel")
+                        .ok_or_else(|| format!("trigger {}: channel is missing", t.id))?;
+                    let address = text("address")
+                        .or_else(|| app_redis_address.clone())
+                        .ok_or_else(|| format!("trigger {}: no Redis address", t.id))?;
+                    redis_triggers.push(RedisTrigger {
+                        id: t.id,
+                        component,
+                        channel,
+                        address,
+                    });
+                }
                 other => return Err(unsupported_trigger(other)),
             }
         }
@@ -287,6 +320,7 @@ impl LockedApp {
             http_triggers,
             cron_triggers,
             command_triggers,
+            redis_triggers,
         })
     }
 }
@@ -547,14 +581,14 @@ mod tests {
         assert!(LockedApp::parse(chained.as_bytes())
             .unwrap_err()
             .contains("service chaining"));
-        let redis = LOCK.replace(
+        let mqtt = LOCK.replace(
             "\"trigger_type\": \"http\", \"trigger_config\": {\"route\": \"/s\"",
-            "\"trigger_type\": \"redis\", \"trigger_config\": {\"route\": \"/s\"",
+            "\"trigger_type\": \"mqtt\", \"trigger_config\": {\"route\": \"/s\"",
         );
-        let err = LockedApp::parse(redis.as_bytes())
+        let err = LockedApp::parse(mqtt.as_bytes())
             .unwrap()
             .into_app("x", &none, dir.path(), dir.path())
             .unwrap_err();
-        assert!(err.contains("sha256:aa") || err.contains("redis"), "{err}");
+        assert!(err.contains("sha256:aa") || err.contains("mqtt"), "{err}");
     }
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::app::{AppVariable, CommandTrigger, CronTrigger, HttpRoute, StaticResponse};
+use super::app::{
+    AppVariable, CommandTrigger, CronTrigger, HttpRoute, RedisTrigger, StaticResponse,
+};
 
 /// A parsed, normalized manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub struct Manifest {
     pub cron_triggers: Vec<CronTrigger>,
     /// The command triggers, in order.
     pub command_triggers: Vec<CommandTrigger>,
+    /// The Redis triggers, in order, each with its address.
+    pub redis_triggers: Vec<RedisTrigger>,
 }
 
 /// A component as the manifest writes it.
@@ -393,6 +397,20 @@ mod v2 {
                     }
                 }
             }
+            let mut redis_address = None;
+            if let Some(redis) = self.application.trigger.get("redis") {
+                for (key, value) in redis {
+                    match (key.as_str(), value.as_str()) {
+                        ("address", Some(a)) => redis_address = Some(a.to_string()),
+                        _ => {
+                            return Err(format!(
+                                "[application.trigger.redis]: unknown field `{key}` (only \
+                                 `address`)"
+                            ))
+                        }
+                    }
+                }
+            }
             let mut components = BTreeMap::new();
             for (id, c) in self.component {
                 check_component_id(&id, &format!("[component.{id}]"))?;
@@ -401,6 +419,7 @@ mod v2 {
             let mut http_triggers = Vec::new();
             let mut cron_triggers = Vec::new();
             let mut command_triggers = Vec::new();
+            let mut redis_triggers = Vec::new();
             for (kind, entries) in self.trigger {
                 for (n, entry) in entries.into_iter().enumerate() {
                     let where_ = format!("[[trigger.{kind}]] #{}", n + 1);
@@ -432,6 +451,29 @@ mod v2 {
                             )?;
                             command_triggers.push(CommandTrigger { id, component });
                         }
+                        "redis" => {
+                            let t: RawRedisTrigger = entry.try_into().map_err(message)?;
+                            let address =
+                                t.address.or_else(|| redis_address.clone()).ok_or_else(|| {
+                                    format!(
+                                    "{where_}: no Redis address: give the trigger an `address` \
+                                     or set [application.trigger.redis] address"
+                                )
+                                })?;
+                            let (id, component) = t.component.normalize(
+                                "redis",
+                                t.id,
+                                n,
+                                &where_,
+                                &mut components,
+                            )?;
+                            redis_triggers.push(RedisTrigger {
+                                id,
+                                component,
+                                channel: t.channel,
+                                address,
+                            });
+                        }
                         _ => return Err(unsupported_trigger(&kind)),
                     }
                 }
@@ -450,7 +492,8 @@ mod v2 {
                     ManifestTarget::StaticResponse(_) => None,
                 })
                 .chain(cron_triggers.iter().map(|t| (&t.id, &t.component)))
-                .chain(command_triggers.iter().map(|t| (&t.id, &t.component)));
+                .chain(command_triggers.iter().map(|t| (&t.id, &t.component)))
+                .chain(redis_triggers.iter().map(|t| (&t.id, &t.component)));
             for (trigger, id) in targets {
                 if !components.contains_key(id) {
                     return Err(format!(
@@ -467,8 +510,20 @@ mod v2 {
                 http_triggers,
                 cron_triggers,
                 command_triggers,
+                redis_triggers,
             })
         }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawRedisTrigger {
+        pub id: Option<String>,
+        pub component: ComponentRef,
+        pub channel: String,
+        pub address: Option<String>,
+        #[allow(dead_code)]
+        pub executor: Option<toml::Value>,
     }
 
     #[derive(Deserialize)]
@@ -648,8 +703,9 @@ mod v2 {
 
 pub(crate) fn unsupported_trigger(kind: &str) -> String {
     format!(
-        "trigger type {kind:?} is not supported by wasmpod yet (it runs `http`, `cron` and \
-         `command` triggers); remove the [[trigger.{kind}]] entries or run them elsewhere"
+        "trigger type {kind:?} is not supported by wasmpod yet (it runs `http`, `redis`, \
+         `cron` and `command` triggers); remove the [[trigger.{kind}]] entries or run them \
+         elsewhere"
     )
 }
 
@@ -1018,13 +1074,40 @@ source = "a.wasm"
         ))
         .unwrap_err();
         assert!(typo.contains("[[trigger.cron]] #1"), "{typo}");
-        let redis = parse(&format!(
-            "{base}[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"c\"\n"
+        let mqtt = parse(&format!(
+            "{base}[[trigger.mqtt]]\ntopic = \"c\"\ncomponent = \"c\"\n"
         ))
         .unwrap_err();
         assert!(
-            redis.contains("\"redis\" is not supported") && redis.contains("cron"),
-            "{redis}"
+            mqtt.contains("\"mqtt\" is not supported") && mqtt.contains("cron"),
+            "{mqtt}"
         );
+    }
+
+    #[test]
+    fn redis_triggers_take_the_trigger_or_the_app_address() {
+        let base = "spin_manifest_version = 2\n[application]\nname = \"x\"\n";
+        let component = "[component.c]\nsource = \"c.wasm\"\n";
+        let no_address = parse(&format!(
+            "{base}[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"c\"\n{component}"
+        ))
+        .unwrap_err();
+        assert!(no_address.contains("no Redis address"), "{no_address}");
+        let m = parse(&format!(
+            "{base}[application.trigger.redis]\naddress = \"redis://r:6379\"\n\
+             [[trigger.redis]]\nchannel = \"events\"\ncomponent = \"c\"\n\
+             [[trigger.redis]]\nchannel = \"other\"\naddress = \"redis://{{{{ host }}}}\"\n\
+             component = \"c\"\n{component}"
+        ))
+        .unwrap();
+        assert_eq!(m.redis_triggers[0].address, "redis://r:6379");
+        assert_eq!(m.redis_triggers[0].id, "c-redis-trigger");
+        assert_eq!(m.redis_triggers[0].channel, "events");
+        assert_eq!(m.redis_triggers[1].address, "redis://{{ host }}");
+        let bad = parse(&format!(
+            "{base}[application.trigger.redis]\nadress = \"redis://r\"\n{component}"
+        ))
+        .unwrap_err();
+        assert!(bad.contains("unknown field `adress`"), "{bad}");
     }
 }

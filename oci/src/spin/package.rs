@@ -226,6 +226,15 @@ pub fn package(
                     trigger_type: "command".into(),
                     trigger_config: json!({ "component": t.component }),
                 }))
+                .chain(m.redis_triggers.iter().map(|t| LockedTrigger {
+                    id: t.id.clone(),
+                    trigger_type: "redis".into(),
+                    trigger_config: json!({
+                        "component": t.component,
+                        "channel": t.channel,
+                        "address": t.address,
+                    }),
+                }))
                 .collect();
             let mut metadata = BTreeMap::new();
             metadata.insert("name".to_string(), json!(m.name));

@@ -59,6 +59,7 @@ fn resolve(rootfs: &Path, dir: &Path, manifest: Manifest) -> Result<SpinApp, Str
         http_triggers,
         cron_triggers: manifest.cron_triggers,
         command_triggers: manifest.command_triggers,
+        redis_triggers: manifest.redis_triggers,
     })
 }
 

@@ -39,6 +39,7 @@ pub mod http;
 pub mod kv;
 pub mod outbound;
 pub mod redis;
+pub mod redis_trigger;
 pub mod router;
 pub mod runtime_config;
 pub mod state;
@@ -49,6 +50,7 @@ use self::cron::CronJob;
 use self::http::{ServedComponent, SpinHandler, Target};
 use self::kv::KvStores;
 use self::outbound::AllowedHosts;
+use self::redis_trigger::{RedisJob, Subscription};
 use self::router::Router;
 use self::runtime_config::{RuntimeConfig, RUNTIME_CONFIG_PATH};
 use self::state::{ComponentEnv, ComponentHost, SpinState};
@@ -74,8 +76,20 @@ pub struct SpinTriggers {
     cron: Vec<(usize, CronJob)>,
     /// The command trigger: its id, its component's index, its `wasi:cli/run`.
     command: Option<(String, usize, CommandPre<SpinState>)>,
-    /// What [`SpinTriggers::check`] found (what each component's instances share).
-    hosts: Option<Vec<Arc<ComponentHost>>>,
+    /// The Redis triggers, with their components' indexes (in `app.redis_triggers` order).
+    redis: Vec<(usize, Arc<RedisJob>)>,
+    /// What [`SpinTriggers::check`] found.
+    started: Option<Started>,
+}
+
+/// What the app's components share, and its Redis triggers' servers, once its runtime
+/// config and variables are read.
+#[derive(Clone)]
+struct Started {
+    /// Per component: what its instances share.
+    hosts: Vec<Arc<ComponentHost>>,
+    /// Per Redis trigger: its server's address, templates expanded.
+    redis_addresses: Vec<String>,
 }
 
 fn app_error(app: &SpinApp, reason: impl Into<String>) -> RuntimeError {
@@ -135,6 +149,22 @@ impl SpinTriggers {
                 })?;
             cron.push((i, job));
         }
+        let mut redis = Vec::new();
+        for t in &app.redis_triggers {
+            let i = index(&t.component).ok_or_else(|| {
+                app_error(
+                    &app,
+                    format!("trigger {}: no component {}", t.id, t.component),
+                )
+            })?;
+            let job = RedisJob::link(t, pres[i].clone()).map_err(|e| {
+                app_error(
+                    &app,
+                    format!("trigger {} (component {}): {e}", t.id, t.component),
+                )
+            })?;
+            redis.push((i, Arc::new(job)));
+        }
         let command = match app.command_triggers.first() {
             None => None,
             Some(t) => {
@@ -188,17 +218,14 @@ impl SpinTriggers {
             router,
             cron,
             command,
-            hosts: None,
+            redis,
+            started: None,
         })
     }
 
     /// Reads the runtime config at `config_path` and resolves what the components share,
     /// from the container's environment `env`.
-    fn start(
-        &self,
-        config_path: &Path,
-        env: &[(String, String)],
-    ) -> Result<Vec<Arc<ComponentHost>>, RuntimeError> {
+    fn start(&self, config_path: &Path, env: &[(String, String)]) -> Result<Started, RuntimeError> {
         let app = &self.app;
         let config = RuntimeConfig::load(config_path).map_err(|e| app_error(app, e))?;
         let values = AppValues::resolve(&app.variables, &config.providers, env)
@@ -235,7 +262,19 @@ impl SpinTriggers {
                 outbound: Arc::new(hosts_allowed),
             }));
         }
-        Ok(hosts)
+        let redis_addresses = app
+            .redis_triggers
+            .iter()
+            .map(|t| {
+                values
+                    .expand(&t.address)
+                    .map_err(|e| app_error(app, format!("trigger {} address: {e}", t.id)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Started {
+            hosts,
+            redis_addresses,
+        })
     }
 }
 
@@ -303,7 +342,7 @@ fn http_export(
 
 impl Trigger for SpinTriggers {
     fn check(&mut self, setup: &GuestSetup) -> Result<(), RuntimeError> {
-        self.hosts = Some(self.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?);
+        self.started = Some(self.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?);
         Ok(())
     }
 
@@ -314,8 +353,11 @@ impl Trigger for SpinTriggers {
         watch: &TerminationWatch,
     ) -> Result<GuestOutcome, RuntimeError> {
         let this = *self;
-        let hosts = match this.hosts.clone() {
-            Some(hosts) => hosts,
+        let Started {
+            hosts,
+            redis_addresses,
+        } = match this.started.clone() {
+            Some(started) => started,
             None => this.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?,
         };
         let envs: Vec<ComponentEnv> = this
@@ -354,6 +396,25 @@ impl Trigger for SpinTriggers {
                     engine.clone(),
                     watch.clone(),
                     move |limits| env.state(limits),
+                    GuestLimits::for_container(memory_limit),
+                )));
+            }
+            // One subscription per Redis server, for all its triggers.
+            let mut subscriptions: Vec<Subscription> = Vec::new();
+            for ((i, job), address) in this.redis.into_iter().zip(redis_addresses) {
+                let env = envs[i].clone();
+                match subscriptions.iter_mut().find(|s| s.address == address) {
+                    Some(s) => s.jobs.push((job, env)),
+                    None => subscriptions.push(Subscription {
+                        address,
+                        jobs: vec![(job, env)],
+                    }),
+                }
+            }
+            for subscription in subscriptions {
+                jobs.push(tokio::spawn(subscription.run(
+                    engine.clone(),
+                    watch.clone(),
                     GuestLimits::for_container(memory_limit),
                 )));
             }
