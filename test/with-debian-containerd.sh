@@ -4,9 +4,13 @@
 # packages are downloaded once and unpacked under .work, without touching the system's apt or
 # dpkg state.
 #
-#   with-debian-containerd.sh trixie   containerd 1.7.24, dockerd 26.1.5
-#   with-debian-containerd.sh sid      containerd 2.1.9, dockerd 28.5.2 (sid moves: the versions
-#                                      are printed before the tests)
+#   with-debian-containerd.sh trixie   containerd 1.7.24, dockerd 26.1.5: the suites whose
+#                                      behaviour depends on the containerd or dockerd version
+#                                      (cri, docker, node, spin); the ctr suite, which tests
+#                                      the shim's task API, runs on 1.6 and 2.1 (E2E_TESTS
+#                                      overrides)
+#   with-debian-containerd.sh sid      containerd 2.1.9, dockerd 28.5.2, every suite (sid
+#                                      moves: the versions are printed before the tests)
 #
 # runc is never taken from the other release: sid's needs a newer glibc than bookworm has, and
 # containerd 2.x's runc shim would prefer it to the system's runc if it sat in the same tree.
@@ -45,5 +49,8 @@ fi
 "$dest/usr/bin/containerd" --version
 "$docker_root/usr/sbin/dockerd" --version
 # Its ctr too: ctr unpacks images on the client side, and 1.6's refuses Wasm layers.
+if [ "$release" = trixie ]; then
+  export E2E_TESTS="${E2E_TESTS:-cri docker node spin}"
+fi
 PATH="$dest/usr/bin:$PATH" CONTAINERD="$dest/usr/bin/containerd" DOCKER_ROOT="$docker_root" WORK="$work" \
   "$here/e2e.sh"

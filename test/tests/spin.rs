@@ -362,10 +362,10 @@ fn bad_spin_apps_fail_with_their_reason_and_leak_nothing() {
         (
             with(
                 "trigger",
-                &format!("{ok}\n[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"py\"\n"),
+                &format!("{ok}\n[[trigger.mqtt]]\ntopic = \"c\"\ncomponent = \"py\"\n"),
             ),
             vec![],
-            vec!["redis", "not supported"],
+            vec!["mqtt", "not supported"],
         ),
     ];
     for (image, extra, needles) in &cases {
