@@ -41,8 +41,11 @@ export WASMPOD_FIXTURES="$work/fixtures"
 export WASMPOD_SKIP_LOG="$work/e2e-skipped.txt"
 rm -f "$WASMPOD_SKIP_LOG"
 status=0
-suites=()
-for t in ${E2E_TESTS:-*}; do suites+=(--test "$t"); done
+suites=(--test '*')
+if [ -n "${E2E_TESTS:-}" ]; then
+  suites=()
+  for t in $E2E_TESTS; do suites+=(--test "$t"); done
+fi
 ${CARGO:-cargo} test --workspace ${CARGO_PROFILE_FLAG:-} "${suites[@]}" -- --test-threads=1 ${E2E_FILTER:-} || status=$?
 if [ -n "${E2E_TESTS:-}" ]; then
   echo "== e2e suites run against $("${CONTAINERD:-containerd}" --version | awk '{print $3}'): $E2E_TESTS (by design; the others run on the other versions)"
