@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use wasmtime::component::InstancePre;
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
 
-use super::state::SpinState;
+use super::state::{describe_failure, SpinState};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
 
@@ -175,29 +175,20 @@ impl CronJob {
         timestamp: u64,
         state: Result<SpinState, String>,
     ) -> Result<(), String> {
-        let mut store = Store::new(engine, state?);
-        store.limiter(|s| crate::state::Limited::limits_mut(s));
-        crate::run::interrupt_on_stop(&mut store, watch);
+        let mut store = state?.into_store(engine, watch);
         let instance = self
             .pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| describe(&e, watch))?;
+            .map_err(|e| describe_failure(&e, watch))?;
         match instance
             .call_handle_cron_event(&mut store, Metadata { timestamp })
             .await
         {
             Ok(Ok(())) => Ok(()),
             Ok(Err(CronError::Other(message))) => Err(format!("it returned an error: {message}")),
-            Err(e) => Err(describe(&e, watch)),
+            Err(e) => Err(describe_failure(&e, watch)),
         }
-    }
-}
-
-fn describe(e: &wasmtime::Error, watch: &TerminationWatch) -> String {
-    match crate::GuestOutcome::from_error(e, watch.signal()) {
-        crate::GuestOutcome::Trapped(reason) => format!("the guest trapped: {reason}"),
-        other => format!("{other:?}"),
     }
 }
 

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use wasmpod_oci::spin::app::{HttpRoute, HttpTarget};
 use wasmpod_oci::spin::SpinApp;
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -132,57 +132,42 @@ impl SpinTriggers {
             });
             pres.push(pre);
         }
+        // The index of the component a (non-HTTP) trigger runs.
+        let component_of = |trigger: &str, component: &str| {
+            index(component).ok_or_else(|| {
+                app_error(&app, format!("trigger {trigger}: no component {component}"))
+            })
+        };
+        let trigger_error = |trigger: &str, component: &str, e: String| {
+            app_error(
+                &app,
+                format!("trigger {trigger} (component {component}): {e}"),
+            )
+        };
         let mut cron = Vec::new();
         for t in &app.cron_triggers {
-            let i = index(&t.component).ok_or_else(|| {
-                app_error(
-                    &app,
-                    format!("trigger {}: no component {}", t.id, t.component),
-                )
-            })?;
+            let i = component_of(&t.id, &t.component)?;
             let job = CronJob::link(&t.id, &t.component, &t.cron_expression, pres[i].clone())
-                .map_err(|e| {
-                    app_error(
-                        &app,
-                        format!("trigger {} (component {}): {e}", t.id, t.component),
-                    )
-                })?;
+                .map_err(|e| trigger_error(&t.id, &t.component, e))?;
             cron.push((i, job));
         }
         let mut redis = Vec::new();
         for t in &app.redis_triggers {
-            let i = index(&t.component).ok_or_else(|| {
-                app_error(
-                    &app,
-                    format!("trigger {}: no component {}", t.id, t.component),
-                )
-            })?;
-            let job = RedisJob::link(t, pres[i].clone()).map_err(|e| {
-                app_error(
-                    &app,
-                    format!("trigger {} (component {}): {e}", t.id, t.component),
-                )
-            })?;
+            let i = component_of(&t.id, &t.component)?;
+            let job = RedisJob::link(t, pres[i].clone())
+                .map_err(|e| trigger_error(&t.id, &t.component, e))?;
             redis.push((i, Arc::new(job)));
         }
         let command = match app.command_triggers.first() {
             None => None,
             Some(t) => {
-                let i = index(&t.component).ok_or_else(|| {
-                    app_error(
-                        &app,
-                        format!("trigger {}: no component {}", t.id, t.component),
-                    )
-                })?;
+                let i = component_of(&t.id, &t.component)?;
                 let pre = CommandPre::new(pres[i].clone()).map_err(|e| {
-                    app_error(
-                        &app,
-                        format!(
-                            "trigger {} (component {}): it does not export wasi:cli/run@0.2.x, \
-                             so it cannot run a command trigger: {e:#}",
-                            t.id, t.component
-                        ),
-                    )
+                    let reason = format!(
+                        "it does not export wasi:cli/run@0.2.x, so it cannot run a command \
+                         trigger: {e:#}"
+                    );
+                    trigger_error(&t.id, &t.component, reason)
                 })?;
                 Some((t.id.clone(), i, pre))
             }
@@ -525,9 +510,7 @@ async fn run_command(
         GuestLimits::for_container(setup.memory_limit),
         env.host.clone(),
     );
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| crate::state::Limited::limits_mut(s));
-    crate::run::interrupt_on_stop(&mut store, watch);
+    let mut store = state.into_store(engine, watch);
     let run = async {
         let command = pre.instantiate_async(&mut store).await?;
         command.wasi_cli_run().call_run(&mut store).await

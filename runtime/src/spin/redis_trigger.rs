@@ -11,9 +11,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use wasmpod_oci::spin::app::RedisTrigger;
 use wasmtime::component::InstancePre;
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
 
-use super::state::{ComponentEnv, SpinState};
+use super::state::{describe_failure, ComponentEnv, SpinState};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
 
@@ -70,14 +70,8 @@ impl RedisJob {
         message: Vec<u8>,
         state: Result<SpinState, String>,
     ) -> Result<(), String> {
-        let mut store = Store::new(engine, state?);
-        store.limiter(|s| crate::state::Limited::limits_mut(s));
-        crate::run::interrupt_on_stop(&mut store, watch);
-        let describe =
-            |e: &wasmtime::Error| match crate::GuestOutcome::from_error(e, watch.signal()) {
-                crate::GuestOutcome::Trapped(reason) => format!("the guest trapped: {reason}"),
-                other => format!("{other:?}"),
-            };
+        let mut store = state?.into_store(engine, watch);
+        let describe = |e: &wasmtime::Error| describe_failure(e, watch);
         let instance = self
             .pre
             .instantiate_async(&mut store)

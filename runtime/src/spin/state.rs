@@ -98,6 +98,29 @@ impl SpinState {
     }
 }
 
+impl SpinState {
+    /// A store for one trigger-run instance (a cron tick, a Redis message, the command):
+    /// limited as the container is, and ended by a stop signal.
+    pub fn into_store(
+        self,
+        engine: &wasmtime::Engine,
+        watch: &crate::signals::TerminationWatch,
+    ) -> wasmtime::Store<SpinState> {
+        let mut store = wasmtime::Store::new(engine, self);
+        store.limiter(|s| s.limits_mut());
+        crate::run::interrupt_on_stop(&mut store, watch);
+        store
+    }
+}
+
+/// Why a trigger-run instance failed, in one line for the log.
+pub fn describe_failure(e: &wasmtime::Error, watch: &crate::signals::TerminationWatch) -> String {
+    match crate::GuestOutcome::from_error(e, watch.signal()) {
+        crate::GuestOutcome::Trapped(reason) => format!("the guest trapped: {reason}"),
+        other => format!("{other:?}"),
+    }
+}
+
 impl WasiView for SpinState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
