@@ -91,11 +91,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
     let mut host_root = None;
     let mut it = args[1..].iter();
     while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{arg} needs a value"))
-        };
+        let mut value = || value_of(&mut it, arg);
         match arg.as_str() {
             "--host-root" => host_root = Some(PathBuf::from(value()?)),
             "--shim" => out.shim = Some(value()?.into()),
@@ -147,6 +143,13 @@ fn parse(args: &[String]) -> Result<Args, String> {
     }
     out.host_root = host_root.ok_or("--host-root is required (the host's / as mounted here)")?;
     Ok(out)
+}
+
+/// The value after the option `arg`.
+fn value_of(it: &mut std::slice::Iter<'_, String>, arg: &str) -> Result<String, String> {
+    it.next()
+        .cloned()
+        .ok_or_else(|| format!("{arg} needs a value"))
 }
 
 /// `--handlers a,b=spin`: a handler per item, named as given; `NAME=RUNTIME` picks the shim
@@ -243,11 +246,7 @@ fn image(args: &[String]) -> Result<(), String> {
     let (mut output, mut tag, mut shim) = (None, None, None);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{arg} needs a value"))
-        };
+        let mut value = || value_of(&mut it, arg);
         match arg.as_str() {
             "-o" | "--output" => output = Some(PathBuf::from(value()?)),
             "-t" | "--tag" => tag = Some(value()?),
