@@ -144,9 +144,10 @@ pub struct Applied {
     pub changed: bool,
 }
 
-/// Adds or updates the tables of `handlers` in `text`, read with `schema`. A handler table
-/// that exists and is not listed in `owned` (tables an earlier install added) is someone
-/// else's: that is an error, not an overwrite.
+/// Adds or updates the tables of `handlers` in `text`, read with `schema`, and removes the
+/// tables in `owned` (those an earlier install added) that `handlers` no longer names. A
+/// handler table that exists and is not in `owned` is someone else's: that is an error, not
+/// an overwrite.
 pub fn apply(
     text: &str,
     schema: Schema,
@@ -193,6 +194,13 @@ pub fn apply(
                 runtimes.insert(&handler.name, Item::Table(wanted));
                 changed = true;
             }
+        }
+    }
+    // Tables an earlier install added for handlers no longer asked for go, so that the lock,
+    // which lists only the handlers asked for now, names every table the file has of ours.
+    for name in owned {
+        if !handlers.iter().any(|h| &h.name == name) && runtimes.remove(name).is_some() {
+            changed = true;
         }
     }
     if !changed {
@@ -458,6 +466,24 @@ mod tests {
             .unwrap(),
             V2
         );
+    }
+
+    #[test]
+    fn a_handler_no_longer_asked_for_is_removed() {
+        let names: Vec<String> = handlers().into_iter().map(|h| h.name).collect();
+        let both = apply(V2, Schema::V2, &handlers(), &opts(), &[]).unwrap();
+        let only_wasmpod = &handlers()[..1];
+        let one = apply(&both.text, Schema::V2, only_wasmpod, &opts(), &names).unwrap();
+        assert!(one.changed);
+        let left: Vec<String> = handlers_in(&one.text, Schema::V2)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(left, ["runc", "wasmpod"]);
+        // A table that is not ours is never removed.
+        let kept = apply(&both.text, Schema::V2, only_wasmpod, &opts(), &names[..1]).unwrap();
+        assert_eq!(handlers_in(&kept.text, Schema::V2).unwrap().len(), 3);
     }
 
     #[test]

@@ -12,7 +12,6 @@ use super::lock::{ConfigRecord, Lock};
 use super::restart;
 use super::template;
 
-pub const INSTALL_DIR: &str = "/opt/wasmpod";
 pub const BIN_DIR: &str = "/opt/wasmpod/bin";
 /// The directory of runtime-name links containerd finds shims in (containerd#11480: a
 /// `BinaryName` alone is not enough; containerd looks up `containerd-shim-NAME-vN` on PATH).
@@ -189,7 +188,8 @@ pub fn install(
         .iter()
         .all(|(link, target)| host.read_link(link).as_deref() == Some(target.as_str()));
     let options_text = options.file_text();
-    let unchanged = plan.before.as_deref() == Some(plan.after.as_str())
+    let config_changed = plan.before.as_deref() != Some(plan.after.as_str());
+    let unchanged = !config_changed
         && host.sha256(&shim_path)?.as_deref() == Some(shim_sha.as_str())
         && links_ok
         && host.read_optional(OPTIONS_FILE)?.as_deref() == Some(options_text.as_str())
@@ -226,7 +226,6 @@ pub fn install(
         host.symlink(target, link)?;
     }
     host.write_atomic(OPTIONS_FILE, options_text.as_bytes(), 0o644)?;
-    let config_changed = plan.before.as_deref() != Some(plan.after.as_str());
     let record = record_config(host, lock.as_ref(), &plan)?;
     if config_changed {
         host.write_atomic(&plan.path, plan.after.as_bytes(), 0o644)?;
