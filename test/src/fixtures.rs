@@ -474,7 +474,8 @@ pub fn spin_rust_image(name: &str) -> ImageBuilder {
 
 /// The manifest of the Python Spin test app ([`spin_py_component`]): one wildcard route, a
 /// static response, variables (one required, one templated, one naming the port outbound
-/// requests may reach), the default store, a `files` directory.
+/// requests may reach), the default key-value store and SQLite database, a `files`
+/// directory.
 pub const SPIN_PY_MANIFEST: &str = r#"
 spin_manifest_version = 2
 
@@ -498,6 +499,7 @@ static_response = { status_code = 201, headers = { x-static = "yes" }, body = "s
 [component.py]
 source = "app.wasm"
 key_value_stores = ["default"]
+sqlite_databases = ["default"]
 files = ["static"]
 environment = { GUEST_ONLY = "visible" }
 allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}"]

@@ -132,8 +132,31 @@ fn a_python_spin_app_serves_routes_key_value_variables_and_outbound_http() {
     // A failing handler is a 500; the app serves on.
     assert_eq!(get(addr, "/trap").0, 500);
     assert_eq!(get(addr, "/").0, 200);
+    // SQLite 2.0 and 3.0 on the default database (in the container's /.spin); a label the
+    // component does not list is access-denied.
+    assert_eq!(
+        get(addr, "/sqlite/default"),
+        (
+            200,
+            "columns=['n', 'note', 'w', 'b', 'NULL'] \
+             rows=[['Integer:1', 'Text:hit', 'Real:0.5', \"Blob:b'ab'\", 'Null:None']]\n"
+                .into()
+        )
+    );
+    assert!(get(addr, "/sqlite/default").1.contains("['Integer:2'"));
+    assert_eq!(
+        get(addr, "/sqlite/orders"),
+        (403, "orders: Error_AccessDenied \n".into())
+    );
+    assert_eq!(get(addr, "/sqlite3"), (200, "rowid=2 changes=2\n".into()));
+    assert_eq!(get(addr, "/sqlite3"), (200, "rowid=4 changes=2\n".into()));
+    // No LLM runs here: Spin's model-not-supported, which the app handles.
+    assert_eq!(
+        get(addr, "/llm"),
+        (501, "llm: Error_ModelNotSupported\n".into())
+    );
     // A Spin interface wasmpod links but does not provide yet fails the request, by name.
-    assert_eq!(get(addr, "/llm"), (500, String::new()));
+    assert_eq!(get(addr, "/unprovided"), (500, String::new()));
     assert_eq!(get(addr, "/").0, 200);
 
     let ran = stop(&id, child);
@@ -144,9 +167,15 @@ fn a_python_spin_app_serves_routes_key_value_variables_and_outbound_http() {
         ran.stderr
     );
     assert!(
-        ran.stderr
-            .contains("it called fermyon:spin/llm@2.0.0#infer, which wasmpod does not provide yet"),
+        ran.stderr.contains("it called fermyon:spin/mysql@2.0.0#")
+            && ran.stderr.contains("which wasmpod does not provide yet"),
         "the unprovided call is not named in the log: {}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("model \"llama2-chat\": wasmpod runs no LLM models"),
+        "{}",
         ran.stderr
     );
 }
@@ -345,6 +374,17 @@ fn bad_spin_apps_fail_with_their_reason_and_leak_nothing() {
             ),
             vec!["--env", "SPIN_VARIABLE_TOKEN=t"],
             vec!["unknown key_value_stores label", "cache"],
+        ),
+        (
+            with(
+                "database",
+                &ok.replace(
+                    "sqlite_databases = [\"default\"]",
+                    "sqlite_databases = [\"default\", \"orders\"]",
+                ),
+            ),
+            vec!["--env", "SPIN_VARIABLE_TOKEN=t"],
+            vec!["unknown sqlite_databases label", "orders"],
         ),
         (
             with("required", &ok),

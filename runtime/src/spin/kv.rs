@@ -7,26 +7,18 @@
 //! its lock. Reads that would return more than Spin's 128 MiB fail as Spin's do.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+use super::db::LazyConnection;
+pub use super::db::StoreLocation;
 
 /// The largest result a read may return (Spin's `MAX_HOST_BUFFERED_BYTES`).
 pub const MAX_RESULT_BYTES: usize = 128 << 20;
 
 /// The file of the `default` store in a state directory.
 pub const DEFAULT_DB_FILE: &str = "sqlite_key_value.db";
-
-/// Where one store keeps its data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreLocation {
-    /// A SQLite file (created with its directory on first use).
-    File(PathBuf),
-    /// In this process's memory; gone when it exits.
-    Memory,
-}
 
 /// Every store of the app, by label.
 #[derive(Debug, Default)]
@@ -41,12 +33,12 @@ impl KvStores {
             stores: locations
                 .into_iter()
                 .map(|(label, location)| {
-                    let store = Arc::new(KvStore {
-                        label: label.clone(),
+                    let conn = LazyConnection::new(
+                        format!("key-value store {label}"),
                         location,
-                        conn: Mutex::new(None),
-                    });
-                    (label, store)
+                        create_table,
+                    );
+                    (label.clone(), Arc::new(KvStore { label, conn }))
                 })
                 .collect(),
         }
@@ -67,58 +59,29 @@ impl KvStores {
 #[derive(Debug)]
 pub struct KvStore {
     label: String,
-    location: StoreLocation,
-    conn: Mutex<Option<Connection>>,
+    conn: LazyConnection,
 }
 
 /// What went wrong in a store, as the guest is told.
 pub type KvResult<T> = Result<T, String>;
 
+/// Spin's key-value table.
+fn create_table(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS spin_key_value (
+            store TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value BLOB NOT NULL,
+            PRIMARY KEY (store, key)
+        )",
+    )
+}
+
 impl KvStore {
     /// Runs `f` on the store's connection, opening it first if needed.
     fn with<R>(&self, f: impl FnOnce(&mut Connection, &str) -> rusqlite::Result<R>) -> KvResult<R> {
-        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.open()?);
-        }
-        let conn = guard.as_mut().ok_or("the store is not open")?;
-        f(conn, &self.label).map_err(|e| format!("key-value store {}: {e}", self.label))
-    }
-
-    fn open(&self) -> KvResult<Connection> {
-        let conn = match &self.location {
-            StoreLocation::Memory => Connection::open_in_memory(),
-            StoreLocation::File(path) => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("create {}: {e}", dir.display()))?;
-                }
-                Connection::open(path)
-            }
-        }
-        .map_err(|e| format!("open key-value store {}: {e}", self.label))?;
-        // A file store logs to a write-ahead log and syncs at checkpoints: a set is one
-        // append, not a rewritten journal and two fsyncs (the default made a get+set per
-        // request ten times slower than a hello); a crash can lose the last sets, never the
-        // file. Other SQLite users of the file (Spin itself) read WAL databases as they are.
-        if matches!(self.location, StoreLocation::File(_)) {
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
-                .map_err(|e| format!("prepare key-value store {}: {e}", self.label))?;
-        }
-        conn.busy_timeout(Duration::from_secs(5))
-            .and_then(|()| {
-                conn.execute_batch(
-                    "CREATE TABLE IF NOT EXISTS spin_key_value (
-                        store TEXT NOT NULL,
-                        key TEXT NOT NULL,
-                        value BLOB NOT NULL,
-                        PRIMARY KEY (store, key)
-                    )",
-                )
-            })
-            .map_err(|e| format!("prepare key-value store {}: {e}", self.label))?;
-        Ok(conn)
+        self.conn
+            .with(|c| f(c, &self.label).map_err(|e| format!("key-value store {}: {e}", self.label)))
     }
 
     /// The value of `key`.

@@ -3,7 +3,8 @@
 //!
 //! - at link time (in the container helper, before the container exists): each component is
 //!   compiled (core modules componentized first, [`componentize`]) through the node's compile
-//!   cache, linked against WASI, `wasi:http`, the Spin interfaces wasmpod serves ([`host`]),
+//!   cache, linked against WASI, `wasi:http`, the Spin interfaces wasmpod serves ([`host`],
+//!   [`redis`], [`sqlite`], [`llm`]),
 //!   and traps for every other import (so whole-platform components instantiate; calling one
 //!   fails the request with its name), and checked to export what its triggers call (a
 //!   `wasi:http` handler, `handle-cron-event`, `wasi:cli/run`); the routes are built
@@ -34,14 +35,17 @@ use crate::{GuestOutcome, GuestSetup, RuntimeError};
 
 pub mod componentize;
 pub mod cron;
+pub mod db;
 pub mod host;
 pub mod http;
 pub mod kv;
+pub mod llm;
 pub mod outbound;
 pub mod redis;
 pub mod redis_trigger;
 pub mod router;
 pub mod runtime_config;
+pub mod sqlite;
 pub mod state;
 pub mod stub;
 pub mod variables;
@@ -53,6 +57,7 @@ use self::outbound::AllowedHosts;
 use self::redis_trigger::{RedisJob, Subscription};
 use self::router::Router;
 use self::runtime_config::{RuntimeConfig, RUNTIME_CONFIG_PATH};
+use self::sqlite::SqliteDatabases;
 use self::state::{ComponentEnv, ComponentHost, SpinState};
 use self::variables::AppValues;
 use crate::limits::GuestLimits;
@@ -216,6 +221,7 @@ impl SpinTriggers {
         let values = AppValues::resolve(&app.variables, &config.providers, env)
             .map_err(|e| app_error(app, e))?;
         let kv = Arc::new(KvStores::new(config.kv_stores));
+        let sqlite = Arc::new(SqliteDatabases::new(config.sqlite_databases));
         let mut hosts = Vec::new();
         for c in &app.components {
             if let Some(label) = c.key_value_stores.iter().find(|l| !kv.contains(l)) {
@@ -224,6 +230,17 @@ impl SpinTriggers {
                     format!(
                         "component {} key_value_stores: unknown key_value_stores label \
                          {label:?} (only \"default\" and the stores in {} are defined)",
+                        c.id,
+                        config_path.display()
+                    ),
+                ));
+            }
+            if let Some(label) = c.sqlite_databases.iter().find(|l| !sqlite.contains(l)) {
+                return Err(app_error(
+                    app,
+                    format!(
+                        "component {} sqlite_databases: unknown sqlite_databases label \
+                         {label:?} (only \"default\" and the databases in {} are defined)",
                         c.id,
                         config_path.display()
                     ),
@@ -243,6 +260,8 @@ impl SpinTriggers {
                 id: c.id.clone(),
                 kv: kv.clone(),
                 kv_labels: c.key_value_stores.clone(),
+                sqlite: sqlite.clone(),
+                sqlite_labels: c.sqlite_databases.clone(),
                 config,
                 outbound: Arc::new(hosts_allowed),
             }));
@@ -274,6 +293,8 @@ fn link_component(
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
         .and_then(|()| host::add_to_linker(&mut linker))
         .and_then(|()| redis::add_to_linker(&mut linker))
+        .and_then(|()| sqlite::add_to_linker(&mut linker))
+        .and_then(|()| llm::add_to_linker(&mut linker))
         .and_then(|()| stub::add_missing(&mut linker, engine, component))
         .map_err(|e| format!("{e:#}"))?;
     linker

@@ -1,6 +1,6 @@
 //! Spin's runtime configuration file (`/runtime-config.toml` in the container when present):
-//! the state directory, key-value stores (`type = "spin"` with a `path`), and variables
-//! providers (`static`, `env`). Relative paths are relative to the file's directory. What
+//! the state directory, key-value stores and SQLite databases (`type = "spin"` with a
+//! `path`), and variables providers (`static`, `env`). Relative paths are relative to the file's directory. What
 //! wasmpod does not implement yet is refused with its name, or (for settings that only tune
 //! a service wasmpod lacks) logged and ignored.
 
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::kv::{StoreLocation, DEFAULT_DB_FILE};
+use super::sqlite;
 use super::variables::{parse_dotenv, Provider, ENV_PREFIX};
 
 /// Where the Spin shim looks for the file.
@@ -23,6 +24,8 @@ pub const DEFAULT_STATE_DIR: &str = "/.spin";
 pub struct RuntimeConfig {
     /// Key-value stores by label (`default` always among them).
     pub kv_stores: BTreeMap<String, StoreLocation>,
+    /// SQLite databases by label (`default` always among them).
+    pub sqlite_databases: BTreeMap<String, StoreLocation>,
     /// Variables providers, in order.
     pub providers: Vec<Provider>,
 }
@@ -34,13 +37,13 @@ struct RawConfig {
     #[allow(dead_code)]
     log_dir: Option<String>,
     #[serde(default)]
-    key_value_store: BTreeMap<String, RawKvStore>,
+    key_value_store: BTreeMap<String, RawStore>,
     #[serde(default)]
     variables_provider: Vec<RawProvider>,
     #[serde(default)]
     variable_provider: Vec<RawProvider>,
     #[serde(default)]
-    sqlite_database: BTreeMap<String, toml::Value>,
+    sqlite_database: BTreeMap<String, RawStore>,
     llm_compute: Option<toml::Value>,
     #[serde(default)]
     client_tls: Vec<toml::Value>,
@@ -48,8 +51,9 @@ struct RawConfig {
     max_instance_memory: Option<u64>,
 }
 
+/// A `[key_value_store.<label>]` or `[sqlite_database.<label>]` table.
 #[derive(Deserialize)]
-struct RawKvStore {
+struct RawStore {
     #[serde(rename = "type")]
     kind: String,
     path: Option<String>,
@@ -77,6 +81,7 @@ impl RuntimeConfig {
     pub fn without_file() -> RuntimeConfig {
         RuntimeConfig::from_raw(RawConfig::default(), Path::new("/")).unwrap_or(RuntimeConfig {
             kv_stores: BTreeMap::new(),
+            sqlite_databases: BTreeMap::new(),
             providers: Vec::new(),
         })
     }
@@ -103,7 +108,6 @@ impl RuntimeConfig {
 
     fn from_raw(raw: RawConfig, dir: &Path) -> Result<RuntimeConfig, String> {
         let ignored = [
-            ("sqlite_database", !raw.sqlite_database.is_empty()),
             ("llm_compute", raw.llm_compute.is_some()),
             ("client_tls", !raw.client_tls.is_empty()),
             ("outbound_http", raw.outbound_http.is_some()),
@@ -119,35 +123,20 @@ impl RuntimeConfig {
             .as_deref()
             .map(|d| resolve(dir, d))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-        let mut kv_stores = BTreeMap::new();
-        kv_stores.insert(
-            "default".to_string(),
-            StoreLocation::File(state_dir.join(DEFAULT_DB_FILE)),
-        );
-        for (label, store) in raw.key_value_store {
-            if !wasmpod_oci::spin::manifest::is_store_label(&label) {
-                return Err(format!(
-                    "[key_value_store.{label}]: {label:?} is not a valid label"
-                ));
-            }
-            if let (Some(field), "spin") = (store.other.keys().next(), store.kind.as_str()) {
-                return Err(format!(
-                    "[key_value_store.{label}]: unknown field `{field}` for a store of type \
-                     \"spin\" (it takes `path`)"
-                ));
-            }
-            let location = match (store.kind.as_str(), store.path) {
-                ("spin", Some(path)) => StoreLocation::File(resolve(dir, &path)),
-                ("spin", None) => StoreLocation::Memory,
-                (other, _) => {
-                    return Err(format!(
-                        "[key_value_store.{label}] type = {other:?}: wasmpod supports key-value \
-                         stores of type \"spin\" (SQLite) only so far"
-                    ))
-                }
-            };
-            kv_stores.insert(label, location);
-        }
+        let kv_stores = locations(
+            "key_value_store",
+            "key-value stores",
+            state_dir.join(DEFAULT_DB_FILE),
+            raw.key_value_store,
+            dir,
+        )?;
+        let sqlite_databases = locations(
+            "sqlite_database",
+            "SQLite databases",
+            state_dir.join(sqlite::DEFAULT_DB_FILE),
+            raw.sqlite_database,
+            dir,
+        )?;
         let mut providers = Vec::new();
         for p in raw
             .variables_provider
@@ -189,9 +178,48 @@ impl RuntimeConfig {
         }
         Ok(RuntimeConfig {
             kv_stores,
+            sqlite_databases,
             providers,
         })
     }
+}
+
+/// Where the labels of `[<section>.<label>]` tables (`key_value_store`) keep their data, with
+/// `default` at `default_file` unless a table moves it; `what` names them in errors.
+fn locations(
+    section: &str,
+    what: &str,
+    default_file: PathBuf,
+    tables: BTreeMap<String, RawStore>,
+    dir: &Path,
+) -> Result<BTreeMap<String, StoreLocation>, String> {
+    let mut out = BTreeMap::new();
+    out.insert("default".to_string(), StoreLocation::File(default_file));
+    for (label, store) in tables {
+        if !wasmpod_oci::spin::manifest::is_store_label(&label) {
+            return Err(format!(
+                "[{section}.{label}]: {label:?} is not a valid label"
+            ));
+        }
+        if let (Some(field), "spin") = (store.other.keys().next(), store.kind.as_str()) {
+            return Err(format!(
+                "[{section}.{label}]: unknown field `{field}` for type \"spin\" (it takes \
+                 `path`)"
+            ));
+        }
+        let location = match (store.kind.as_str(), store.path) {
+            ("spin", Some(path)) => StoreLocation::File(resolve(dir, &path)),
+            ("spin", None) => StoreLocation::Memory,
+            (other, _) => {
+                return Err(format!(
+                    "[{section}.{label}] type = {other:?}: wasmpod supports {what} of type \
+                     \"spin\" (SQLite files) only so far"
+                ))
+            }
+        };
+        out.insert(label, location);
+    }
+    Ok(out)
 }
 
 fn resolve(dir: &Path, path: &str) -> PathBuf {
@@ -228,6 +256,9 @@ type = "spin"
 path = "/data/cache.db"
 [key_value_store.scratch]
 type = "spin"
+[sqlite_database.orders]
+type = "spin"
+path = "orders.db"
 [[variables_provider]]
 type = "static"
 values = { a = "1" }
@@ -246,6 +277,14 @@ dotenv_path = "vars.env"
             StoreLocation::File("/data/cache.db".into())
         );
         assert_eq!(c.kv_stores["scratch"], StoreLocation::Memory);
+        assert_eq!(
+            c.sqlite_databases["default"],
+            StoreLocation::File(dir.path().join("state/sqlite_db.db"))
+        );
+        assert_eq!(
+            c.sqlite_databases["orders"],
+            StoreLocation::File(dir.path().join("orders.db"))
+        );
         assert_eq!(c.providers.len(), 2);
         assert!(
             matches!(&c.providers[1], Provider::Env { prefix, dotenv } if prefix == "MY" && dotenv["MY_X"] == "1")
@@ -266,6 +305,10 @@ dotenv_path = "vars.env"
                 "value",
             ),
             ("[key_value_store.c]\ntype = \"spin\"\npaht = \"x\"", "paht"),
+            (
+                "[sqlite_database.l]\ntype = \"libsql\"\nurl = \"https://x\"",
+                "SQLite databases of type \"spin\"",
+            ),
         ];
         for (text, needle) in cases {
             let err = RuntimeConfig::parse(text, Path::new("/")).unwrap_err();

@@ -1,5 +1,5 @@
 //! The store state of one Spin component instance (one request), and what every instance of
-//! the component shares ([`ComponentHost`]): its key-value access, its resolved variables,
+//! the component shares ([`ComponentHost`]): its key-value and SQLite access, its resolved variables,
 //! and the hosts it may reach. Outbound HTTP is checked against those hosts here
 //! ([`OutboundHooks`]); a denied request fails as Spin fails it (the send succeeds; the
 //! guest reads `HttpRequestDenied` from the response).
@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use super::kv::KvStores;
 use super::outbound::{default_port, AllowedHosts};
+use super::sqlite::SqliteDatabases;
 use crate::limits::GuestLimits;
 use crate::state::Limited;
 
@@ -26,6 +27,10 @@ pub struct ComponentHost {
     pub kv: Arc<KvStores>,
     /// The labels this component may open (`key_value_stores`).
     pub kv_labels: Vec<String>,
+    /// The app's SQLite databases.
+    pub sqlite: Arc<SqliteDatabases>,
+    /// The labels this component may open (`sqlite_databases`).
+    pub sqlite_labels: Vec<String>,
     /// The component's variables, expanded.
     pub config: BTreeMap<String, String>,
     /// `allowed_outbound_hosts`, expanded and parsed.

@@ -1,5 +1,5 @@
-//! Imports of the Spin platform that wasmpod does not serve yet (databases, messaging, AI:
-//! `fermyon:spin/{sqlite,redis,mqtt,postgres,mysql,llm}`, `spin:*`, other drafts), linked as
+//! Imports of the Spin platform that wasmpod does not serve yet (`fermyon:spin/{mqtt,
+//! postgres,mysql}`, most of `spin:*`, other drafts), linked as
 //! functions that fail the call with the import's name, so that components built against
 //! the whole platform (the Python SDK's are) instantiate, and fail only if they call one.
 //!
@@ -24,9 +24,12 @@ const SERVED_PACKAGES: [&str; 7] = [
 ];
 
 /// The Spin interfaces wasmpod serves itself ([`super::host`]).
-const SERVED_INTERFACES: [&str; 7] = [
+const SERVED_INTERFACES: [&str; 10] = [
     "fermyon:spin/key-value@2.0.0",
+    "fermyon:spin/llm@2.0.0",
     "fermyon:spin/redis@2.0.0",
+    "fermyon:spin/sqlite@2.0.0",
+    "spin:sqlite/sqlite@3.0.0",
     "fermyon:spin/variables@2.0.0",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
