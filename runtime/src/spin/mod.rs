@@ -224,23 +224,16 @@ impl SpinTriggers {
         let sqlite = Arc::new(SqliteDatabases::new(config.sqlite_databases));
         let mut hosts = Vec::new();
         for c in &app.components {
-            if let Some(label) = c.key_value_stores.iter().find(|l| !kv.contains(l)) {
+            let kv_label = unknown_label(&c.key_value_stores, |l| kv.contains(l));
+            let db_label = unknown_label(&c.sqlite_databases, |l| sqlite.contains(l));
+            let unknown = (kv_label.map(|l| ("key_value_stores", "stores", l)))
+                .or(db_label.map(|l| ("sqlite_databases", "databases", l)));
+            if let Some((field, what, label)) = unknown {
                 return Err(app_error(
                     app,
                     format!(
-                        "component {} key_value_stores: unknown key_value_stores label \
-                         {label:?} (only \"default\" and the stores in {} are defined)",
-                        c.id,
-                        config_path.display()
-                    ),
-                ));
-            }
-            if let Some(label) = c.sqlite_databases.iter().find(|l| !sqlite.contains(l)) {
-                return Err(app_error(
-                    app,
-                    format!(
-                        "component {} sqlite_databases: unknown sqlite_databases label \
-                         {label:?} (only \"default\" and the databases in {} are defined)",
+                        "component {} {field}: unknown {field} label {label:?} (only \
+                         \"default\" and the {what} in {} are defined)",
                         c.id,
                         config_path.display()
                     ),
@@ -280,6 +273,11 @@ impl SpinTriggers {
             redis_addresses,
         })
     }
+}
+
+/// The first of `listed` that is not `defined`.
+fn unknown_label(listed: &[String], defined: impl Fn(&str) -> bool) -> Option<&str> {
+    listed.iter().map(String::as_str).find(|l| !defined(l))
 }
 
 /// Links one component against WASI, `wasi:http`, wasmpod's Spin interfaces and stubs for
