@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod http;
 pub mod leaks;
 pub mod node;
+pub mod postgres;
 pub mod redis;
 pub mod registry;
 pub mod skip;

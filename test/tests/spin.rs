@@ -906,3 +906,62 @@ fn a_redis_trigger_receives_what_the_http_trigger_publishes() {
         "{ran:?}"
     );
 }
+
+/// Outbound Postgres, 2.0, 3.0 and 4.0, from the Python SDK app against a real PostgreSQL:
+/// rows written and read back through each version with the types it has (dates in 3.0;
+/// uuid, jsonb, numeric, text[] and interval in 4.0; a type no version has is
+/// `unsupported` with its bytes), the server's errors (4.0 with their SQLSTATE), and an
+/// address not in `allowed_outbound_hosts` refused before any connection.
+#[test]
+fn a_spin_app_talks_to_a_real_postgres() {
+    let Some(pg) = wasmpod_e2e::postgres::Postgres::start() else {
+        return;
+    };
+    let manifest = PY_MANIFEST.replace(
+        "allowed_outbound_hosts = [\"http://127.0.0.1:{{ port }}\"]",
+        &format!(
+            "allowed_outbound_hosts = [\"http://127.0.0.1:{{{{ port }}}}\", \"postgres://127.0.0.1:{}\"]",
+            pg.port
+        ),
+    );
+    assert!(manifest.contains("postgres://"), "{manifest}");
+    let image = py_image("docker.io/wasmpod/spin-py-pg:e2e", &manifest);
+    let id = unique_id("spin-pg");
+    let (addr, child) = serve(&image, &id, &["--env", "SPIN_VARIABLE_TOKEN=t"]);
+    let (status, body) = get(addr, &format!("/pg?{}", pg.url()));
+    let lines: Vec<&str> = body.lines().collect();
+    let expected = [
+        "v2 inserted 1",
+        "v2 name:STR age:INT32 none:STR = [DbValue_Str(value='rex'), DbValue_Int32(value=3), DbValue_DbNull()]",
+        "v2 error Error_QueryFailed: ERROR: syntax error at or near \"SELEC\"",
+        "v3 [DbValue_Date(value=(2020, 2, 29)), DbValue_Datetime(value=(2026, 12, 1, 18, 30, 5, 0))]",
+        "v4 Uuid Jsonb Decimal ArrayStr Interval Other",
+        "v4 [DbValue_Uuid(value='6f1c2b1e-0000-4000-8000-000000000001'), DbValue_Jsonb(value=b'{\"legs\":4}'), \
+         DbValue_Decimal(value='-12.340'), DbValue_ArrayStr(value=['a', None]), \
+         DbValue_Interval(value=Interval(micros=1500000, days=2, months=1)), \
+         DbValue_Unsupported(value=b'\\x02 \\x00\\x04\\n\\x00\\x00\\x01')]",
+        "v4 error ERROR 42703 column \"nope\" does not exist",
+    ];
+    if status != 200 || lines != expected {
+        let ran = stop(&id, child);
+        panic!(
+            "GET /pg: {status} {body}\nexpected: {expected:#?}\nthe app's log: {}",
+            ran.stderr
+        );
+    }
+    assert_eq!(
+        pg.psql("SELECT name || ':' || coalesce(age::text, '') FROM pets ORDER BY id"),
+        Ok("rex:3\ntom:\nkit:".into())
+    );
+    let (_, denied) = get(addr, "/pg?postgres://postgres@127.0.0.1:1/postgres");
+    assert_eq!(
+        denied,
+        "failed Error_ConnectionFailed: address postgres://postgres@127.0.0.1:1/postgres is not permitted\n"
+    );
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr
+            .contains("component py may not reach postgres://127.0.0.1:1"),
+        "{ran:?}"
+    );
+}

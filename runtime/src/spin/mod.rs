@@ -41,6 +41,8 @@ pub mod http;
 pub mod kv;
 pub mod llm;
 pub mod outbound;
+pub mod pg_types;
+pub mod postgres;
 pub mod redis;
 pub mod redis_trigger;
 pub mod router;
@@ -292,6 +294,7 @@ fn link_component(
         .and_then(|()| host::add_to_linker(&mut linker))
         .and_then(|()| redis::add_to_linker(&mut linker))
         .and_then(|()| sqlite::add_to_linker(&mut linker))
+        .and_then(|()| postgres::add_to_linker(&mut linker))
         .and_then(|()| llm::add_to_linker(&mut linker))
         .and_then(|()| stub::add_missing(&mut linker, engine, component))
         .map_err(|e| format!("{e:#}"))?;

@@ -1,5 +1,5 @@
-//! Imports of the Spin platform that wasmpod does not serve yet (`fermyon:spin/{mqtt,
-//! postgres,mysql}`, most of `spin:*`, other drafts), linked as
+//! Imports of the Spin platform that wasmpod does not serve yet (`fermyon:spin/{mqtt,mysql}`,
+//! `spin:redis`, `spin:mqtt`, other drafts), linked as
 //! functions that fail the call with the import's name, so that components built against
 //! the whole platform (the Python SDK's are) instantiate, and fail only if they call one.
 //!
@@ -24,10 +24,14 @@ const SERVED_PACKAGES: [&str; 7] = [
 ];
 
 /// The Spin interfaces wasmpod serves itself ([`super::host`]).
-const SERVED_INTERFACES: [&str; 10] = [
+const SERVED_INTERFACES: [&str; 14] = [
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/llm@2.0.0",
+    "fermyon:spin/postgres@2.0.0",
+    "fermyon:spin/rdbms-types@2.0.0",
     "fermyon:spin/redis@2.0.0",
+    "spin:postgres/postgres@3.0.0",
+    "spin:postgres/postgres@4.0.0",
     "fermyon:spin/sqlite@2.0.0",
     "spin:sqlite/sqlite@3.0.0",
     "fermyon:spin/variables@2.0.0",

@@ -1,0 +1,706 @@
+//! Spin's outbound Postgres, `fermyon:spin/postgres@2.0.0`, `spin:postgres/postgres@3.0.0`
+//! and `@4.0.0`, served with tokio-postgres: a connection may be opened only to a server the
+//! component's `allowed_outbound_hosts` lists (`postgres://host:port`), otherwise
+//! `connection-failed` says the address is not permitted, as Spin says it. Parameters and
+//! rows go through one version-free [`Value`] ([`super::pg_types`]); a value a version has
+//! no case for comes back `unsupported`. Connections are plain TCP (no TLS yet).
+
+use std::str::FromStr;
+
+use tokio_postgres::config::Host as PgHost;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, NoTls, Row};
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use super::pg_types::{self, Interval, Value};
+use super::state::SpinState;
+
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/spin-postgres",
+        world: "wasmpod:spin-postgres/spin-postgres",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/postgres.connection": super::PgConnection,
+            "spin:postgres/postgres@3.0.0.connection": super::PgConnection,
+            "spin:postgres/postgres@4.0.0.connection": super::PgConnection,
+        },
+    });
+}
+
+use bindings::fermyon::spin::postgres as v2;
+use bindings::fermyon::spin::rdbms_types as v2t;
+use bindings::spin::postgres3_0_0::postgres as v3;
+use bindings::spin::postgres4_0_0::postgres as v4;
+
+/// An open connection, as a guest resource.
+pub struct PgConnection(Client);
+
+/// Adds the three versions to `linker`.
+pub fn add_to_linker(linker: &mut Linker<SpinState>) -> wasmtime::Result<()> {
+    bindings::SpinPostgres::add_to_linker::<SpinState, HasSelf<SpinState>>(linker, |s| s)
+}
+
+/// A server's error, as 4.0 reports it.
+#[derive(Debug)]
+struct DbError {
+    as_text: String,
+    severity: String,
+    code: String,
+    message: String,
+    detail: Option<String>,
+}
+
+/// What went wrong, before it is put in a version's words.
+#[derive(Debug)]
+enum Failure {
+    ConnectionFailed(String),
+    BadParameter(String),
+    QueryFailed(String, Option<Box<DbError>>),
+    ValueConversionFailed(String),
+}
+
+impl Failure {
+    fn query(e: tokio_postgres::Error) -> Failure {
+        let db = e.as_db_error().map(|d| {
+            Box::new(DbError {
+                as_text: d.to_string(),
+                severity: d.severity().to_string(),
+                code: d.code().code().to_string(),
+                message: d.message().to_string(),
+                detail: d.detail().map(String::from),
+            })
+        });
+        let text = match &db {
+            Some(d) => d.as_text.clone(),
+            None => format!("{e:#}"),
+        };
+        Failure::QueryFailed(text, db)
+    }
+}
+
+/// A result set, version-free.
+struct RowSet {
+    columns: Vec<(String, Type)>,
+    rows: Vec<Vec<Value>>,
+}
+
+fn row_set(columns: Vec<(String, Type)>, rows: &[Row]) -> Result<RowSet, Failure> {
+    let rows = rows
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| pg_types::read(row, i))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::ValueConversionFailed(format!("{e:#}")))?;
+    Ok(RowSet { columns, rows })
+}
+
+impl SpinState {
+    async fn pg_open(&mut self, address: &str) -> Result<Resource<PgConnection>, Failure> {
+        let denied = || Failure::ConnectionFailed(format!("address {address} is not permitted"));
+        let config = Config::from_str(address)
+            .map_err(|e| Failure::ConnectionFailed(format!("invalid address: {e}")))?;
+        let ports = config.get_ports();
+        for (i, host) in config.get_hosts().iter().enumerate() {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            let PgHost::Tcp(name) = host else {
+                return Err(denied());
+            };
+            if !self.host.outbound.allows("postgres", name, port) {
+                eprintln!(
+                    "wasmpod: component {} may not reach postgres://{name}:{port}: it is not in \
+                     the component's allowed_outbound_hosts",
+                    self.host.id
+                );
+                return Err(denied());
+            }
+        }
+        if config.get_hosts().is_empty() {
+            return Err(denied());
+        }
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| Failure::ConnectionFailed(format!("{e:#}")))?;
+        // The connection's I/O runs until the client (the guest's resource) is dropped.
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                eprintln!("wasmpod: postgres connection: {e:#}");
+            }
+        });
+        self.table
+            .push(PgConnection(client))
+            .map_err(|e| Failure::ConnectionFailed(e.to_string()))
+    }
+
+    async fn pg_query(
+        &mut self,
+        conn: &Resource<PgConnection>,
+        statement: &str,
+        params: Result<Vec<Value>, Failure>,
+    ) -> wasmtime::Result<Result<RowSet, Failure>> {
+        let client = &self.table.get(conn)?.0;
+        let params = match params {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p as _).collect();
+        let stmt = match client.prepare(statement).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(Failure::query(e))),
+        };
+        let columns = stmt
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_string(), c.type_().clone()))
+            .collect();
+        Ok(match client.query(&stmt, &refs).await {
+            Ok(rows) => row_set(columns, &rows),
+            Err(e) => Err(Failure::query(e)),
+        })
+    }
+
+    async fn pg_execute(
+        &mut self,
+        conn: &Resource<PgConnection>,
+        statement: &str,
+        params: Result<Vec<Value>, Failure>,
+    ) -> wasmtime::Result<Result<u64, Failure>> {
+        let client = &self.table.get(conn)?.0;
+        let params = match params {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p as _).collect();
+        Ok(client
+            .execute(statement, &refs)
+            .await
+            .map_err(Failure::query))
+    }
+}
+
+fn unsigned() -> Failure {
+    Failure::BadParameter("Postgres has no unsigned integer types".into())
+}
+
+fn ranges() -> Failure {
+    Failure::BadParameter("range parameters are not supported by wasmpod yet".into())
+}
+
+type Date = (i32, u8, u8);
+type Time = (u8, u8, u8, u32);
+type DateTimeParts = (i32, u8, u8, u8, u8, u8, u32);
+
+fn date((y, m, d): Date) -> Result<Value, Failure> {
+    chrono::NaiveDate::from_ymd_opt(y, m.into(), d.into())
+        .map(Value::Date)
+        .ok_or_else(|| Failure::BadParameter(format!("{y}-{m}-{d} is not a date")))
+}
+
+fn time((h, m, s, ns): Time) -> Result<Value, Failure> {
+    chrono::NaiveTime::from_hms_nano_opt(h.into(), m.into(), s.into(), ns)
+        .map(Value::Time)
+        .ok_or_else(|| Failure::BadParameter(format!("{h}:{m}:{s}.{ns} is not a time")))
+}
+
+fn datetime((y, mo, d, h, mi, s, ns): DateTimeParts) -> Result<Value, Failure> {
+    let (Value::Date(day), Value::Time(t)) = (date((y, mo, d))?, time((h, mi, s, ns))?) else {
+        return Err(Failure::BadParameter("not a date and time".into()));
+    };
+    Ok(Value::DateTime(day.and_time(t)))
+}
+
+fn date_parts(d: chrono::NaiveDate) -> Date {
+    use chrono::Datelike;
+    (d.year(), d.month() as u8, d.day() as u8)
+}
+
+fn time_parts(t: chrono::NaiveTime) -> Time {
+    use chrono::Timelike;
+    (
+        t.hour() as u8,
+        t.minute() as u8,
+        t.second() as u8,
+        t.nanosecond(),
+    )
+}
+
+fn datetime_parts(dt: chrono::NaiveDateTime) -> DateTimeParts {
+    let (y, mo, d) = date_parts(dt.date());
+    let (h, mi, s, ns) = time_parts(dt.time());
+    (y, mo, d, h, mi, s, ns)
+}
+
+// ---- 2.0 ----
+
+fn param_v2(p: v2t::ParameterValue) -> Result<Value, Failure> {
+    use v2t::ParameterValue as P;
+    Ok(match p {
+        P::Boolean(v) => Value::Bool(v),
+        P::Int8(v) => Value::Int8(v),
+        P::Int16(v) => Value::Int16(v),
+        P::Int32(v) => Value::Int32(v),
+        P::Int64(v) => Value::Int64(v),
+        P::Uint8(_) | P::Uint16(_) | P::Uint32(_) | P::Uint64(_) => return Err(unsigned()),
+        P::Floating32(v) => Value::Float32(v),
+        P::Floating64(v) => Value::Float64(v),
+        P::Str(v) => Value::Str(v),
+        P::Binary(v) => Value::Binary(v),
+        P::DbNull => Value::Null,
+    })
+}
+
+fn value_v2(v: Value) -> v2t::DbValue {
+    use v2t::DbValue as D;
+    match v {
+        Value::Null => D::DbNull,
+        Value::Bool(v) => D::Boolean(v),
+        Value::Int8(v) => D::Int8(v),
+        Value::Int16(v) => D::Int16(v),
+        Value::Int32(v) => D::Int32(v),
+        Value::Int64(v) => D::Int64(v),
+        Value::Float32(v) => D::Floating32(v),
+        Value::Float64(v) => D::Floating64(v),
+        Value::Str(v) => D::Str(v),
+        Value::Binary(v) => D::Binary(v),
+        _ => D::Unsupported,
+    }
+}
+
+fn type_v2(t: &Type) -> v2t::DbDataType {
+    use v2t::DbDataType as T;
+    match *t {
+        Type::BOOL => T::Boolean,
+        Type::CHAR => T::Int8,
+        Type::INT2 => T::Int16,
+        Type::INT4 => T::Int32,
+        Type::INT8 => T::Int64,
+        Type::FLOAT4 => T::Floating32,
+        Type::FLOAT8 => T::Floating64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => T::Str,
+        Type::BYTEA => T::Binary,
+        _ => T::Other,
+    }
+}
+
+fn error_v2(f: Failure) -> v2t::Error {
+    match f {
+        Failure::ConnectionFailed(m) => v2t::Error::ConnectionFailed(m),
+        Failure::BadParameter(m) => v2t::Error::BadParameter(m),
+        Failure::QueryFailed(m, _) => v2t::Error::QueryFailed(m),
+        Failure::ValueConversionFailed(m) => v2t::Error::ValueConversionFailed(m),
+    }
+}
+
+fn rows_v2(r: RowSet) -> v2t::RowSet {
+    v2t::RowSet {
+        columns: (r.columns.iter())
+            .map(|(name, t)| v2t::Column {
+                name: name.clone(),
+                data_type: type_v2(t),
+            })
+            .collect(),
+        rows: (r.rows.into_iter())
+            .map(|row| row.into_iter().map(value_v2).collect())
+            .collect(),
+    }
+}
+
+fn params_v2(params: Vec<v2t::ParameterValue>) -> Result<Vec<Value>, Failure> {
+    params.into_iter().map(param_v2).collect()
+}
+
+impl v2t::Host for SpinState {}
+impl v2::Host for SpinState {}
+
+impl v2::HostConnection for SpinState {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<Result<Resource<PgConnection>, v2t::Error>> {
+        Ok(self.pg_open(&address).await.map_err(error_v2))
+    }
+
+    async fn query(
+        &mut self,
+        conn: Resource<PgConnection>,
+        statement: String,
+        params: Vec<v2t::ParameterValue>,
+    ) -> wasmtime::Result<Result<v2t::RowSet, v2t::Error>> {
+        let r = self.pg_query(&conn, &statement, params_v2(params)).await?;
+        Ok(r.map(rows_v2).map_err(error_v2))
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<PgConnection>,
+        statement: String,
+        params: Vec<v2t::ParameterValue>,
+    ) -> wasmtime::Result<Result<u64, v2t::Error>> {
+        let r = self
+            .pg_execute(&conn, &statement, params_v2(params))
+            .await?;
+        Ok(r.map_err(error_v2))
+    }
+
+    async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}
+
+// ---- 3.0 ----
+
+fn param_v3(p: v3::ParameterValue) -> Result<Value, Failure> {
+    use v3::ParameterValue as P;
+    Ok(match p {
+        P::Boolean(v) => Value::Bool(v),
+        P::Int8(v) => Value::Int8(v),
+        P::Int16(v) => Value::Int16(v),
+        P::Int32(v) => Value::Int32(v),
+        P::Int64(v) => Value::Int64(v),
+        P::Floating32(v) => Value::Float32(v),
+        P::Floating64(v) => Value::Float64(v),
+        P::Str(v) => Value::Str(v),
+        P::Binary(v) => Value::Binary(v),
+        P::Date(d) => date(d)?,
+        P::Time(t) => time(t)?,
+        P::Datetime(dt) => datetime(dt)?,
+        P::Timestamp(secs) => Value::Timestamp(secs),
+        P::DbNull => Value::Null,
+    })
+}
+
+fn value_v3(v: Value) -> v3::DbValue {
+    use v3::DbValue as D;
+    match v {
+        Value::Null => D::DbNull,
+        Value::Bool(v) => D::Boolean(v),
+        Value::Int8(v) => D::Int8(v),
+        Value::Int16(v) => D::Int16(v),
+        Value::Int32(v) => D::Int32(v),
+        Value::Int64(v) => D::Int64(v),
+        Value::Float32(v) => D::Floating32(v),
+        Value::Float64(v) => D::Floating64(v),
+        Value::Str(v) => D::Str(v),
+        Value::Binary(v) => D::Binary(v),
+        Value::Date(d) => D::Date(date_parts(d)),
+        Value::Time(t) => D::Time(time_parts(t)),
+        Value::DateTime(dt) => D::Datetime(datetime_parts(dt)),
+        Value::Timestamp(secs) => D::Timestamp(secs),
+        _ => D::Unsupported,
+    }
+}
+
+fn type_v3(t: &Type) -> v3::DbDataType {
+    use v3::DbDataType as T;
+    match *t {
+        Type::BOOL => T::Boolean,
+        Type::CHAR => T::Int8,
+        Type::INT2 => T::Int16,
+        Type::INT4 => T::Int32,
+        Type::INT8 => T::Int64,
+        Type::FLOAT4 => T::Floating32,
+        Type::FLOAT8 => T::Floating64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => T::Str,
+        Type::BYTEA => T::Binary,
+        Type::DATE => T::Date,
+        Type::TIME => T::Time,
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => T::Datetime,
+        _ => T::Other,
+    }
+}
+
+fn error_v3(f: Failure) -> v3::Error {
+    match f {
+        Failure::ConnectionFailed(m) => v3::Error::ConnectionFailed(m),
+        Failure::BadParameter(m) => v3::Error::BadParameter(m),
+        Failure::QueryFailed(m, _) => v3::Error::QueryFailed(m),
+        Failure::ValueConversionFailed(m) => v3::Error::ValueConversionFailed(m),
+    }
+}
+
+fn rows_v3(r: RowSet) -> v3::RowSet {
+    v3::RowSet {
+        columns: (r.columns.iter())
+            .map(|(name, t)| v3::Column {
+                name: name.clone(),
+                data_type: type_v3(t),
+            })
+            .collect(),
+        rows: (r.rows.into_iter())
+            .map(|row| row.into_iter().map(value_v3).collect())
+            .collect(),
+    }
+}
+
+fn params_v3(params: Vec<v3::ParameterValue>) -> Result<Vec<Value>, Failure> {
+    params.into_iter().map(param_v3).collect()
+}
+
+impl v3::Host for SpinState {}
+
+impl v3::HostConnection for SpinState {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<Result<Resource<PgConnection>, v3::Error>> {
+        Ok(self.pg_open(&address).await.map_err(error_v3))
+    }
+
+    async fn query(
+        &mut self,
+        conn: Resource<PgConnection>,
+        statement: String,
+        params: Vec<v3::ParameterValue>,
+    ) -> wasmtime::Result<Result<v3::RowSet, v3::Error>> {
+        let r = self.pg_query(&conn, &statement, params_v3(params)).await?;
+        Ok(r.map(rows_v3).map_err(error_v3))
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<PgConnection>,
+        statement: String,
+        params: Vec<v3::ParameterValue>,
+    ) -> wasmtime::Result<Result<u64, v3::Error>> {
+        let r = self
+            .pg_execute(&conn, &statement, params_v3(params))
+            .await?;
+        Ok(r.map_err(error_v3))
+    }
+
+    async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}
+
+// ---- 4.0 ----
+
+fn param_v4(p: v4::ParameterValue) -> Result<Value, Failure> {
+    use v4::ParameterValue as P;
+    Ok(match p {
+        P::Boolean(v) => Value::Bool(v),
+        P::Int8(v) => Value::Int8(v),
+        P::Int16(v) => Value::Int16(v),
+        P::Int32(v) => Value::Int32(v),
+        P::Int64(v) => Value::Int64(v),
+        P::Floating32(v) => Value::Float32(v),
+        P::Floating64(v) => Value::Float64(v),
+        P::Str(v) => Value::Str(v),
+        P::Binary(v) => Value::Binary(v),
+        P::Date(d) => date(d)?,
+        P::Time(t) => time(t)?,
+        P::Datetime(dt) => datetime(dt)?,
+        P::Timestamp(secs) => Value::Timestamp(secs),
+        P::Uuid(s) => Value::Uuid(s),
+        P::Jsonb(b) => Value::Jsonb(b),
+        P::Decimal(s) => Value::Decimal(s),
+        P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) => return Err(ranges()),
+        P::ArrayInt32(v) => Value::ArrayInt32(v),
+        P::ArrayInt64(v) => Value::ArrayInt64(v),
+        P::ArrayDecimal(v) => Value::ArrayDecimal(v),
+        P::ArrayStr(v) => Value::ArrayStr(v),
+        P::Interval(i) => Value::Interval(Interval {
+            micros: i.micros,
+            days: i.days,
+            months: i.months,
+        }),
+        P::DbNull => Value::Null,
+    })
+}
+
+fn value_v4(v: Value) -> v4::DbValue {
+    use v4::DbValue as D;
+    match v {
+        Value::Null => D::DbNull,
+        Value::Bool(v) => D::Boolean(v),
+        Value::Int8(v) => D::Int8(v),
+        Value::Int16(v) => D::Int16(v),
+        Value::Int32(v) => D::Int32(v),
+        Value::Int64(v) => D::Int64(v),
+        Value::Float32(v) => D::Floating32(v),
+        Value::Float64(v) => D::Floating64(v),
+        Value::Str(v) => D::Str(v),
+        Value::Binary(v) => D::Binary(v),
+        Value::Date(d) => D::Date(date_parts(d)),
+        Value::Time(t) => D::Time(time_parts(t)),
+        Value::DateTime(dt) => D::Datetime(datetime_parts(dt)),
+        Value::Timestamp(secs) => D::Timestamp(secs),
+        Value::Uuid(s) => D::Uuid(s),
+        Value::Jsonb(b) => D::Jsonb(b),
+        Value::Decimal(s) => D::Decimal(s),
+        Value::ArrayInt32(v) => D::ArrayInt32(v),
+        Value::ArrayInt64(v) => D::ArrayInt64(v),
+        Value::ArrayDecimal(v) => D::ArrayDecimal(v),
+        Value::ArrayStr(v) => D::ArrayStr(v),
+        Value::Interval(i) => D::Interval(v4::Interval {
+            micros: i.micros,
+            days: i.days,
+            months: i.months,
+        }),
+        Value::Unsupported(raw) => D::Unsupported(raw),
+    }
+}
+
+fn type_v4(t: &Type) -> v4::DbDataType {
+    use v4::DbDataType as T;
+    match *t {
+        Type::BOOL => T::Boolean,
+        Type::CHAR => T::Int8,
+        Type::INT2 => T::Int16,
+        Type::INT4 => T::Int32,
+        Type::INT8 => T::Int64,
+        Type::FLOAT4 => T::Floating32,
+        Type::FLOAT8 => T::Floating64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => T::Str,
+        Type::BYTEA => T::Binary,
+        Type::DATE => T::Date,
+        Type::TIME => T::Time,
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => T::Datetime,
+        Type::UUID => T::Uuid,
+        Type::JSON | Type::JSONB => T::Jsonb,
+        Type::NUMERIC => T::Decimal,
+        Type::INT4_RANGE => T::RangeInt32,
+        Type::INT8_RANGE => T::RangeInt64,
+        Type::NUM_RANGE => T::RangeDecimal,
+        Type::INT4_ARRAY => T::ArrayInt32,
+        Type::INT8_ARRAY => T::ArrayInt64,
+        Type::NUMERIC_ARRAY => T::ArrayDecimal,
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => T::ArrayStr,
+        Type::INTERVAL => T::Interval,
+        ref other => T::Other(other.name().to_string()),
+    }
+}
+
+fn error_v4(f: Failure) -> v4::Error {
+    match f {
+        Failure::ConnectionFailed(m) => v4::Error::ConnectionFailed(m),
+        Failure::BadParameter(m) => v4::Error::BadParameter(m),
+        Failure::QueryFailed(_, Some(d)) => {
+            let d = *d;
+            v4::Error::QueryFailed(v4::QueryError::DbError(v4::DbError {
+                as_text: d.as_text,
+                severity: d.severity,
+                code: d.code,
+                message: d.message,
+                detail: d.detail,
+                extras: Vec::new(),
+            }))
+        }
+        Failure::QueryFailed(m, None) => v4::Error::QueryFailed(v4::QueryError::Text(m)),
+        Failure::ValueConversionFailed(m) => v4::Error::ValueConversionFailed(m),
+    }
+}
+
+fn rows_v4(r: RowSet) -> v4::RowSet {
+    v4::RowSet {
+        columns: (r.columns.iter())
+            .map(|(name, t)| v4::Column {
+                name: name.clone(),
+                data_type: type_v4(t),
+            })
+            .collect(),
+        rows: (r.rows.into_iter())
+            .map(|row| row.into_iter().map(value_v4).collect())
+            .collect(),
+    }
+}
+
+fn params_v4(params: Vec<v4::ParameterValue>) -> Result<Vec<Value>, Failure> {
+    params.into_iter().map(param_v4).collect()
+}
+
+impl v4::Host for SpinState {}
+
+impl v4::HostConnection for SpinState {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<Result<Resource<PgConnection>, v4::Error>> {
+        Ok(self.pg_open(&address).await.map_err(error_v4))
+    }
+
+    async fn query(
+        &mut self,
+        conn: Resource<PgConnection>,
+        statement: String,
+        params: Vec<v4::ParameterValue>,
+    ) -> wasmtime::Result<Result<v4::RowSet, v4::Error>> {
+        let r = self.pg_query(&conn, &statement, params_v4(params)).await?;
+        Ok(r.map(rows_v4).map_err(error_v4))
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<PgConnection>,
+        statement: String,
+        params: Vec<v4::ParameterValue>,
+    ) -> wasmtime::Result<Result<u64, v4::Error>> {
+        let r = self
+            .pg_execute(&conn, &statement, params_v4(params))
+            .await?;
+        Ok(r.map_err(error_v4))
+    }
+
+    async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_version_gets_the_values_it_has_a_case_for() {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        assert!(matches!(
+            value_v2(Value::Date(day)),
+            v2t::DbValue::Unsupported
+        ));
+        assert!(matches!(
+            value_v3(Value::Date(day)),
+            v3::DbValue::Date((2026, 12, 1))
+        ));
+        assert!(matches!(
+            value_v3(Value::Uuid("u".into())),
+            v3::DbValue::Unsupported
+        ));
+        assert!(matches!(value_v4(Value::Uuid("u".into())), v4::DbValue::Uuid(ref u) if u == "u"));
+        assert!(matches!(
+            value_v4(Value::Decimal("1.5".into())),
+            v4::DbValue::Decimal(ref d) if d == "1.5"
+        ));
+        assert!(matches!(type_v4(&Type::INET), v4::DbDataType::Other(ref n) if n == "inet"));
+        assert!(matches!(type_v2(&Type::DATE), v2t::DbDataType::Other));
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        assert!(matches!(
+            param_v2(v2t::ParameterValue::Uint8(1)),
+            Err(Failure::BadParameter(_))
+        ));
+        let bad_day = param_v3(v3::ParameterValue::Date((2026, 2, 30)));
+        assert!(matches!(bad_day, Err(Failure::BadParameter(ref m)) if m.contains("2026-2-30")));
+        let dt = param_v3(v3::ParameterValue::Datetime((2026, 12, 1, 18, 30, 5, 7))).unwrap();
+        assert_eq!(
+            dt,
+            Value::DateTime(
+                chrono::NaiveDate::from_ymd_opt(2026, 12, 1)
+                    .unwrap()
+                    .and_hms_nano_opt(18, 30, 5, 7)
+                    .unwrap()
+            )
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! A private PostgreSQL for the Spin Postgres tests: Debian's `postgresql` (`make
+//! setup-test`), a fresh cluster in a temporary directory owned by the `postgres` user
+//! (the server refuses to run as root), on a free loopback port with trust authentication,
+//! fsync off; stopped (fast shutdown) and removed when dropped. `psql` looks inside.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running cluster.
+pub struct Postgres {
+    child: Child,
+    bin: PathBuf,
+    _dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+/// The directory of the newest installed server's programs.
+fn server_bin() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("postgres").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+/// The uid and gid of the `postgres` user.
+fn postgres_user() -> Option<(u32, u32)> {
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, "postgres"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    Some((id("-u")?, id("-g")?))
+}
+
+impl Postgres {
+    /// Starts one, or says why the test cannot run (and fails under CI).
+    pub fn start() -> Option<Postgres> {
+        let (Some(bin), Some((uid, gid))) = (server_bin(), postgres_user()) else {
+            crate::skip::skip(crate::skip::Skip::Missing(
+                "postgresql is not installed (`make setup-test` installs it)".into(),
+            ));
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("a directory for the cluster");
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the cluster");
+        let data = dir.path().join("data");
+        let as_postgres = |program: &str| {
+            let mut c = Command::new(bin.join(program));
+            c.uid(uid).gid(gid).current_dir(dir.path());
+            c
+        };
+        let init = as_postgres("initdb")
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .expect("run initdb");
+        assert!(
+            init.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let port = crate::ctr::free_port();
+        let child = as_postgres("postgres")
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        let pg = Postgres {
+            child,
+            bin,
+            _dir: dir,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pg.psql("SELECT 1").as_deref() != Ok("1") {
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not answer on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(pg)
+    }
+
+    /// `psql -At -c SQL` against database `postgres`: its output trimmed, or its error.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .map_err(|e| format!("run psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// The URL of database `postgres` on it.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // A fast shutdown: the server ends its backends and exits.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
