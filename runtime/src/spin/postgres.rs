@@ -237,265 +237,164 @@ fn datetime_parts(dt: chrono::NaiveDateTime) -> DateTimeParts {
     (y, mo, d, h, mi, s, ns)
 }
 
-// ---- 2.0 ----
-
-fn param_v2(p: v2t::ParameterValue) -> Result<Value, Failure> {
-    use v2t::ParameterValue as P;
-    Ok(match p {
-        P::Boolean(v) => Value::Bool(v),
-        P::Int8(v) => Value::Int8(v),
-        P::Int16(v) => Value::Int16(v),
-        P::Int32(v) => Value::Int32(v),
-        P::Int64(v) => Value::Int64(v),
-        P::Uint8(_) | P::Uint16(_) | P::Uint32(_) | P::Uint64(_) => return Err(unsigned()),
-        P::Floating32(v) => Value::Float32(v),
-        P::Floating64(v) => Value::Float64(v),
-        P::Str(v) => Value::Str(v),
-        P::Binary(v) => Value::Binary(v),
-        P::DbNull => Value::Null,
-    })
-}
-
-fn value_v2(v: Value) -> v2t::DbValue {
-    use v2t::DbValue as D;
-    match v {
-        Value::Null => D::DbNull,
-        Value::Bool(v) => D::Boolean(v),
-        Value::Int8(v) => D::Int8(v),
-        Value::Int16(v) => D::Int16(v),
-        Value::Int32(v) => D::Int32(v),
-        Value::Int64(v) => D::Int64(v),
-        Value::Float32(v) => D::Floating32(v),
-        Value::Float64(v) => D::Floating64(v),
-        Value::Str(v) => D::Str(v),
-        Value::Binary(v) => D::Binary(v),
-        _ => D::Unsupported,
-    }
-}
-
-fn type_v2(t: &Type) -> v2t::DbDataType {
-    use v2t::DbDataType as T;
-    match *t {
-        Type::BOOL => T::Boolean,
-        Type::CHAR => T::Int8,
-        Type::INT2 => T::Int16,
-        Type::INT4 => T::Int32,
-        Type::INT8 => T::Int64,
-        Type::FLOAT4 => T::Floating32,
-        Type::FLOAT8 => T::Floating64,
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => T::Str,
-        Type::BYTEA => T::Binary,
-        _ => T::Other,
-    }
-}
-
-fn error_v2(f: Failure) -> v2t::Error {
-    match f {
-        Failure::ConnectionFailed(m) => v2t::Error::ConnectionFailed(m),
-        Failure::BadParameter(m) => v2t::Error::BadParameter(m),
-        Failure::QueryFailed(m, _) => v2t::Error::QueryFailed(m),
-        Failure::ValueConversionFailed(m) => v2t::Error::ValueConversionFailed(m),
-    }
-}
-
-fn rows_v2(r: RowSet) -> v2t::RowSet {
-    v2t::RowSet {
-        columns: (r.columns.iter())
-            .map(|(name, t)| v2t::Column {
-                name: name.clone(),
-                data_type: type_v2(t),
+/// One version of the interface: its parameters, values and column types to and from the
+/// version-free ones (the cases all versions share, then `$param_arm`s, `$value_arm`s and
+/// `$type_arm`s for the rest), its rows, and its connection resource. `$t` holds the
+/// version's types, `$conn` its `connection`; `$error` puts a [`Failure`] in its words.
+macro_rules! version {
+    (
+        $t:ident, $conn:ident, $error:ident,
+        fn $param:ident { $($param_arm:tt)* }
+        fn $value:ident { $($value_arm:tt)* }
+        fn $data_type:ident { $($type_arm:tt)* }
+        fn $rows:ident, fn $params:ident
+    ) => {
+        fn $param(p: $t::ParameterValue) -> Result<Value, Failure> {
+            use $t::ParameterValue as P;
+            Ok(match p {
+                P::Boolean(v) => Value::Bool(v),
+                P::Int8(v) => Value::Int8(v),
+                P::Int16(v) => Value::Int16(v),
+                P::Int32(v) => Value::Int32(v),
+                P::Int64(v) => Value::Int64(v),
+                P::Floating32(v) => Value::Float32(v),
+                P::Floating64(v) => Value::Float64(v),
+                P::Str(v) => Value::Str(v),
+                P::Binary(v) => Value::Binary(v),
+                P::DbNull => Value::Null,
+                $($param_arm)*
             })
-            .collect(),
-        rows: (r.rows.into_iter())
-            .map(|row| row.into_iter().map(value_v2).collect())
-            .collect(),
-    }
-}
+        }
 
-fn params_v2(params: Vec<v2t::ParameterValue>) -> Result<Vec<Value>, Failure> {
-    params.into_iter().map(param_v2).collect()
+        fn $value(v: Value) -> $t::DbValue {
+            use $t::DbValue as D;
+            match v {
+                Value::Null => D::DbNull,
+                Value::Bool(v) => D::Boolean(v),
+                Value::Int8(v) => D::Int8(v),
+                Value::Int16(v) => D::Int16(v),
+                Value::Int32(v) => D::Int32(v),
+                Value::Int64(v) => D::Int64(v),
+                Value::Float32(v) => D::Floating32(v),
+                Value::Float64(v) => D::Floating64(v),
+                Value::Str(v) => D::Str(v),
+                Value::Binary(v) => D::Binary(v),
+                $($value_arm)*
+            }
+        }
+
+        fn $data_type(t: &Type) -> $t::DbDataType {
+            use $t::DbDataType as T;
+            match *t {
+                Type::BOOL => T::Boolean,
+                Type::CHAR => T::Int8,
+                Type::INT2 => T::Int16,
+                Type::INT4 => T::Int32,
+                Type::INT8 => T::Int64,
+                Type::FLOAT4 => T::Floating32,
+                Type::FLOAT8 => T::Floating64,
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => T::Str,
+                Type::BYTEA => T::Binary,
+                $($type_arm)*
+            }
+        }
+
+        fn $rows(r: RowSet) -> $t::RowSet {
+            $t::RowSet {
+                columns: (r.columns.iter())
+                    .map(|(name, t)| $t::Column {
+                        name: name.clone(),
+                        data_type: $data_type(t),
+                    })
+                    .collect(),
+                rows: (r.rows.into_iter())
+                    .map(|row| row.into_iter().map($value).collect())
+                    .collect(),
+            }
+        }
+
+        fn $params(params: Vec<$t::ParameterValue>) -> Result<Vec<Value>, Failure> {
+            params.into_iter().map($param).collect()
+        }
+
+        impl $conn::Host for SpinState {}
+
+        impl $conn::HostConnection for SpinState {
+            async fn open(
+                &mut self,
+                address: String,
+            ) -> wasmtime::Result<Result<Resource<PgConnection>, $t::Error>> {
+                Ok(self.pg_open(&address).await.map_err($error))
+            }
+
+            async fn query(
+                &mut self,
+                conn: Resource<PgConnection>,
+                statement: String,
+                params: Vec<$t::ParameterValue>,
+            ) -> wasmtime::Result<Result<$t::RowSet, $t::Error>> {
+                let r = self.pg_query(&conn, &statement, $params(params)).await?;
+                Ok(r.map($rows).map_err($error))
+            }
+
+            async fn execute(
+                &mut self,
+                conn: Resource<PgConnection>,
+                statement: String,
+                params: Vec<$t::ParameterValue>,
+            ) -> wasmtime::Result<Result<u64, $t::Error>> {
+                let r = self.pg_execute(&conn, &statement, $params(params)).await?;
+                Ok(r.map_err($error))
+            }
+
+            async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
+                self.table.delete(conn)?;
+                Ok(())
+            }
+        }
+    };
 }
 
 impl v2t::Host for SpinState {}
-impl v2::Host for SpinState {}
 
-impl v2::HostConnection for SpinState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<PgConnection>, v2t::Error>> {
-        Ok(self.pg_open(&address).await.map_err(error_v2))
+version!(v2t, v2, error_v2,
+    fn param_v2 {
+        P::Uint8(_) | P::Uint16(_) | P::Uint32(_) | P::Uint64(_) => return Err(unsigned()),
     }
-
-    async fn query(
-        &mut self,
-        conn: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v2t::ParameterValue>,
-    ) -> wasmtime::Result<Result<v2t::RowSet, v2t::Error>> {
-        let r = self.pg_query(&conn, &statement, params_v2(params)).await?;
-        Ok(r.map(rows_v2).map_err(error_v2))
+    fn value_v2 {
+        _ => D::Unsupported,
     }
-
-    async fn execute(
-        &mut self,
-        conn: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v2t::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, v2t::Error>> {
-        let r = self
-            .pg_execute(&conn, &statement, params_v2(params))
-            .await?;
-        Ok(r.map_err(error_v2))
+    fn type_v2 {
+        _ => T::Other,
     }
+    fn rows_v2, fn params_v2
+);
 
-    async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
-        self.table.delete(conn)?;
-        Ok(())
-    }
-}
-
-// ---- 3.0 ----
-
-fn param_v3(p: v3::ParameterValue) -> Result<Value, Failure> {
-    use v3::ParameterValue as P;
-    Ok(match p {
-        P::Boolean(v) => Value::Bool(v),
-        P::Int8(v) => Value::Int8(v),
-        P::Int16(v) => Value::Int16(v),
-        P::Int32(v) => Value::Int32(v),
-        P::Int64(v) => Value::Int64(v),
-        P::Floating32(v) => Value::Float32(v),
-        P::Floating64(v) => Value::Float64(v),
-        P::Str(v) => Value::Str(v),
-        P::Binary(v) => Value::Binary(v),
+version!(v3, v3, error_v3,
+    fn param_v3 {
         P::Date(d) => date(d)?,
         P::Time(t) => time(t)?,
         P::Datetime(dt) => datetime(dt)?,
         P::Timestamp(secs) => Value::Timestamp(secs),
-        P::DbNull => Value::Null,
-    })
-}
-
-fn value_v3(v: Value) -> v3::DbValue {
-    use v3::DbValue as D;
-    match v {
-        Value::Null => D::DbNull,
-        Value::Bool(v) => D::Boolean(v),
-        Value::Int8(v) => D::Int8(v),
-        Value::Int16(v) => D::Int16(v),
-        Value::Int32(v) => D::Int32(v),
-        Value::Int64(v) => D::Int64(v),
-        Value::Float32(v) => D::Floating32(v),
-        Value::Float64(v) => D::Floating64(v),
-        Value::Str(v) => D::Str(v),
-        Value::Binary(v) => D::Binary(v),
+    }
+    fn value_v3 {
         Value::Date(d) => D::Date(date_parts(d)),
         Value::Time(t) => D::Time(time_parts(t)),
         Value::DateTime(dt) => D::Datetime(datetime_parts(dt)),
         Value::Timestamp(secs) => D::Timestamp(secs),
         _ => D::Unsupported,
     }
-}
-
-fn type_v3(t: &Type) -> v3::DbDataType {
-    use v3::DbDataType as T;
-    match *t {
-        Type::BOOL => T::Boolean,
-        Type::CHAR => T::Int8,
-        Type::INT2 => T::Int16,
-        Type::INT4 => T::Int32,
-        Type::INT8 => T::Int64,
-        Type::FLOAT4 => T::Floating32,
-        Type::FLOAT8 => T::Floating64,
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => T::Str,
-        Type::BYTEA => T::Binary,
+    fn type_v3 {
         Type::DATE => T::Date,
         Type::TIME => T::Time,
         Type::TIMESTAMP | Type::TIMESTAMPTZ => T::Datetime,
         _ => T::Other,
     }
-}
+    fn rows_v3, fn params_v3
+);
 
-fn error_v3(f: Failure) -> v3::Error {
-    match f {
-        Failure::ConnectionFailed(m) => v3::Error::ConnectionFailed(m),
-        Failure::BadParameter(m) => v3::Error::BadParameter(m),
-        Failure::QueryFailed(m, _) => v3::Error::QueryFailed(m),
-        Failure::ValueConversionFailed(m) => v3::Error::ValueConversionFailed(m),
-    }
-}
-
-fn rows_v3(r: RowSet) -> v3::RowSet {
-    v3::RowSet {
-        columns: (r.columns.iter())
-            .map(|(name, t)| v3::Column {
-                name: name.clone(),
-                data_type: type_v3(t),
-            })
-            .collect(),
-        rows: (r.rows.into_iter())
-            .map(|row| row.into_iter().map(value_v3).collect())
-            .collect(),
-    }
-}
-
-fn params_v3(params: Vec<v3::ParameterValue>) -> Result<Vec<Value>, Failure> {
-    params.into_iter().map(param_v3).collect()
-}
-
-impl v3::Host for SpinState {}
-
-impl v3::HostConnection for SpinState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<PgConnection>, v3::Error>> {
-        Ok(self.pg_open(&address).await.map_err(error_v3))
-    }
-
-    async fn query(
-        &mut self,
-        conn: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v3::ParameterValue>,
-    ) -> wasmtime::Result<Result<v3::RowSet, v3::Error>> {
-        let r = self.pg_query(&conn, &statement, params_v3(params)).await?;
-        Ok(r.map(rows_v3).map_err(error_v3))
-    }
-
-    async fn execute(
-        &mut self,
-        conn: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v3::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, v3::Error>> {
-        let r = self
-            .pg_execute(&conn, &statement, params_v3(params))
-            .await?;
-        Ok(r.map_err(error_v3))
-    }
-
-    async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
-        self.table.delete(conn)?;
-        Ok(())
-    }
-}
-
-// ---- 4.0 ----
-
-fn param_v4(p: v4::ParameterValue) -> Result<Value, Failure> {
-    use v4::ParameterValue as P;
-    Ok(match p {
-        P::Boolean(v) => Value::Bool(v),
-        P::Int8(v) => Value::Int8(v),
-        P::Int16(v) => Value::Int16(v),
-        P::Int32(v) => Value::Int32(v),
-        P::Int64(v) => Value::Int64(v),
-        P::Floating32(v) => Value::Float32(v),
-        P::Floating64(v) => Value::Float64(v),
-        P::Str(v) => Value::Str(v),
-        P::Binary(v) => Value::Binary(v),
+version!(v4, v4, error_v4,
+    fn param_v4 {
         P::Date(d) => date(d)?,
         P::Time(t) => time(t)?,
         P::Datetime(dt) => datetime(dt)?,
@@ -513,23 +412,8 @@ fn param_v4(p: v4::ParameterValue) -> Result<Value, Failure> {
             days: i.days,
             months: i.months,
         }),
-        P::DbNull => Value::Null,
-    })
-}
-
-fn value_v4(v: Value) -> v4::DbValue {
-    use v4::DbValue as D;
-    match v {
-        Value::Null => D::DbNull,
-        Value::Bool(v) => D::Boolean(v),
-        Value::Int8(v) => D::Int8(v),
-        Value::Int16(v) => D::Int16(v),
-        Value::Int32(v) => D::Int32(v),
-        Value::Int64(v) => D::Int64(v),
-        Value::Float32(v) => D::Floating32(v),
-        Value::Float64(v) => D::Floating64(v),
-        Value::Str(v) => D::Str(v),
-        Value::Binary(v) => D::Binary(v),
+    }
+    fn value_v4 {
         Value::Date(d) => D::Date(date_parts(d)),
         Value::Time(t) => D::Time(time_parts(t)),
         Value::DateTime(dt) => D::Datetime(datetime_parts(dt)),
@@ -548,20 +432,7 @@ fn value_v4(v: Value) -> v4::DbValue {
         }),
         Value::Unsupported(raw) => D::Unsupported(raw),
     }
-}
-
-fn type_v4(t: &Type) -> v4::DbDataType {
-    use v4::DbDataType as T;
-    match *t {
-        Type::BOOL => T::Boolean,
-        Type::CHAR => T::Int8,
-        Type::INT2 => T::Int16,
-        Type::INT4 => T::Int32,
-        Type::INT8 => T::Int64,
-        Type::FLOAT4 => T::Floating32,
-        Type::FLOAT8 => T::Floating64,
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => T::Str,
-        Type::BYTEA => T::Binary,
+    fn type_v4 {
         Type::DATE => T::Date,
         Type::TIME => T::Time,
         Type::TIMESTAMP | Type::TIMESTAMPTZ => T::Datetime,
@@ -577,6 +448,25 @@ fn type_v4(t: &Type) -> v4::DbDataType {
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => T::ArrayStr,
         Type::INTERVAL => T::Interval,
         ref other => T::Other(other.name().to_string()),
+    }
+    fn rows_v4, fn params_v4
+);
+
+fn error_v2(f: Failure) -> v2t::Error {
+    match f {
+        Failure::ConnectionFailed(m) => v2t::Error::ConnectionFailed(m),
+        Failure::BadParameter(m) => v2t::Error::BadParameter(m),
+        Failure::QueryFailed(m, _) => v2t::Error::QueryFailed(m),
+        Failure::ValueConversionFailed(m) => v2t::Error::ValueConversionFailed(m),
+    }
+}
+
+fn error_v3(f: Failure) -> v3::Error {
+    match f {
+        Failure::ConnectionFailed(m) => v3::Error::ConnectionFailed(m),
+        Failure::BadParameter(m) => v3::Error::BadParameter(m),
+        Failure::QueryFailed(m, _) => v3::Error::QueryFailed(m),
+        Failure::ValueConversionFailed(m) => v3::Error::ValueConversionFailed(m),
     }
 }
 
@@ -597,62 +487,6 @@ fn error_v4(f: Failure) -> v4::Error {
         }
         Failure::QueryFailed(m, None) => v4::Error::QueryFailed(v4::QueryError::Text(m)),
         Failure::ValueConversionFailed(m) => v4::Error::ValueConversionFailed(m),
-    }
-}
-
-fn rows_v4(r: RowSet) -> v4::RowSet {
-    v4::RowSet {
-        columns: (r.columns.iter())
-            .map(|(name, t)| v4::Column {
-                name: name.clone(),
-                data_type: type_v4(t),
-            })
-            .collect(),
-        rows: (r.rows.into_iter())
-            .map(|row| row.into_iter().map(value_v4).collect())
-            .collect(),
-    }
-}
-
-fn params_v4(params: Vec<v4::ParameterValue>) -> Result<Vec<Value>, Failure> {
-    params.into_iter().map(param_v4).collect()
-}
-
-impl v4::Host for SpinState {}
-
-impl v4::HostConnection for SpinState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<PgConnection>, v4::Error>> {
-        Ok(self.pg_open(&address).await.map_err(error_v4))
-    }
-
-    async fn query(
-        &mut self,
-        conn: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v4::ParameterValue>,
-    ) -> wasmtime::Result<Result<v4::RowSet, v4::Error>> {
-        let r = self.pg_query(&conn, &statement, params_v4(params)).await?;
-        Ok(r.map(rows_v4).map_err(error_v4))
-    }
-
-    async fn execute(
-        &mut self,
-        conn: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v4::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, v4::Error>> {
-        let r = self
-            .pg_execute(&conn, &statement, params_v4(params))
-            .await?;
-        Ok(r.map_err(error_v4))
-    }
-
-    async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
-        self.table.delete(conn)?;
-        Ok(())
     }
 }
 
