@@ -9,6 +9,7 @@ pub mod docker;
 pub mod fixtures;
 pub mod http;
 pub mod leaks;
+pub mod mqtt;
 pub mod node;
 pub mod postgres;
 pub mod redis;

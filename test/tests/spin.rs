@@ -965,3 +965,55 @@ fn a_spin_app_talks_to_a_real_postgres() {
         "{ran:?}"
     );
 }
+
+/// Outbound MQTT (`fermyon:spin/mqtt@2.0.0`) from the Python SDK app to a real mosquitto:
+/// one message at each QoS, each received by a subscriber in order; a broker not in
+/// `allowed_outbound_hosts` is refused as Spin refuses it, one that is not there fails
+/// `open` with the reason.
+#[test]
+fn a_spin_app_publishes_to_a_real_mqtt_broker() {
+    let Some(broker) = wasmpod_e2e::mqtt::Mosquitto::start() else {
+        return;
+    };
+    let manifest = PY_MANIFEST.replace(
+        "allowed_outbound_hosts = [\"http://127.0.0.1:{{ port }}\"]",
+        "allowed_outbound_hosts = [\"http://127.0.0.1:{{ port }}\", \"mqtt://127.0.0.1:*\"]",
+    );
+    assert!(manifest.contains("mqtt://"), "{manifest}");
+    let image = py_image("docker.io/wasmpod/spin-py-mqtt:e2e", &manifest);
+    let id = unique_id("spin-mqtt");
+    let (addr, child) = serve(&image, &id, &["--env", "SPIN_VARIABLE_TOKEN=t"]);
+    let sub = broker.subscribe("events");
+    let url = format!("mqtt://127.0.0.1:{}?client_id=spin-e2e", broker.port);
+    let reply = get(addr, &format!("/mqtt?{url}"));
+    if reply.0 != 200 {
+        let ran = stop(&id, child);
+        panic!("GET /mqtt: {reply:?}; the app's log: {}", ran.stderr);
+    }
+    assert_eq!(reply.1, "published 3\n");
+    let got: Vec<Option<String>> = (0..3).map(|_| sub.next_message()).collect();
+    assert_eq!(
+        got,
+        ["events qos 0", "events qos 1", "events qos 2"].map(|m| Some(m.to_string()))
+    );
+    // Nothing listens on this port: open fails with the reason.
+    let gone = get(addr, &format!("/mqtt?mqtt://127.0.0.1:{}", free_port()));
+    assert!(
+        gone.0 == 502 && gone.1.starts_with("mqtt: Error_ConnectionFailed"),
+        "{gone:?}"
+    );
+    let denied = get(addr, "/mqtt?mqtt://10.0.0.1:1883");
+    assert_eq!(
+        denied,
+        (
+            502,
+            "mqtt: Error_ConnectionFailed address mqtt://10.0.0.1:1883 is not permitted\n".into()
+        )
+    );
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr
+            .contains("component py may not reach mqtt://10.0.0.1:1883"),
+        "{ran:?}"
+    );
+}

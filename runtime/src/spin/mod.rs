@@ -40,6 +40,7 @@ pub mod host;
 pub mod http;
 pub mod kv;
 pub mod llm;
+pub mod mqtt;
 pub mod outbound;
 pub mod pg_types;
 pub mod postgres;
@@ -295,6 +296,7 @@ fn link_component(
         .and_then(|()| redis::add_to_linker(&mut linker))
         .and_then(|()| sqlite::add_to_linker(&mut linker))
         .and_then(|()| postgres::add_to_linker(&mut linker))
+        .and_then(|()| mqtt::add_to_linker(&mut linker))
         .and_then(|()| llm::add_to_linker(&mut linker))
         .and_then(|()| stub::add_missing(&mut linker, engine, component))
         .map_err(|e| format!("{e:#}"))?;

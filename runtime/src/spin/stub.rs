@@ -1,4 +1,4 @@
-//! Imports of the Spin platform that wasmpod does not serve yet (`fermyon:spin/{mqtt,mysql}`,
+//! Imports of the Spin platform that wasmpod does not serve yet (`fermyon:spin/mysql`,
 //! `spin:redis`, `spin:mqtt`, other drafts), linked as
 //! functions that fail the call with the import's name, so that components built against
 //! the whole platform (the Python SDK's are) instantiate, and fail only if they call one.
@@ -24,9 +24,10 @@ const SERVED_PACKAGES: [&str; 7] = [
 ];
 
 /// The Spin interfaces wasmpod serves itself ([`super::host`]).
-const SERVED_INTERFACES: [&str; 14] = [
+const SERVED_INTERFACES: [&str; 15] = [
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/llm@2.0.0",
+    "fermyon:spin/mqtt@2.0.0",
     "fermyon:spin/postgres@2.0.0",
     "fermyon:spin/rdbms-types@2.0.0",
     "fermyon:spin/redis@2.0.0",

@@ -1,0 +1,235 @@
+//! `fermyon:spin/mqtt@2.0.0`, Spin's outbound MQTT, served with rumqttc (MQTT 3.1.1 over
+//! TCP): a connection may be opened only to a broker the component's
+//! `allowed_outbound_hosts` lists (`mqtt://host:port`), otherwise `connection-failed` says
+//! the address is not permitted. `open` returns once the broker has accepted the session;
+//! `publish` returns once the message is written (QoS 0), acknowledged (1) or completed (2),
+//! so a message is not lost when the guest's instance ends right after.
+
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
+};
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use super::state::SpinState;
+
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/spin-mqtt",
+        world: "wasmpod:spin-mqtt/spin-mqtt",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/mqtt.connection": super::MqttConnection,
+        },
+    });
+}
+
+use bindings::fermyon::spin::mqtt::{self as spin_mqtt, Error, Qos};
+
+/// How long the broker has to accept a session or acknowledge a message.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An open session, as a guest resource: the client and the event loop that carries its
+/// packets (driven while the guest waits on it).
+pub struct MqttConnection {
+    client: AsyncClient,
+    events: EventLoop,
+}
+
+/// Adds the interface to `linker`.
+pub fn add_to_linker(linker: &mut Linker<SpinState>) -> wasmtime::Result<()> {
+    bindings::SpinMqtt::add_to_linker::<SpinState, HasSelf<SpinState>>(linker, |s| s)
+}
+
+/// A broker address: `mqtt://host[:port][?client_id=ID]`.
+#[derive(Debug, PartialEq)]
+struct Address {
+    host: String,
+    port: u16,
+    client_id: Option<String>,
+}
+
+fn parse_address(address: &str) -> Result<Address, Error> {
+    let url = url::Url::parse(address).map_err(|_| Error::InvalidAddress)?;
+    if url.scheme() != "mqtt" {
+        // `mqtts://` (TLS) and WebSocket brokers are not served.
+        return Err(Error::InvalidAddress);
+    }
+    let host = url.host_str().ok_or(Error::InvalidAddress)?;
+    let client_id = url
+        .query_pairs()
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.into_owned());
+    Ok(Address {
+        host: host.trim_matches(['[', ']']).to_string(),
+        port: url.port().unwrap_or(1883),
+        client_id,
+    })
+}
+
+/// A client id for a connection whose address names none.
+fn generated_client_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "wasmpod-{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn failed(e: impl std::fmt::Display) -> Error {
+    Error::ConnectionFailed(e.to_string())
+}
+
+/// Drives `events` until `done` says an event finished the wait.
+async fn drive(
+    events: &mut EventLoop,
+    mut done: impl FnMut(&Event) -> Result<bool, Error>,
+) -> Result<(), Error> {
+    let wait = async {
+        loop {
+            let event = events.poll().await.map_err(failed)?;
+            if done(&event)? {
+                return Ok(());
+            }
+        }
+    };
+    tokio::time::timeout(BROKER_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| Err(Error::Other("the broker did not answer in time".into())))
+}
+
+impl spin_mqtt::Host for SpinState {}
+
+impl spin_mqtt::HostConnection for SpinState {
+    async fn open(
+        &mut self,
+        address: String,
+        username: String,
+        password: String,
+        keep_alive_interval_in_secs: u64,
+    ) -> wasmtime::Result<Result<Resource<MqttConnection>, Error>> {
+        let parsed = match parse_address(&address) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !self.host.outbound.allows("mqtt", &parsed.host, parsed.port) {
+            eprintln!(
+                "wasmpod: component {} may not reach mqtt://{}:{}: it is not in the \
+                 component's allowed_outbound_hosts",
+                self.host.id, parsed.host, parsed.port
+            );
+            return Ok(Err(Error::ConnectionFailed(format!(
+                "address {address} is not permitted"
+            ))));
+        }
+        let client_id = parsed.client_id.unwrap_or_else(generated_client_id);
+        let mut options = MqttOptions::new(client_id, parsed.host, parsed.port);
+        // rumqttc takes whole seconds, at least one (0 turns keep-alive off).
+        options.set_keep_alive(Duration::from_secs(keep_alive_interval_in_secs));
+        if !username.is_empty() {
+            options.set_credentials(username, password);
+        }
+        let (client, mut events) = AsyncClient::new(options, 16);
+        let accepted = drive(&mut events, |event| match event {
+            Event::Incoming(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
+                Ok(true)
+            }
+            Event::Incoming(Packet::ConnAck(ack)) => Err(failed(format!(
+                "the broker refused the session: {:?}",
+                ack.code
+            ))),
+            _ => Ok(false),
+        })
+        .await;
+        Ok(match accepted {
+            Ok(()) => Ok(self.table.push(MqttConnection { client, events })?),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn publish(
+        &mut self,
+        conn: Resource<MqttConnection>,
+        topic: String,
+        payload: Vec<u8>,
+        qos: Qos,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let conn = self.table.get_mut(&conn)?;
+        let qos = match qos {
+            Qos::AtMostOnce => QoS::AtMostOnce,
+            Qos::AtLeastOnce => QoS::AtLeastOnce,
+            Qos::ExactlyOnce => QoS::ExactlyOnce,
+        };
+        if let Err(e) = conn.client.publish(topic, qos, false, payload).await {
+            return Ok(Err(Error::Other(e.to_string())));
+        }
+        // The packet id the event loop gives this message, then its acknowledgement.
+        let mut id = None;
+        let sent = drive(&mut conn.events, |event| {
+            Ok(match (event, id) {
+                (Event::Outgoing(Outgoing::Publish(pkid)), None) => {
+                    id = Some(*pkid);
+                    qos == QoS::AtMostOnce
+                }
+                (Event::Incoming(Packet::PubAck(ack)), Some(pkid)) => {
+                    qos == QoS::AtLeastOnce && ack.pkid == pkid
+                }
+                (Event::Incoming(Packet::PubComp(comp)), Some(pkid)) => comp.pkid == pkid,
+                _ => false,
+            })
+        })
+        .await;
+        Ok(sent)
+    }
+
+    async fn drop(&mut self, conn: Resource<MqttConnection>) -> wasmtime::Result<()> {
+        let mut conn = self.table.delete(conn)?;
+        // A clean end of the session; a broker that is gone already needs none.
+        if conn.client.try_disconnect().is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Ok(event) = conn.events.poll().await {
+                    if event == Event::Outgoing(Outgoing::Disconnect) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_broker_addresses() {
+        assert_eq!(
+            parse_address("mqtt://127.0.0.1:1884?client_id=c1").unwrap(),
+            Address {
+                host: "127.0.0.1".into(),
+                port: 1884,
+                client_id: Some("c1".into())
+            }
+        );
+        assert_eq!(parse_address("mqtt://broker.local").unwrap().port, 1883);
+        assert!(matches!(
+            parse_address("mqtts://broker:8883"),
+            Err(Error::InvalidAddress)
+        ));
+        assert!(matches!(
+            parse_address("nonsense"),
+            Err(Error::InvalidAddress)
+        ));
+        assert_ne!(generated_client_id(), generated_client_id());
+    }
+}
