@@ -295,27 +295,85 @@ fn c_reactor_module(source: &str, wit: &Path, world: &str, stem: &str) -> Vec<u8
 /// `$WASMPOD_SPIN_PYTOOLS`) for the SDK's `spin-http` world, which imports the whole Spin
 /// platform. Built once per source.
 pub fn spin_py_component() -> Vec<u8> {
+    componentize_spin_py("spin-py", "spin-all")
+}
+
+/// `test/fixtures/spin-py-mqtt/app.py`, a handler for the MQTT trigger: the Python Spin SDK's
+/// platform world plus the MQTT trigger plugin's `handle-message` export (the WIT in
+/// `spin-py-mqtt/wit`, added to a copy of the SDK's).
+pub fn spin_py_mqtt_component() -> Vec<u8> {
+    componentize_spin_py("spin-py-mqtt", "spin-mqtt-app")
+}
+
+/// Builds `fixtures/<name>/app.py` for `world` of the Python Spin SDK's WIT, with the WIT
+/// files in `fixtures/<name>/wit` (if any) added to the SDK's package: `*-trigger.wit`
+/// files as dependencies, the others in the SDK's own package. Built once per source.
+fn componentize_spin_py(name: &str, world: &str) -> Vec<u8> {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
-    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/spin-py");
-    let source = std::fs::read(src_dir.join("app.py")).expect("fixture source");
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&source));
-    let out = dir().join(format!("spin-py-{}.wasm", &digest[..16]));
+    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(
+        &mut hasher,
+        std::fs::read(src_dir.join("app.py")).expect("fixture source"),
+    );
+    let mut extra_wit: Vec<PathBuf> = std::fs::read_dir(src_dir.join("wit"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    extra_wit.sort();
+    for f in &extra_wit {
+        sha2::Digest::update(&mut hasher, std::fs::read(f).expect("fixture WIT"));
+    }
+    let digest = hex::encode(sha2::Digest::finalize(hasher));
+    let out = dir().join(format!("{name}-{}.wasm", &digest[..16]));
     if let Ok(bytes) = std::fs::read(&out) {
         return bytes;
     }
     let tools = std::env::var_os("WASMPOD_SPIN_PYTOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.work/spin-pytools"));
+    let sdk_wit = tools.join("spin_sdk/wit");
+    let wit_copy = tempfile::tempdir().expect("a WIT directory");
+    let wit = if extra_wit.is_empty() {
+        sdk_wit
+    } else {
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(&sdk_wit)
+            .arg(wit_copy.path().join("wit"))
+            .status()
+            .expect("run cp");
+        assert!(status.success(), "copy the SDK's WIT");
+        let wit = wit_copy.path().join("wit");
+        for f in &extra_wit {
+            let file_name = f.file_name().expect("a file name");
+            let dest = if file_name.to_string_lossy().ends_with("-trigger.wit") {
+                let dep = wit.join("deps").join(file_name).with_extension("");
+                std::fs::create_dir_all(&dep).expect("a WIT dependency directory");
+                dep.join(file_name)
+            } else {
+                wit.join(file_name)
+            };
+            std::fs::copy(f, dest).expect("add the fixture's WIT");
+        }
+        wit
+    };
     let partial = out.with_extension("partial");
     let status = Command::new(tools.join("bin/componentize-py"))
         .env("PYTHONPATH", &tools)
         .current_dir(&src_dir)
         .arg("-d")
-        .arg(tools.join("spin_sdk/wit"))
-        .args(["-w", "spin-all", "componentize", "app", "-p", "."])
-        .arg("-p")
-        .arg(&tools)
+        .arg(&wit)
+        .args(["-w", world, "componentize", "app", "-p", "."])
+        // The SDK's Python package, for apps that use it; an app of a world of its own uses
+        // only the bindings made for that world (the package would bring its own world).
+        .args(if extra_wit.is_empty() {
+            vec!["-p".into(), tools.clone()]
+        } else {
+            vec![]
+        })
         .arg("-o")
         .arg(&partial)
         .stdout(std::process::Stdio::null())
@@ -326,7 +384,7 @@ pub fn spin_py_component() -> Vec<u8> {
                 tools.display()
             )
         });
-    assert!(status.success(), "componentize-py failed on the Spin app");
+    assert!(status.success(), "componentize-py failed on {name}");
     std::fs::rename(&partial, &out).expect("keep the built component");
     std::fs::read(&out).expect("read the built component")
 }

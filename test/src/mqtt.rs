@@ -10,7 +10,7 @@ use std::time::Duration;
 /// A running broker.
 pub struct Mosquitto {
     child: Child,
-    _config: tempfile::NamedTempFile,
+    config: tempfile::NamedTempFile,
     /// Its port on 127.0.0.1.
     pub port: u16,
 }
@@ -42,27 +42,50 @@ impl Mosquitto {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
         )
         .expect("write the broker config");
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(config.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
         let broker = Mosquitto {
-            child,
-            _config: config,
+            child: spawn(config.path()),
+            config,
             port,
         };
+        broker.wait_listening();
+        Some(broker)
+    }
+
+    fn wait_listening(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "mosquitto did not listen on {port}"
+                "mosquitto did not listen on {}",
+                self.port
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(broker)
+    }
+
+    /// Stops it and starts it again on the same port, with no sessions or retained
+    /// messages.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.config.path());
+        self.wait_listening();
+    }
+
+    /// Publishes `message` on `topic` (QoS 1), `retained` for subscribers still to come.
+    pub fn publish(&self, topic: &str, message: &str, retained: bool) {
+        let mut cmd = Command::new("mosquitto_pub");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", topic, "-m", message, "-q", "1"]);
+        if retained {
+            cmd.arg("-r");
+        }
+        let out = cmd.output().expect("run mosquitto_pub");
+        assert!(
+            out.status.success(),
+            "mosquitto_pub: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A subscriber to `topic` (QoS 2), returned once the broker has confirmed it.
@@ -101,6 +124,16 @@ impl Mosquitto {
     }
 }
 
+fn spawn(config: &std::path::Path) -> Child {
+    Command::new("/usr/sbin/mosquitto")
+        .arg("-c")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto")
+}
+
 impl Subscriber {
     fn next_matching(&self, want: impl Fn(&str) -> bool, wait: Duration) -> Option<String> {
         let deadline = std::time::Instant::now() + wait;
@@ -116,8 +149,13 @@ impl Subscriber {
     /// The next message (`topic payload`, as `mosquitto_sub -v` prints it), skipping its
     /// debug lines, within 10 s.
     pub fn next_message(&self) -> Option<String> {
+        self.next_message_within(Duration::from_secs(10))
+    }
+
+    /// The next message within `wait`.
+    pub fn next_message_within(&self, wait: Duration) -> Option<String> {
         let debug = |l: &str| l.starts_with("Client ") || l.starts_with("Subscribed ");
-        self.next_matching(|l| !debug(l), Duration::from_secs(10))
+        self.next_matching(|l| !debug(l), wait)
     }
 }
 

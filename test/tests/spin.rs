@@ -402,10 +402,10 @@ fn bad_spin_apps_fail_with_their_reason_and_leak_nothing() {
         (
             with(
                 "trigger",
-                &format!("{ok}\n[[trigger.mqtt]]\ntopic = \"c\"\ncomponent = \"py\"\n"),
+                &format!("{ok}\n[[trigger.sqs]]\nqueue_url = \"c\"\ncomponent = \"py\"\n"),
             ),
             vec![],
-            vec!["mqtt", "not supported"],
+            vec!["sqs", "not supported"],
         ),
     ];
     for (image, extra, needles) in &cases {
@@ -1014,6 +1014,99 @@ fn a_spin_app_publishes_to_a_real_mqtt_broker() {
     assert!(
         ran.stderr
             .contains("component py may not reach mqtt://10.0.0.1:1883"),
+        "{ran:?}"
+    );
+}
+
+/// `[[trigger.mqtt]]` (the Spin MQTT trigger plugin's manifest and export) against a real
+/// mosquitto: a Python component's `handle-message` gets each message on a wildcard topic
+/// with the topic it came on (it publishes both back, so outbound MQTT is in the loop), a
+/// failing handler is logged and the next message still runs, the trigger reconnects when
+/// the broker restarts, and SIGTERM ends the app.
+#[test]
+fn an_mqtt_trigger_receives_messages_from_a_real_broker() {
+    let Some(mut broker) = wasmpod_e2e::mqtt::Mosquitto::start() else {
+        return;
+    };
+    let manifest = r#"
+spin_manifest_version = 2
+
+[application]
+name = "spin-mqtt"
+version = "0.1.0"
+
+[application.trigger.mqtt]
+address = "mqtt://127.0.0.1:{{ broker_port }}"
+username = ""
+password = ""
+keep_alive_interval = "30"
+
+[variables]
+broker_port = { required = true }
+
+[[trigger.mqtt]]
+component = "echo"
+topic = "sensors/+"
+qos = "1"
+
+[component.echo]
+source = "app.wasm"
+allowed_outbound_hosts = ["mqtt://127.0.0.1:{{ broker_port }}"]
+variables = { broker = "mqtt://127.0.0.1:{{ broker_port }}" }
+"#;
+    let image = spin_image(
+        "docker.io/wasmpod/spin-py-mqtt-trigger:e2e",
+        manifest,
+        &[("/app.wasm", fixtures::spin_py_mqtt_component())],
+    );
+    let echo = broker.subscribe("echo");
+    // Retained: the trigger gets it when it subscribes, whenever that is.
+    broker.publish("sensors/a", "first", true);
+    let id = unique_id("spin-mqtt-trigger");
+    let port_var = format!("SPIN_VARIABLE_BROKER_PORT={}", broker.port);
+    let child = spawn(
+        SPIN,
+        &id,
+        &["--net-host", "--env", &port_var],
+        &image,
+        &["/"],
+    );
+    // The first run compiles the component: it may take a while to start.
+    let first = echo.next_message_within(Duration::from_secs(120));
+    if first.is_none() {
+        let ran = stop(&id, child);
+        panic!(
+            "no echo of the first message; the app's log: {}",
+            ran.stderr
+        );
+    }
+    assert_eq!(first.as_deref(), Some("echo sensors/a first"));
+    broker.publish("sensors/b", "fail", false);
+    broker.publish("sensors/b", "second", false);
+    assert_eq!(
+        echo.next_message().as_deref(),
+        Some("echo sensors/b second")
+    );
+    // The broker goes away and comes back, empty: the trigger subscribes again.
+    drop(echo);
+    broker.restart();
+    let echo = broker.subscribe("echo");
+    broker.publish("sensors/c", "after the restart", true);
+    assert_eq!(
+        echo.next_message_within(Duration::from_secs(60)).as_deref(),
+        Some("echo sensors/c after the restart")
+    );
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr.contains(
+            "mqtt trigger echo-mqtt-trigger: component echo failed on a message on sensors/b"
+        ) && ran.stderr.contains("asked to fail"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stderr
+            .contains(&format!("mqtt mqtt://127.0.0.1:{}", broker.port))
+            && ran.stderr.contains("trying again in"),
         "{ran:?}"
     );
 }

@@ -35,6 +35,9 @@ pub struct SpinApp {
     /// The `[[trigger.redis]]` entries.
     #[serde(default)]
     pub redis_triggers: Vec<RedisTrigger>,
+    /// The `[[trigger.mqtt]]` entries.
+    #[serde(default)]
+    pub mqtt_triggers: Vec<MqttTrigger>,
 }
 
 impl SpinApp {
@@ -76,6 +79,7 @@ impl SpinApp {
             cron_triggers: Vec::new(),
             command_triggers: Vec::new(),
             redis_triggers: Vec::new(),
+            mqtt_triggers: Vec::new(),
         })
     }
 
@@ -200,6 +204,68 @@ pub struct RedisTrigger {
     /// The server: the trigger's `address`, else `[application.trigger.redis] address`, as
     /// written (it may hold `{{ variable }}` templates, expanded at start).
     pub address: String,
+}
+
+/// One `[[trigger.mqtt]]` (the Spin MQTT trigger plugin's shape): run `component`'s
+/// `handle-message` export for each message on `topic` at the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqttTrigger {
+    /// The trigger id.
+    pub id: String,
+    /// The component id.
+    pub component: String,
+    /// The topic (filter) to subscribe to, as written (templates expanded at start).
+    pub topic: String,
+    /// The subscription's quality of service.
+    pub qos: MqttQos,
+    /// The broker: `[application.trigger.mqtt]`.
+    pub broker: MqttBroker,
+}
+
+/// An MQTT quality of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MqttQos {
+    /// 0.
+    AtMostOnce,
+    /// 1.
+    AtLeastOnce,
+    /// 2.
+    ExactlyOnce,
+}
+
+impl MqttQos {
+    /// The QoS a manifest's `qos = "1"` (or `1`) names.
+    pub fn parse(text: &str) -> Option<MqttQos> {
+        match text.trim() {
+            "0" => Some(MqttQos::AtMostOnce),
+            "1" => Some(MqttQos::AtLeastOnce),
+            "2" => Some(MqttQos::ExactlyOnce),
+            _ => None,
+        }
+    }
+
+    /// Its number.
+    pub fn level(self) -> u8 {
+        match self {
+            MqttQos::AtMostOnce => 0,
+            MqttQos::AtLeastOnce => 1,
+            MqttQos::ExactlyOnce => 2,
+        }
+    }
+}
+
+/// The broker of the MQTT triggers, as written (address, username and password may hold
+/// `{{ variable }}` templates, expanded at start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqttBroker {
+    /// `mqtt://host[:port]`.
+    pub address: String,
+    /// Empty: no credentials.
+    pub username: String,
+    /// The password.
+    pub password: String,
+    /// Seconds between keep-alive pings (0: none).
+    pub keep_alive_secs: u64,
 }
 
 /// An HTTP trigger's route.

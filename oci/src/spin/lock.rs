@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::app::{
     AppVariable, CommandTrigger, CronTrigger, FileMount, HttpRoute, HttpTarget, HttpTrigger,
-    RedisTrigger, SpinApp, SpinComponent, StaticResponse,
+    MqttBroker, MqttQos, MqttTrigger, RedisTrigger, SpinApp, SpinComponent, StaticResponse,
 };
 use super::manifest::unsupported_trigger;
 use crate::classify::EntrypointKind;
@@ -264,6 +264,15 @@ impl LockedApp {
         let mut cron_triggers = Vec::new();
         let mut command_triggers = Vec::new();
         let mut redis_triggers = Vec::new();
+        let mut mqtt_triggers = Vec::new();
+        // The app-level broker: `triggers.mqtt` (what Spin writes for
+        // [application.trigger.mqtt]); a trigger's own keys win.
+        let app_mqtt = self
+            .metadata
+            .get("triggers")
+            .and_then(|t| t.get("mqtt"))
+            .cloned()
+            .unwrap_or(Value::Null);
         for t in self.triggers {
             match t.trigger_type.as_str() {
                 "http" => http_triggers.push(http_trigger(t)?),
@@ -308,6 +317,40 @@ impl LockedApp {
                         address,
                     });
                 }
+                "mqtt" => {
+                    let component = trigger_component(&t)?;
+                    let text = |key: &str| {
+                        let v = t.trigger_config.get(key).or_else(|| app_mqtt.get(key))?;
+                        match v {
+                            Value::String(s) => Some(s.clone()),
+                            Value::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        }
+                    };
+                    let missing = |key: &str| format!("trigger {}: {key} is missing", t.id);
+                    let qos = text("qos")
+                        .as_deref()
+                        .and_then(MqttQos::parse)
+                        .ok_or_else(|| format!("trigger {}: qos is 0, 1 or 2", t.id))?;
+                    let keep_alive_secs = match text("keep_alive_interval") {
+                        None => 30,
+                        Some(k) => k.trim().parse().map_err(|_| {
+                            format!("trigger {}: keep_alive_interval {k:?} is not seconds", t.id)
+                        })?,
+                    };
+                    mqtt_triggers.push(MqttTrigger {
+                        topic: text("topic").ok_or_else(|| missing("topic"))?,
+                        qos,
+                        broker: MqttBroker {
+                            address: text("address").ok_or_else(|| missing("address"))?,
+                            username: text("username").unwrap_or_default(),
+                            password: text("password").unwrap_or_default(),
+                            keep_alive_secs,
+                        },
+                        id: t.id,
+                        component,
+                    });
+                }
                 other => return Err(unsupported_trigger(other)),
             }
         }
@@ -321,6 +364,7 @@ impl LockedApp {
             cron_triggers,
             command_triggers,
             redis_triggers,
+            mqtt_triggers,
         })
     }
 }
@@ -581,14 +625,14 @@ mod tests {
         assert!(LockedApp::parse(chained.as_bytes())
             .unwrap_err()
             .contains("service chaining"));
-        let mqtt = LOCK.replace(
+        let sqs = LOCK.replace(
             "\"trigger_type\": \"http\", \"trigger_config\": {\"route\": \"/s\"",
-            "\"trigger_type\": \"mqtt\", \"trigger_config\": {\"route\": \"/s\"",
+            "\"trigger_type\": \"sqs\", \"trigger_config\": {\"route\": \"/s\"",
         );
-        let err = LockedApp::parse(mqtt.as_bytes())
+        let err = LockedApp::parse(sqs.as_bytes())
             .unwrap()
             .into_app("x", &none, dir.path(), dir.path())
             .unwrap_err();
-        assert!(err.contains("sha256:aa") || err.contains("mqtt"), "{err}");
+        assert!(err.contains("sha256:aa") || err.contains("sqs"), "{err}");
     }
 }

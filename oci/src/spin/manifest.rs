@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::app::{
-    AppVariable, CommandTrigger, CronTrigger, HttpRoute, RedisTrigger, StaticResponse,
+    AppVariable, CommandTrigger, CronTrigger, HttpRoute, MqttBroker, MqttQos, MqttTrigger,
+    RedisTrigger, StaticResponse,
 };
 
 /// A parsed, normalized manifest.
@@ -33,6 +34,8 @@ pub struct Manifest {
     pub command_triggers: Vec<CommandTrigger>,
     /// The Redis triggers, in order, each with its address.
     pub redis_triggers: Vec<RedisTrigger>,
+    /// The MQTT triggers, in order, each with its broker.
+    pub mqtt_triggers: Vec<MqttTrigger>,
 }
 
 /// A component as the manifest writes it.
@@ -411,6 +414,12 @@ mod v2 {
                     }
                 }
             }
+            let mqtt_broker = self
+                .application
+                .trigger
+                .get("mqtt")
+                .map(mqtt_broker)
+                .transpose()?;
             let mut components = BTreeMap::new();
             for (id, c) in self.component {
                 check_component_id(&id, &format!("[component.{id}]"))?;
@@ -420,6 +429,7 @@ mod v2 {
             let mut cron_triggers = Vec::new();
             let mut command_triggers = Vec::new();
             let mut redis_triggers = Vec::new();
+            let mut mqtt_triggers = Vec::new();
             for (kind, entries) in self.trigger {
                 for (n, entry) in entries.into_iter().enumerate() {
                     let where_ = format!("[[trigger.{kind}]] #{}", n + 1);
@@ -474,6 +484,29 @@ mod v2 {
                                 address,
                             });
                         }
+                        "mqtt" => {
+                            let t: RawMqttTrigger = entry.try_into().map_err(message)?;
+                            let broker = mqtt_broker.clone().ok_or_else(|| {
+                                format!(
+                                    "{where_}: no MQTT broker: set [application.trigger.mqtt] \
+                                     address"
+                                )
+                            })?;
+                            let qos = MqttQos::parse(&t.qos.to_string().replace('"', ""))
+                                .ok_or_else(|| {
+                                    format!("{where_}: qos {}: it is 0, 1 or 2", t.qos)
+                                })?;
+                            let (id, component) =
+                                t.component
+                                    .normalize("mqtt", t.id, n, &where_, &mut components)?;
+                            mqtt_triggers.push(MqttTrigger {
+                                id,
+                                component,
+                                topic: t.topic,
+                                qos,
+                                broker,
+                            });
+                        }
                         _ => return Err(unsupported_trigger(&kind)),
                     }
                 }
@@ -493,7 +526,8 @@ mod v2 {
                 })
                 .chain(cron_triggers.iter().map(|t| (&t.id, &t.component)))
                 .chain(command_triggers.iter().map(|t| (&t.id, &t.component)))
-                .chain(redis_triggers.iter().map(|t| (&t.id, &t.component)));
+                .chain(redis_triggers.iter().map(|t| (&t.id, &t.component)))
+                .chain(mqtt_triggers.iter().map(|t| (&t.id, &t.component)));
             for (trigger, id) in targets {
                 if !components.contains_key(id) {
                     return Err(format!(
@@ -511,8 +545,61 @@ mod v2 {
                 cron_triggers,
                 command_triggers,
                 redis_triggers,
+                mqtt_triggers,
             })
         }
+    }
+
+    /// `[application.trigger.mqtt]`: `address` (required), `username`, `password`,
+    /// `keep_alive_interval` (seconds, a string or a number; 30 by default).
+    fn mqtt_broker(table: &toml::Table) -> Result<MqttBroker, String> {
+        let mut broker = MqttBroker {
+            address: String::new(),
+            username: String::new(),
+            password: String::new(),
+            keep_alive_secs: 30,
+        };
+        for (key, value) in table {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                _ => String::new(),
+            };
+            match key.as_str() {
+                "address" => broker.address = text,
+                "username" => broker.username = text,
+                "password" => broker.password = text,
+                "keep_alive_interval" => {
+                    broker.keep_alive_secs = text.trim().parse().map_err(|_| {
+                        format!(
+                            "[application.trigger.mqtt] keep_alive_interval {value}: a number \
+                             of seconds"
+                        )
+                    })?
+                }
+                _ => {
+                    return Err(format!(
+                        "[application.trigger.mqtt]: unknown field `{key}` (`address`, \
+                         `username`, `password`, `keep_alive_interval`)"
+                    ))
+                }
+            }
+        }
+        if broker.address.is_empty() {
+            return Err("[application.trigger.mqtt]: `address` is missing".into());
+        }
+        Ok(broker)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawMqttTrigger {
+        pub id: Option<String>,
+        pub component: ComponentRef,
+        pub topic: String,
+        pub qos: toml::Value,
+        #[allow(dead_code)]
+        pub executor: Option<toml::Value>,
     }
 
     #[derive(Deserialize)]
@@ -704,7 +791,7 @@ mod v2 {
 pub(crate) fn unsupported_trigger(kind: &str) -> String {
     format!(
         "trigger type {kind:?} is not supported by wasmpod yet (it runs `http`, `redis`, \
-         `cron` and `command` triggers); remove the [[trigger.{kind}]] entries or run them \
+         `mqtt`, `cron` and `command` triggers); remove the [[trigger.{kind}]] entries or run them \
          elsewhere"
     )
 }
@@ -1074,14 +1161,57 @@ source = "a.wasm"
         ))
         .unwrap_err();
         assert!(typo.contains("[[trigger.cron]] #1"), "{typo}");
-        let mqtt = parse(&format!(
-            "{base}[[trigger.mqtt]]\ntopic = \"c\"\ncomponent = \"c\"\n"
+        let sqs = parse(&format!(
+            "{base}[[trigger.sqs]]\nqueue_url = \"c\"\ncomponent = \"c\"\n"
         ))
         .unwrap_err();
         assert!(
-            mqtt.contains("\"mqtt\" is not supported") && mqtt.contains("cron"),
-            "{mqtt}"
+            sqs.contains("\"sqs\" is not supported") && sqs.contains("cron"),
+            "{sqs}"
         );
+    }
+
+    #[test]
+    fn mqtt_triggers_take_the_app_broker() {
+        let base = "spin_manifest_version = 2\n[application]\nname = \"x\"\n";
+        let component = "[component.c]\nsource = \"c.wasm\"\n";
+        let trigger =
+            "[[trigger.mqtt]]\ntopic = \"in/{{ room }}\"\nqos = \"1\"\ncomponent = \"c\"\n";
+        let no_broker = parse(&format!("{base}{trigger}{component}")).unwrap_err();
+        assert!(no_broker.contains("no MQTT broker"), "{no_broker}");
+        let m = parse(&format!(
+            "{base}[application.trigger.mqtt]\naddress = \"mqtt://b:1883\"\nusername = \"u\"\n\
+             password = \"{{{{ pw }}}}\"\nkeep_alive_interval = \"10\"\n{trigger}\
+             [[trigger.mqtt]]\ntopic = \"t\"\nqos = 2\ncomponent = \"c\"\n{component}"
+        ))
+        .unwrap();
+        let t = &m.mqtt_triggers[0];
+        assert_eq!(
+            (t.id.as_str(), t.topic.as_str()),
+            ("c-mqtt-trigger", "in/{{ room }}")
+        );
+        assert_eq!(t.qos, MqttQos::AtLeastOnce);
+        assert_eq!(
+            t.broker,
+            MqttBroker {
+                address: "mqtt://b:1883".into(),
+                username: "u".into(),
+                password: "{{ pw }}".into(),
+                keep_alive_secs: 10
+            }
+        );
+        assert_eq!(m.mqtt_triggers[1].qos, MqttQos::ExactlyOnce);
+        let bad_qos = parse(&format!(
+            "{base}[application.trigger.mqtt]\naddress = \"mqtt://b\"\n\
+             [[trigger.mqtt]]\ntopic = \"t\"\nqos = \"3\"\ncomponent = \"c\"\n{component}"
+        ))
+        .unwrap_err();
+        assert!(bad_qos.contains("qos \"3\": it is 0, 1 or 2"), "{bad_qos}");
+        let bad_field = parse(&format!(
+            "{base}[application.trigger.mqtt]\naddress = \"mqtt://b\"\nuser = \"u\"\n{component}"
+        ))
+        .unwrap_err();
+        assert!(bad_field.contains("unknown field `user`"), "{bad_field}");
     }
 
     #[test]

@@ -235,6 +235,19 @@ pub fn package(
                         "address": t.address,
                     }),
                 }))
+                .chain(m.mqtt_triggers.iter().map(|t| LockedTrigger {
+                    id: t.id.clone(),
+                    trigger_type: "mqtt".into(),
+                    trigger_config: json!({
+                        "component": t.component,
+                        "topic": t.topic,
+                        "qos": t.qos.level().to_string(),
+                        "address": t.broker.address,
+                        "username": t.broker.username,
+                        "password": t.broker.password,
+                        "keep_alive_interval": t.broker.keep_alive_secs.to_string(),
+                    }),
+                }))
                 .collect();
             let mut metadata = BTreeMap::new();
             metadata.insert("name".to_string(), json!(m.name));
@@ -339,6 +352,13 @@ component = "app"
 [[trigger.http]]
 route = "/s"
 static_response = { body = "static" }
+[application.trigger.mqtt]
+address = "mqtt://{{ v }}:1883"
+keep_alive_interval = "15"
+[[trigger.mqtt]]
+topic = "in/#"
+qos = "2"
+component = "app"
 [component.app]
 source = "target/app.wasm"
 files = [{ source = "static", destination = "/www" }]
@@ -406,6 +426,16 @@ key_value_stores = ["default"]
             500
         );
         assert_eq!(app.http_triggers.len(), 2);
+        let mqtt = &app.mqtt_triggers[0];
+        assert_eq!(
+            (mqtt.topic.as_str(), mqtt.qos, mqtt.broker.address.as_str()),
+            (
+                "in/#",
+                crate::spin::app::MqttQos::ExactlyOnce,
+                "mqtt://{{ v }}:1883"
+            )
+        );
+        assert_eq!(mqtt.broker.keep_alive_secs, 15);
     }
 
     #[test]

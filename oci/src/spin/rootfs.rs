@@ -60,6 +60,7 @@ fn resolve(rootfs: &Path, dir: &Path, manifest: Manifest) -> Result<SpinApp, Str
         cron_triggers: manifest.cron_triggers,
         command_triggers: manifest.command_triggers,
         redis_triggers: manifest.redis_triggers,
+        mqtt_triggers: manifest.mqtt_triggers,
     })
 }
 

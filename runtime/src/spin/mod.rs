@@ -1,5 +1,6 @@
 //! wasmpod's Spin host: a Spin app ([`wasmpod_oci::spin::SpinApp`]) is one more workload
-//! kind, run by [`SpinTriggers`]: its HTTP, cron ([`cron`]) and command triggers together.
+//! kind, run by [`SpinTriggers`]: its HTTP, Redis ([`redis_trigger`]), MQTT
+//! ([`mqtt_trigger`]), cron ([`cron`]) and command triggers together.
 //!
 //! - at link time (in the container helper, before the container exists): each component is
 //!   compiled (core modules componentized first, [`componentize`]) through the node's compile
@@ -20,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wasmpod_oci::spin::app::{HttpRoute, HttpTarget};
+use wasmpod_oci::spin::app::{HttpRoute, HttpTarget, MqttTrigger};
 use wasmpod_oci::spin::SpinApp;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::Engine;
@@ -41,6 +42,7 @@ pub mod http;
 pub mod kv;
 pub mod llm;
 pub mod mqtt;
+pub mod mqtt_trigger;
 pub mod outbound;
 pub mod pg_types;
 pub mod postgres;
@@ -56,6 +58,7 @@ pub mod variables;
 use self::cron::CronJob;
 use self::http::{ServedComponent, SpinHandler, Target};
 use self::kv::KvStores;
+use self::mqtt_trigger::{MqttJob, Session, Subscribed};
 use self::outbound::AllowedHosts;
 use self::redis_trigger::{RedisJob, Subscription};
 use self::router::Router;
@@ -86,6 +89,8 @@ pub struct SpinTriggers {
     command: Option<(String, usize, CommandPre<SpinState>)>,
     /// The Redis triggers, with their components' indexes (in `app.redis_triggers` order).
     redis: Vec<(usize, Arc<RedisJob>)>,
+    /// The MQTT triggers, with their components' indexes (in `app.mqtt_triggers` order).
+    mqtt: Vec<(usize, Arc<MqttJob>)>,
     /// What [`SpinTriggers::check`] found.
     started: Option<Started>,
 }
@@ -98,6 +103,8 @@ struct Started {
     hosts: Vec<Arc<ComponentHost>>,
     /// Per Redis trigger: its server's address, templates expanded.
     redis_addresses: Vec<String>,
+    /// The MQTT triggers, topics and brokers expanded.
+    mqtt_triggers: Vec<MqttTrigger>,
 }
 
 fn app_error(app: &SpinApp, reason: impl Into<String>) -> RuntimeError {
@@ -117,10 +124,13 @@ impl SpinTriggers {
         if app.http_triggers.is_empty()
             && app.cron_triggers.is_empty()
             && app.command_triggers.is_empty()
+            && app.redis_triggers.is_empty()
+            && app.mqtt_triggers.is_empty()
         {
             return Err(app_error(
                 &app,
-                "it has no [[trigger.http]], [[trigger.cron]] or [[trigger.command]]: nothing to run",
+                "it has no [[trigger.http]], [[trigger.redis]], [[trigger.mqtt]], \
+                 [[trigger.cron]] or [[trigger.command]]: nothing to run",
             ));
         }
         let index = |id: &str| app.components.iter().position(|c| c.id == id);
@@ -165,6 +175,13 @@ impl SpinTriggers {
             let job = RedisJob::link(t, pres[i].clone())
                 .map_err(|e| trigger_error(&t.id, &t.component, e))?;
             redis.push((i, Arc::new(job)));
+        }
+        let mut mqtt = Vec::new();
+        for t in &app.mqtt_triggers {
+            let i = component_of(&t.id, &t.component)?;
+            let job = MqttJob::link(engine, t, pres[i].clone())
+                .map_err(|e| trigger_error(&t.id, &t.component, e))?;
+            mqtt.push((i, Arc::new(job)));
         }
         let command = match app.command_triggers.first() {
             None => None,
@@ -212,6 +229,7 @@ impl SpinTriggers {
             cron,
             command,
             redis,
+            mqtt,
             started: None,
         })
     }
@@ -271,9 +289,24 @@ impl SpinTriggers {
                     .map_err(|e| app_error(app, format!("trigger {} address: {e}", t.id)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut mqtt_triggers = Vec::new();
+        for t in &app.mqtt_triggers {
+            let expand = |what: &str, text: &str| {
+                values
+                    .expand(text)
+                    .map_err(|e| app_error(app, format!("trigger {} {what}: {e}", t.id)))
+            };
+            let mut t = t.clone();
+            t.topic = expand("topic", &t.topic)?;
+            t.broker.address = expand("address", &t.broker.address)?;
+            t.broker.username = expand("username", &t.broker.username)?;
+            t.broker.password = expand("password", &t.broker.password)?;
+            mqtt_triggers.push(t);
+        }
         Ok(Started {
             hosts,
             redis_addresses,
+            mqtt_triggers,
         })
     }
 }
@@ -365,6 +398,7 @@ impl Trigger for SpinTriggers {
         let Started {
             hosts,
             redis_addresses,
+            mqtt_triggers,
         } = match this.started.clone() {
             Some(started) => started,
             None => this.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?,
@@ -422,6 +456,30 @@ impl Trigger for SpinTriggers {
             }
             for subscription in subscriptions {
                 jobs.push(tokio::spawn(subscription.run(
+                    engine.clone(),
+                    watch.clone(),
+                    GuestLimits::for_container(memory_limit),
+                )));
+            }
+            // One session per MQTT broker, for all its triggers.
+            let mut sessions: Vec<Session> = Vec::new();
+            for ((i, job), t) in this.mqtt.into_iter().zip(mqtt_triggers) {
+                let subscribed = Subscribed {
+                    topic: t.topic,
+                    qos: t.qos,
+                    job,
+                    env: envs[i].clone(),
+                };
+                match sessions.iter_mut().find(|s| s.broker == t.broker) {
+                    Some(s) => s.triggers.push(subscribed),
+                    None => sessions.push(Session {
+                        broker: t.broker,
+                        triggers: vec![subscribed],
+                    }),
+                }
+            }
+            for session in sessions {
+                jobs.push(tokio::spawn(session.run(
                     engine.clone(),
                     watch.clone(),
                     GuestLimits::for_container(memory_limit),

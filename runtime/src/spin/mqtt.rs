@@ -45,13 +45,13 @@ pub fn add_to_linker(linker: &mut Linker<SpinState>) -> wasmtime::Result<()> {
 
 /// A broker address: `mqtt://host[:port][?client_id=ID]`.
 #[derive(Debug, PartialEq)]
-struct Address {
-    host: String,
-    port: u16,
-    client_id: Option<String>,
+pub(crate) struct Address {
+    pub host: String,
+    pub port: u16,
+    pub client_id: Option<String>,
 }
 
-fn parse_address(address: &str) -> Result<Address, Error> {
+pub(crate) fn parse_address(address: &str) -> Result<Address, Error> {
     let url = url::Url::parse(address).map_err(|_| Error::InvalidAddress)?;
     if url.scheme() != "mqtt" {
         // `mqtts://` (TLS) and WebSocket brokers are not served.
@@ -70,7 +70,7 @@ fn parse_address(address: &str) -> Result<Address, Error> {
 }
 
 /// A client id for a connection whose address names none.
-fn generated_client_id() -> String {
+pub(crate) fn generated_client_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
