@@ -46,6 +46,7 @@ pub mod mqtt_trigger;
 pub mod outbound;
 pub mod pg_types;
 pub mod postgres;
+pub mod reconnect;
 pub mod redis;
 pub mod redis_trigger;
 pub mod router;

@@ -16,15 +16,13 @@ use wasmtime::component::{ComponentExportIndex, InstancePre, Val};
 use wasmtime::Engine;
 
 use super::mqtt::{generated_client_id, parse_address};
+use super::reconnect::Backoff;
 use super::state::{describe_failure, ComponentEnv, SpinState};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
 
 /// The export an MQTT-triggered component must have.
 pub const EXPORT: &str = "handle-message";
-
-/// The longest wait between two attempts to reach a broker.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// One MQTT trigger, linked.
 pub struct MqttJob {
@@ -140,19 +138,13 @@ impl Session {
     /// Subscribes and runs messages until the task is dropped, reconnecting as needed.
     pub async fn run(self, engine: Engine, watch: TerminationWatch, limits: GuestLimits) {
         let this = Arc::new(self);
-        let mut backoff = Duration::from_secs(1);
+        let what = format!("mqtt {}", this.broker.address);
+        let mut backoff = Backoff::default();
         loop {
             let reason = this.listen(&engine, &watch, &limits, &mut backoff).await;
-            if watch.signal().is_some() {
+            if !backoff.retry(&what, &reason, &watch).await {
                 return;
             }
-            eprintln!(
-                "wasmpod: mqtt {}: {reason}; trying again in {}s",
-                this.broker.address,
-                backoff.as_secs()
-            );
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -163,7 +155,7 @@ impl Session {
         engine: &Engine,
         watch: &TerminationWatch,
         limits: &GuestLimits,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> String {
         let address = match parse_address(&self.broker.address) {
             Ok(a) => a,
@@ -194,7 +186,7 @@ impl Session {
                 Event::Incoming(Packet::SubAck(_)) => {
                     acked += 1;
                     if acked == self.triggers.len() {
-                        *backoff = Duration::from_secs(1);
+                        backoff.connected();
                         for t in &self.triggers {
                             eprintln!(
                                 "wasmpod: mqtt trigger {} runs component {} for messages on {} \

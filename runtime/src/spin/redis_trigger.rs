@@ -6,13 +6,13 @@
 //! signal ends the waiting at once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use wasmpod_oci::spin::app::RedisTrigger;
 use wasmtime::component::InstancePre;
 use wasmtime::Engine;
 
+use super::reconnect::Backoff;
 use super::state::{describe_failure, ComponentEnv, SpinState};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
@@ -30,9 +30,6 @@ pub use bindings::SpinRedisTriggerPre;
 
 /// The export a Redis-triggered component must have.
 pub const EXPORT: &str = "fermyon:spin/inbound-redis";
-
-/// The longest wait between two attempts to reach a server.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// One Redis trigger, linked.
 pub struct RedisJob {
@@ -101,22 +98,16 @@ impl Subscription {
     /// Subscribes and runs messages until the task is dropped, reconnecting as needed.
     pub async fn run(self, engine: Engine, watch: TerminationWatch, limits: GuestLimits) {
         let this = Arc::new(self);
-        let mut backoff = Duration::from_secs(1);
+        let what = format!("redis {}", this.address);
+        let mut backoff = Backoff::default();
         loop {
             let reason = match this.listen(&engine, &watch, &limits, &mut backoff).await {
                 Ok(()) => "the server closed the subscription".to_string(),
                 Err(e) => e,
             };
-            if watch.signal().is_some() {
+            if !backoff.retry(&what, &reason, &watch).await {
                 return;
             }
-            eprintln!(
-                "wasmpod: redis {}: {reason}; trying again in {}s",
-                this.address,
-                backoff.as_secs()
-            );
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -126,7 +117,7 @@ impl Subscription {
         engine: &Engine,
         watch: &TerminationWatch,
         limits: &GuestLimits,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> Result<(), String> {
         let client = redis::Client::open(self.address.as_str())
             .map_err(|e| format!("not a Redis address: {e}"))?;
@@ -143,7 +134,7 @@ impl Subscription {
                 .await
                 .map_err(|e| format!("cannot subscribe to {channel}: {e}"))?;
         }
-        *backoff = Duration::from_secs(1);
+        backoff.connected();
         for (job, _) in &self.jobs {
             eprintln!(
                 "wasmpod: redis trigger {} runs component {} for messages on {} at {}",
