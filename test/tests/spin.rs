@@ -539,8 +539,8 @@ fn a_spin_js_sdk_app_says_hello_and_counts() {
 
 /// `/runtime-config.toml` (here a bind mount, as a Kubernetes secret with `subPath` is): a
 /// `static` variables provider that beats the container's environment, and a second
-/// key-value store the component may open because it lists it. A runtime config with an
-/// unknown field fails Create naming the file and the field.
+/// key-value store and a second SQLite database the component may open because it lists
+/// them. A runtime config with an unknown field fails Create naming the file and the field.
 #[test]
 fn a_runtime_config_provides_variables_and_stores() {
     let manifest = PY_MANIFEST.replace("[\"default\"]", "[\"default\", \"cache\"]");
@@ -550,7 +550,8 @@ fn a_runtime_config_provides_variables_and_stores() {
     std::fs::write(
         &config,
         "[[variables_provider]]\ntype = \"static\"\nvalues = { token = \"from-runtime-config\" }\n\n\
-         [key_value_store.cache]\ntype = \"spin\"\npath = \"/tmp/cache.db\"\n",
+         [key_value_store.cache]\ntype = \"spin\"\npath = \"/tmp/cache.db\"\n\n\
+         [sqlite_database.cache]\ntype = \"spin\"\npath = \"/tmp/cache-sql.db\"\n",
     )
     .unwrap();
     let mount = format!(
@@ -567,6 +568,12 @@ fn a_runtime_config_provides_variables_and_stores() {
     assert_eq!(
         get(addr, "/store/cache"),
         (200, "opened cache: []\n".into())
+    );
+    // A SQLite database of the runtime config, under its label.
+    let (status, body) = get(addr, "/sqlite/cache");
+    assert!(
+        status == 200 && body.contains("['Integer:1'"),
+        "{status} {body}"
     );
     stop(&id, child);
 
