@@ -134,7 +134,7 @@ pub fn imports_wasm_layers() -> bool {
     if !supported {
         crate::skip::skip(crate::skip::Skip::NotApplicable(format!(
             "containerd {:?} cannot import images with Wasm layers (needs >= 1.7.7; \
-             `make e2e-containerd-1.7` and `make e2e-containerd-2.1` run this)",
+             `make e2e-containerd-2.1` runs this, `make e2e-containerd-1.7` too for its suites)",
             server_version()
         )));
     }

@@ -134,17 +134,6 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         // A fast shutdown: the server ends its backends and exits.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            unsafe { libc::kill(pid, libc::SIGINT) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::process::stop_gracefully(&mut self.child, libc::SIGINT);
     }
 }

@@ -5,7 +5,7 @@
 //! - at link time (in the container helper, before the container exists): each component is
 //!   compiled (core modules componentized first, [`componentize`]) through the node's compile
 //!   cache, linked against WASI, `wasi:http`, the Spin interfaces wasmpod serves ([`host`],
-//!   [`redis`], [`sqlite`], [`llm`]),
+//!   [`redis`], [`sqlite`], [`rdbms`], [`mqtt`], [`llm`]),
 //!   and traps for every other import (so whole-platform components instantiate; calling one
 //!   fails the request with its name), and checked to export what its triggers call (a
 //!   `wasi:http` handler, `handle-cron-event`, `wasi:cli/run`); the routes are built
@@ -43,9 +43,11 @@ pub mod kv;
 pub mod llm;
 pub mod mqtt;
 pub mod mqtt_trigger;
+pub mod mysql;
 pub mod outbound;
 pub mod pg_types;
 pub mod postgres;
+pub mod rdbms;
 pub mod reconnect;
 pub mod redis;
 pub mod redis_trigger;
@@ -329,7 +331,7 @@ fn link_component(
         .and_then(|()| host::add_to_linker(&mut linker))
         .and_then(|()| redis::add_to_linker(&mut linker))
         .and_then(|()| sqlite::add_to_linker(&mut linker))
-        .and_then(|()| postgres::add_to_linker(&mut linker))
+        .and_then(|()| rdbms::add_to_linker(&mut linker))
         .and_then(|()| mqtt::add_to_linker(&mut linker))
         .and_then(|()| llm::add_to_linker(&mut linker))
         .and_then(|()| stub::add_missing(&mut linker, engine, component))

@@ -10,37 +10,15 @@ use std::str::FromStr;
 use tokio_postgres::config::Host as PgHost;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, NoTls, Row};
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::Resource;
 
 use super::pg_types::{self, Interval, Value};
 use super::state::SpinState;
 
-#[allow(missing_docs)]
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "wit/spin-postgres",
-        world: "wasmpod:spin-postgres/spin-postgres",
-        imports: { default: async | trappable },
-        with: {
-            "fermyon:spin/postgres.connection": super::PgConnection,
-            "spin:postgres/postgres@3.0.0.connection": super::PgConnection,
-            "spin:postgres/postgres@4.0.0.connection": super::PgConnection,
-        },
-    });
-}
-
-use bindings::fermyon::spin::postgres as v2;
-use bindings::fermyon::spin::rdbms_types as v2t;
-use bindings::spin::postgres3_0_0::postgres as v3;
-use bindings::spin::postgres4_0_0::postgres as v4;
+use super::rdbms::{postgres2 as v2, postgres3 as v3, postgres4 as v4, v2t};
 
 /// An open connection, as a guest resource.
 pub struct PgConnection(Client);
-
-/// Adds the three versions to `linker`.
-pub fn add_to_linker(linker: &mut Linker<SpinState>) -> wasmtime::Result<()> {
-    bindings::SpinPostgres::add_to_linker::<SpinState, HasSelf<SpinState>>(linker, |s| s)
-}
 
 /// A server's error, as 4.0 reports it.
 #[derive(Debug)]
@@ -354,8 +332,6 @@ macro_rules! version {
         }
     };
 }
-
-impl v2t::Host for SpinState {}
 
 version!(v2t, v2, error_v2,
     fn param_v2 {

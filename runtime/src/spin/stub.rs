@@ -1,5 +1,5 @@
-//! Imports of the Spin platform that wasmpod does not serve yet (`fermyon:spin/mysql`,
-//! `spin:redis`, `spin:mqtt`, other drafts), linked as
+//! Imports of the Spin platform that wasmpod does not serve yet (the Spin 4 `spin:*@3`
+//! packages, other drafts), linked as
 //! functions that fail the call with the import's name, so that components built against
 //! the whole platform (the Python SDK's are) instantiate, and fail only if they call one.
 //!
@@ -24,10 +24,11 @@ const SERVED_PACKAGES: [&str; 7] = [
 ];
 
 /// The Spin interfaces wasmpod serves itself ([`super::host`]).
-const SERVED_INTERFACES: [&str; 15] = [
+const SERVED_INTERFACES: [&str; 16] = [
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/llm@2.0.0",
     "fermyon:spin/mqtt@2.0.0",
+    "fermyon:spin/mysql@2.0.0",
     "fermyon:spin/postgres@2.0.0",
     "fermyon:spin/rdbms-types@2.0.0",
     "fermyon:spin/redis@2.0.0",
@@ -88,4 +89,40 @@ pub fn add_missing<T: 'static>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component importing an interface nobody serves and exporting `run`, which calls it.
+    const CALLS_UNKNOWN: &str = r#"
+        (component
+          (import "example:nowhere/thing@9.0.0" (instance $i (export "poke" (func))))
+          (core func $poke (canon lower (func $i "poke")))
+          (core module $m
+            (import "host" "poke" (func $poke))
+            (func (export "run") call $poke))
+          (core instance $mi (instantiate $m (with "host" (instance (export "poke" (func $poke))))))
+          (func (export "run") (canon lift (core func $mi "run"))))
+    "#;
+
+    #[test]
+    fn an_unserved_import_links_and_fails_the_call_with_its_name() {
+        let engine = Engine::default();
+        let component = Component::new(&engine, CALLS_UNKNOWN).unwrap();
+        let mut linker: Linker<()> = Linker::new(&engine);
+        add_missing(&mut linker, &engine, &component).unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = linker.instantiate(&mut store, &component).unwrap();
+        let run = instance
+            .get_typed_func::<(), ()>(&mut store, "run")
+            .unwrap();
+        let err = format!("{:?}", run.call(&mut store, ()).unwrap_err());
+        assert_eq!(
+            not_provided_in(&err),
+            Some("example:nowhere/thing@9.0.0#poke"),
+            "{err}"
+        );
+    }
 }

@@ -1,0 +1,274 @@
+//! `fermyon:spin/mysql@2.0.0`, Spin's outbound MySQL, served with mysql_async (MySQL and
+//! MariaDB, plain TCP): a connection may be opened only to a server the component's
+//! `allowed_outbound_hosts` lists (`mysql://host:port`), otherwise `connection-failed` says
+//! the address is not permitted. Statements run as prepared statements (the binary
+//! protocol), so each column's value comes back as the column's type says: integers signed
+//! or unsigned by width, floats, text or (binary character set) bytes; DECIMAL as its text;
+//! dates and times, which 2.0 has no case for, as `unsupported`.
+
+use mysql_async::consts::{ColumnFlags, ColumnType};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Column, Conn, Opts, Params, Row, Value};
+use wasmtime::component::Resource;
+
+use super::rdbms::mysql as v2;
+use super::rdbms::v2t::{self, Column as DbColumn, DbDataType, DbValue, Error, ParameterValue};
+use super::state::SpinState;
+
+/// The character set number of binary strings (BLOB, BINARY, VARBINARY).
+const BINARY_CHARSET: u16 = 63;
+
+/// An open connection, as a guest resource.
+pub struct MysqlConnection(Conn);
+
+fn param(p: ParameterValue) -> Value {
+    match p {
+        ParameterValue::Boolean(b) => Value::Int(i64::from(b)),
+        ParameterValue::Int8(v) => Value::Int(v.into()),
+        ParameterValue::Int16(v) => Value::Int(v.into()),
+        ParameterValue::Int32(v) => Value::Int(v.into()),
+        ParameterValue::Int64(v) => Value::Int(v),
+        ParameterValue::Uint8(v) => Value::UInt(v.into()),
+        ParameterValue::Uint16(v) => Value::UInt(v.into()),
+        ParameterValue::Uint32(v) => Value::UInt(v.into()),
+        ParameterValue::Uint64(v) => Value::UInt(v),
+        ParameterValue::Floating32(v) => Value::Float(v),
+        ParameterValue::Floating64(v) => Value::Double(v),
+        ParameterValue::Str(s) => Value::Bytes(s.into_bytes()),
+        ParameterValue::Binary(b) => Value::Bytes(b),
+        ParameterValue::DbNull => Value::NULL,
+    }
+}
+
+fn params(list: Vec<ParameterValue>) -> Params {
+    if list.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(list.into_iter().map(param).collect())
+    }
+}
+
+fn is_text(c: &Column) -> bool {
+    c.character_set() != BINARY_CHARSET
+}
+
+fn data_type(c: &Column) -> DbDataType {
+    let unsigned = c.flags().contains(ColumnFlags::UNSIGNED_FLAG);
+    use ColumnType as T;
+    match (c.column_type(), unsigned) {
+        (T::MYSQL_TYPE_TINY, false) => DbDataType::Int8,
+        (T::MYSQL_TYPE_TINY, true) => DbDataType::Uint8,
+        (T::MYSQL_TYPE_SHORT | T::MYSQL_TYPE_YEAR, false) => DbDataType::Int16,
+        (T::MYSQL_TYPE_SHORT | T::MYSQL_TYPE_YEAR, true) => DbDataType::Uint16,
+        (T::MYSQL_TYPE_LONG | T::MYSQL_TYPE_INT24, false) => DbDataType::Int32,
+        (T::MYSQL_TYPE_LONG | T::MYSQL_TYPE_INT24, true) => DbDataType::Uint32,
+        (T::MYSQL_TYPE_LONGLONG, false) => DbDataType::Int64,
+        (T::MYSQL_TYPE_LONGLONG, true) => DbDataType::Uint64,
+        (T::MYSQL_TYPE_FLOAT, _) => DbDataType::Floating32,
+        (T::MYSQL_TYPE_DOUBLE, _) => DbDataType::Floating64,
+        (T::MYSQL_TYPE_DECIMAL | T::MYSQL_TYPE_NEWDECIMAL, _) => DbDataType::Str,
+        (
+            T::MYSQL_TYPE_VARCHAR
+            | T::MYSQL_TYPE_VAR_STRING
+            | T::MYSQL_TYPE_STRING
+            | T::MYSQL_TYPE_TINY_BLOB
+            | T::MYSQL_TYPE_MEDIUM_BLOB
+            | T::MYSQL_TYPE_LONG_BLOB
+            | T::MYSQL_TYPE_BLOB
+            | T::MYSQL_TYPE_ENUM
+            | T::MYSQL_TYPE_SET
+            | T::MYSQL_TYPE_JSON,
+            _,
+        ) if is_text(c) => DbDataType::Str,
+        (
+            T::MYSQL_TYPE_VARCHAR
+            | T::MYSQL_TYPE_VAR_STRING
+            | T::MYSQL_TYPE_STRING
+            | T::MYSQL_TYPE_TINY_BLOB
+            | T::MYSQL_TYPE_MEDIUM_BLOB
+            | T::MYSQL_TYPE_LONG_BLOB
+            | T::MYSQL_TYPE_BLOB
+            | T::MYSQL_TYPE_BIT,
+            _,
+        ) => DbDataType::Binary,
+        _ => DbDataType::Other,
+    }
+}
+
+/// The value of a column of type `ty`, or why it does not convert.
+fn value(ty: DbDataType, v: Value) -> Result<DbValue, String> {
+    fn int<T: TryFrom<i64> + TryFrom<u64>>(v: &Value) -> Result<T, String> {
+        match *v {
+            Value::Int(n) => T::try_from(n).map_err(|_| format!("{n} is out of range")),
+            Value::UInt(n) => T::try_from(n).map_err(|_| format!("{n} is out of range")),
+            ref other => Err(format!("{other:?} is not an integer")),
+        }
+    }
+    if v == Value::NULL {
+        return Ok(DbValue::DbNull);
+    }
+    Ok(match ty {
+        DbDataType::Int8 => DbValue::Int8(int(&v)?),
+        DbDataType::Int16 => DbValue::Int16(int(&v)?),
+        DbDataType::Int32 => DbValue::Int32(int(&v)?),
+        DbDataType::Int64 => DbValue::Int64(int(&v)?),
+        DbDataType::Uint8 => DbValue::Uint8(int(&v)?),
+        DbDataType::Uint16 => DbValue::Uint16(int(&v)?),
+        DbDataType::Uint32 => DbValue::Uint32(int(&v)?),
+        DbDataType::Uint64 => DbValue::Uint64(int(&v)?),
+        DbDataType::Floating32 => match v {
+            Value::Float(x) => DbValue::Floating32(x),
+            other => return Err(format!("{other:?} is not a FLOAT")),
+        },
+        DbDataType::Floating64 => match v {
+            Value::Double(x) => DbValue::Floating64(x),
+            Value::Float(x) => DbValue::Floating64(x.into()),
+            other => return Err(format!("{other:?} is not a DOUBLE")),
+        },
+        DbDataType::Str => match v {
+            Value::Bytes(b) => DbValue::Str(String::from_utf8(b).map_err(|e| e.to_string())?),
+            other => return Err(format!("{other:?} is not text")),
+        },
+        DbDataType::Binary => match v {
+            Value::Bytes(b) => DbValue::Binary(b),
+            other => return Err(format!("{other:?} is not bytes")),
+        },
+        _ => DbValue::Unsupported,
+    })
+}
+
+fn row_set(columns: &[Column], rows: Vec<Row>) -> Result<v2t::RowSet, Error> {
+    let types: Vec<DbDataType> = columns.iter().map(data_type).collect();
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            row.unwrap()
+                .into_iter()
+                .zip(&types)
+                .map(|(v, ty)| value(*ty, v))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::ValueConversionFailed)?;
+    Ok(v2t::RowSet {
+        columns: columns
+            .iter()
+            .zip(types)
+            .map(|(c, data_type)| DbColumn {
+                name: c.name_str().into_owned(),
+                data_type,
+            })
+            .collect(),
+        rows,
+    })
+}
+
+fn query_failed(e: mysql_async::Error) -> Error {
+    Error::QueryFailed(e.to_string())
+}
+
+impl v2::Host for SpinState {}
+
+impl v2::HostConnection for SpinState {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<Result<Resource<MysqlConnection>, Error>> {
+        let denied = Error::ConnectionFailed(format!("address {address} is not permitted"));
+        let opts = match Opts::from_url(&address) {
+            Ok(o) => o,
+            Err(e) => {
+                return Ok(Err(Error::ConnectionFailed(format!(
+                    "invalid address: {e}"
+                ))))
+            }
+        };
+        let (host, port) = (opts.ip_or_hostname().to_string(), opts.tcp_port());
+        if opts.socket().is_some() || !self.host.outbound.allows("mysql", &host, port) {
+            eprintln!(
+                "wasmpod: component {} may not reach mysql://{host}:{port}: it is not in the \
+                 component's allowed_outbound_hosts",
+                self.host.id
+            );
+            return Ok(Err(denied));
+        }
+        match Conn::new(opts).await {
+            Ok(conn) => Ok(Ok(self.table.push(MysqlConnection(conn))?)),
+            Err(e) => Ok(Err(Error::ConnectionFailed(e.to_string()))),
+        }
+    }
+
+    async fn query(
+        &mut self,
+        conn: Resource<MysqlConnection>,
+        statement: String,
+        list: Vec<ParameterValue>,
+    ) -> wasmtime::Result<Result<v2t::RowSet, Error>> {
+        let conn = &mut self.table.get_mut(&conn)?.0;
+        let mut result = match conn.exec_iter(statement, params(list)).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(query_failed(e))),
+        };
+        let columns = result.columns().map(|c| c.to_vec()).unwrap_or_default();
+        let rows: Vec<Row> = match result.collect().await {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(query_failed(e))),
+        };
+        Ok(row_set(&columns, rows))
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<MysqlConnection>,
+        statement: String,
+        list: Vec<ParameterValue>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let conn = &mut self.table.get_mut(&conn)?.0;
+        Ok(conn
+            .exec_drop(statement, params(list))
+            .await
+            .map_err(query_failed))
+    }
+
+    async fn drop(&mut self, conn: Resource<MysqlConnection>) -> wasmtime::Result<()> {
+        let conn = self.table.delete(conn)?;
+        // A clean end of the session; a server that is gone already needs none.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn.0.disconnect()).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_follow_their_column_types() {
+        assert!(matches!(
+            value(DbDataType::Int8, Value::Int(-5)),
+            Ok(DbValue::Int8(-5))
+        ));
+        assert!(matches!(
+            value(DbDataType::Uint64, Value::UInt(u64::MAX)),
+            Ok(DbValue::Uint64(u64::MAX))
+        ));
+        assert!(value(DbDataType::Int8, Value::Int(300))
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(
+            matches!(value(DbDataType::Str, Value::Bytes(b"hi".to_vec())), Ok(DbValue::Str(ref s)) if s == "hi")
+        );
+        assert!(matches!(
+            value(DbDataType::Other, Value::Date(2026, 12, 1, 0, 0, 0, 0)),
+            Ok(DbValue::Unsupported)
+        ));
+        assert!(matches!(
+            value(DbDataType::Int32, Value::NULL),
+            Ok(DbValue::DbNull)
+        ));
+        assert!(matches!(
+            param(ParameterValue::Boolean(true)),
+            Value::Int(1)
+        ));
+    }
+}
