@@ -48,8 +48,23 @@ fn params(list: Vec<ParameterValue>) -> Params {
     }
 }
 
-fn is_text(c: &Column) -> bool {
-    c.character_set() != BINARY_CHARSET
+/// Whether values of columns of type `t` are strings of bytes (text, or bytes in the binary
+/// character set).
+fn is_string(t: ColumnType) -> bool {
+    use ColumnType as T;
+    matches!(
+        t,
+        T::MYSQL_TYPE_VARCHAR
+            | T::MYSQL_TYPE_VAR_STRING
+            | T::MYSQL_TYPE_STRING
+            | T::MYSQL_TYPE_TINY_BLOB
+            | T::MYSQL_TYPE_MEDIUM_BLOB
+            | T::MYSQL_TYPE_LONG_BLOB
+            | T::MYSQL_TYPE_BLOB
+            | T::MYSQL_TYPE_ENUM
+            | T::MYSQL_TYPE_SET
+            | T::MYSQL_TYPE_JSON
+    )
 }
 
 fn data_type(c: &Column) -> DbDataType {
@@ -67,30 +82,9 @@ fn data_type(c: &Column) -> DbDataType {
         (T::MYSQL_TYPE_FLOAT, _) => DbDataType::Floating32,
         (T::MYSQL_TYPE_DOUBLE, _) => DbDataType::Floating64,
         (T::MYSQL_TYPE_DECIMAL | T::MYSQL_TYPE_NEWDECIMAL, _) => DbDataType::Str,
-        (
-            T::MYSQL_TYPE_VARCHAR
-            | T::MYSQL_TYPE_VAR_STRING
-            | T::MYSQL_TYPE_STRING
-            | T::MYSQL_TYPE_TINY_BLOB
-            | T::MYSQL_TYPE_MEDIUM_BLOB
-            | T::MYSQL_TYPE_LONG_BLOB
-            | T::MYSQL_TYPE_BLOB
-            | T::MYSQL_TYPE_ENUM
-            | T::MYSQL_TYPE_SET
-            | T::MYSQL_TYPE_JSON,
-            _,
-        ) if is_text(c) => DbDataType::Str,
-        (
-            T::MYSQL_TYPE_VARCHAR
-            | T::MYSQL_TYPE_VAR_STRING
-            | T::MYSQL_TYPE_STRING
-            | T::MYSQL_TYPE_TINY_BLOB
-            | T::MYSQL_TYPE_MEDIUM_BLOB
-            | T::MYSQL_TYPE_LONG_BLOB
-            | T::MYSQL_TYPE_BLOB
-            | T::MYSQL_TYPE_BIT,
-            _,
-        ) => DbDataType::Binary,
+        (T::MYSQL_TYPE_BIT, _) => DbDataType::Binary,
+        (t, _) if is_string(t) && c.character_set() == BINARY_CHARSET => DbDataType::Binary,
+        (t, _) if is_string(t) => DbDataType::Str,
         _ => DbDataType::Other,
     }
 }
