@@ -122,25 +122,16 @@ impl SpinState {
         params: Result<Vec<Value>, Failure>,
     ) -> wasmtime::Result<Result<RowSet, Failure>> {
         let client = &self.table.get(conn)?.0;
-        let params = match params {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            params.iter().map(|p| p as _).collect();
-        let stmt = match client.prepare(statement).await {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(Failure::query(e))),
-        };
-        let columns = stmt
-            .columns()
-            .iter()
-            .map(|c| (c.name().to_string(), c.type_().clone()))
-            .collect();
-        Ok(match client.query(&stmt, &refs).await {
-            Ok(rows) => row_set(columns, &rows),
-            Err(e) => Err(Failure::query(e)),
-        })
+        Ok(async {
+            let params = params?;
+            let stmt = client.prepare(statement).await.map_err(Failure::query)?;
+            let columns = (stmt.columns().iter())
+                .map(|c| (c.name().to_string(), c.type_().clone()))
+                .collect();
+            let rows = (client.query(&stmt, &sql_params(&params)).await).map_err(Failure::query)?;
+            row_set(columns, &rows)
+        }
+        .await)
     }
 
     async fn pg_execute(
@@ -150,17 +141,17 @@ impl SpinState {
         params: Result<Vec<Value>, Failure>,
     ) -> wasmtime::Result<Result<u64, Failure>> {
         let client = &self.table.get(conn)?.0;
-        let params = match params {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            params.iter().map(|p| p as _).collect();
-        Ok(client
-            .execute(statement, &refs)
-            .await
-            .map_err(Failure::query))
+        Ok(async {
+            let params = params?;
+            (client.execute(statement, &sql_params(&params)).await).map_err(Failure::query)
+        }
+        .await)
     }
+}
+
+/// `params` as tokio-postgres takes them.
+fn sql_params(params: &[Value]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    params.iter().map(|p| p as _).collect()
 }
 
 fn unsigned() -> Failure {
