@@ -85,22 +85,16 @@ impl Mariadb {
 
     /// `mariadb -N -e SQL` (database `app` once it exists): its output trimmed, or its error.
     pub fn sql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new("mariadb")
-            .args([
-                "--no-defaults",
-                "-h",
-                "127.0.0.1",
-                "-P",
-                &self.port.to_string(),
-            ])
-            .args(["-u", "root", "-N", "-B", "-e", sql])
-            .output()
-            .map_err(|e| format!("run mariadb: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+        let mut cmd = Command::new("mariadb");
+        cmd.args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &self.port.to_string(),
+        ])
+        .args(["-u", "root", "-N", "-B", "-e", sql]);
+        crate::process::client_output(&mut cmd, "mariadb")
     }
 
     /// The URL of database `app` on it.

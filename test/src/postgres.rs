@@ -103,8 +103,8 @@ impl Postgres {
 
     /// `psql -At -c SQL` against database `postgres`: its output trimmed, or its error.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args([
                 "-U",
                 "postgres",
@@ -115,14 +115,8 @@ impl Postgres {
                 "ON_ERROR_STOP=1",
                 "-c",
                 sql,
-            ])
-            .output()
-            .map_err(|e| format!("run psql: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+            ]);
+        crate::process::client_output(&mut cmd, "psql")
     }
 
     /// The URL of database `postgres` on it.
