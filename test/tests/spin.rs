@@ -257,6 +257,63 @@ fn spin_headers_follow_the_route_that_matched() {
     stop(&id, child);
 }
 
+/// Service chaining: the front component reaches `back` (a private route) through
+/// `http://back.spin.internal`, in-process, with Spin's synthetic route and client address;
+/// a component it may not reach, and an allowed name no component has, fail its request
+/// (its guest sees an error) with a line in the log, and the app serves on.
+#[test]
+fn components_chain_through_spin_internal_hosts() {
+    let manifest = PY_MANIFEST
+        .replace(
+            "allowed_outbound_hosts = [\"http://127.0.0.1:{{ port }}\"]",
+            "allowed_outbound_hosts = [\"http://back.spin.internal\", \"http://ghost.spin.internal\"]",
+        )
+        .replace(
+            "[[trigger.http]]\nroute = \"/static-route\"",
+            "[[trigger.http]]\nroute = { private = true }\ncomponent = \"back\"\n\n\
+             [[trigger.http]]\nroute = \"/other/...\"\ncomponent = \"other\"\n\n\
+             [component.back]\nsource = \"app.wasm\"\n\n\
+             [component.other]\nsource = \"app.wasm\"\n\n\
+             [[trigger.http]]\nroute = \"/static-route\"",
+        );
+    let name = "docker.io/wasmpod/spin-py-chain:e2e";
+    let image = py_image(name, &manifest);
+    let id = unique_id("spin-chain");
+    let (addr, child) = serve(&image, &id, &["--env", "SPIN_VARIABLE_TOKEN=t"]);
+
+    let (status, body) = get(addr, "/fetch?http://back.spin.internal/headers?q=1");
+    assert_eq!(status, 200, "{body}");
+    for line in [
+        "spin-client-addr: 0.0.0.0:0",
+        "spin-full-url: http://back.spin.internal/headers?q=1",
+        "spin-matched-route: /...",
+        "spin-path-info: /headers",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no {line:?} in {body}");
+    }
+    // `other` is served on its route, but front may not reach it; `ghost` is allowed but
+    // no component has that name.
+    assert_eq!(get(addr, "/other/headers").0, 200);
+    assert_eq!(
+        get(addr, "/fetch?http://other.spin.internal/headers").0,
+        502
+    );
+    assert_eq!(get(addr, "/fetch?http://ghost.spin.internal/").0, 502);
+    assert_eq!(get(addr, "/").0, 200);
+
+    let ran = stop(&id, child);
+    for needle in [
+        "component py may not reach http://other.spin.internal:80",
+        "no component ghost with an HTTP trigger",
+    ] {
+        assert!(
+            ran.stderr.contains(needle),
+            "no {needle:?} in {}",
+            ran.stderr
+        );
+    }
+}
+
 /// A core module built for `wasm32-wasip1` (as Spin's Rust and Go templates build them) is
 /// componentized at load and compiled once into the node's cache; a second start maps it.
 #[test]

@@ -2,7 +2,7 @@
 //! last layer of an image (media type [`LOCKED_APP_LAYER`]): component sources and files
 //! name other layers by digest (or are inlined), and the caller has already written those
 //! layers to the node, digest-checked. Unknown fields are ignored, as Spin ignores them; what
-//! wasmpod cannot honour (service chaining requirements, unresolvable content) is refused
+//! wasmpod cannot honour (an unknown host requirement, unresolvable content) is refused
 //! with its name.
 
 use std::collections::BTreeMap;
@@ -18,6 +18,10 @@ use super::app::{
 };
 use super::manifest::unsupported_trigger;
 use crate::classify::EntrypointKind;
+
+/// The host requirements a lock may state: `local_service_chaining` (components call each
+/// other through `http://<component>.spin.internal`).
+pub const HOST_REQUIREMENTS: [&str; 1] = ["local_service_chaining"];
 
 /// The media type of the locked-app layer.
 pub const LOCKED_APP_LAYER: &str = "application/vnd.fermyon.spin.application.v1+config";
@@ -157,7 +161,8 @@ impl Blobs for BTreeMap<String, PathBuf> {
 }
 
 impl LockedApp {
-    /// Parses a lock.
+    /// Parses a lock. A host requirement wasmpod does not provide is refused, as Spin refuses
+    /// it.
     pub fn parse(bytes: &[u8]) -> Result<LockedApp, String> {
         let app: LockedApp =
             serde_json::from_slice(bytes).map_err(|e| format!("not a Spin locked app: {e}"))?;
@@ -176,7 +181,7 @@ impl LockedApp {
                 "must_understand: wasmpod does not know {feature:?}"
             ));
         }
-        let requirements = app
+        let unknown = app
             .host_requirements
             .keys()
             .chain(
@@ -184,11 +189,11 @@ impl LockedApp {
                     .iter()
                     .flat_map(|c| c.host_requirements.keys()),
             )
-            .next();
-        if let Some(requirement) = requirements {
+            .find(|r| !HOST_REQUIREMENTS.contains(&r.as_str()));
+        if let Some(requirement) = unknown {
             return Err(format!(
-                "host_requirements: {requirement} (service chaining) is not supported by wasmpod \
-                 yet"
+                "host_requirements: wasmpod does not know {requirement:?} (it provides {})",
+                HOST_REQUIREMENTS.join(", ")
             ));
         }
         Ok(app)
@@ -622,9 +627,13 @@ mod tests {
             "\"future_top_level\": 1",
             "\"host_requirements\": {\"local_service_chaining\": \"required\"}",
         );
-        assert!(LockedApp::parse(chained.as_bytes())
-            .unwrap_err()
-            .contains("service chaining"));
+        assert!(LockedApp::parse(chained.as_bytes()).is_ok());
+        let teleport = LOCK.replace(
+            "\"future_top_level\": 1",
+            "\"host_requirements\": {\"teleportation\": \"required\"}",
+        );
+        let err = LockedApp::parse(teleport.as_bytes()).unwrap_err();
+        assert!(err.contains("\"teleportation\""), "{err}");
         let sqs = LOCK.replace(
             "\"trigger_type\": \"http\", \"trigger_config\": {\"route\": \"/s\"",
             "\"trigger_type\": \"sqs\", \"trigger_config\": {\"route\": \"/s\"",

@@ -255,11 +255,26 @@ pub fn package(
                 metadata.insert("version".to_string(), json!(v));
             }
             metadata.insert("trigger".to_string(), json!({"type": "http"}));
+            // As `spin registry push` records it: an app whose components may call each
+            // other needs a host that chains them.
+            let chains = m.components.values().any(|c| {
+                c.allowed_outbound_hosts
+                    .iter()
+                    .any(|h| h.trim_end_matches('/').ends_with(".spin.internal"))
+            });
+            let (must_understand, host_requirements) = if chains {
+                (
+                    vec!["host_requirements".to_string()],
+                    BTreeMap::from([("local_service_chaining".to_string(), json!("required"))]),
+                )
+            } else {
+                (Vec::new(), BTreeMap::new())
+            };
             let lock = LockedApp {
                 spin_lock_version: 0,
-                must_understand: Vec::new(),
+                must_understand,
                 metadata,
-                host_requirements: BTreeMap::new(),
+                host_requirements,
                 variables: m
                     .variables
                     .iter()
@@ -363,6 +378,7 @@ component = "app"
 source = "target/app.wasm"
 files = [{ source = "static", destination = "/www" }]
 key_value_stores = ["default"]
+allowed_outbound_hosts = ["http://*.spin.internal"]
 "#,
         )
         .unwrap();
@@ -397,6 +413,10 @@ key_value_stores = ["default"]
         assert_eq!(types, [WASM_CONTENT_LAYER, DATA_LAYER, LOCKED_APP_LAYER]);
         let lock_digest = layers[2]["digest"].as_str().unwrap();
         let lock = LockedApp::parse(&blobs[lock_digest]).unwrap();
+        assert_eq!(
+            lock.host_requirements.get("local_service_chaining"),
+            Some(&json!("required"))
+        );
         // Write the layers as the shim would, and read the app back.
         let out = tempfile::tempdir().unwrap();
         let mut on_node = BTreeMap::new();

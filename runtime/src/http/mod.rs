@@ -111,13 +111,13 @@ pub async fn serve(
         limits,
         per_instance,
         watch,
-        |limits, instances| proxy::ProxyHandler::new(pre, setup, limits, instances),
+        |limits, instances| Arc::new(proxy::ProxyHandler::new(pre, setup, limits, instances)),
     )
     .await
 }
 
 /// Serves the handler `make` builds (given the limits and how many instances may run at
-/// once) on `addr` until a stop signal, then drains. `per_instance` is how many files one
+/// once; it may keep a reference of its own) on `addr` until a stop signal, then drains. `per_instance` is how many files one
 /// instance opens. Returns the outcome the container exits with.
 pub async fn serve_handler<H: server::Handler>(
     engine: &Engine,
@@ -125,7 +125,7 @@ pub async fn serve_handler<H: server::Handler>(
     limits: limits::HttpLimits,
     per_instance: u64,
     watch: &TerminationWatch,
-    make: impl FnOnce(limits::HttpLimits, usize) -> H,
+    make: impl FnOnce(limits::HttpLimits, usize) -> Arc<H>,
 ) -> Result<GuestOutcome, RuntimeError> {
     let listener = TcpListener::bind(addr)
         .await
@@ -157,7 +157,7 @@ pub async fn serve_handler<H: server::Handler>(
         ..limits
     };
     log::info!("serving HTTP on {addr}");
-    let handler = Arc::new(make(limits.clone(), budget.instances));
+    let handler = make(limits.clone(), budget.instances);
     let signal = server::serve(listener, handler, &limits, watch).await;
     Ok(GuestOutcome::Terminated(signal))
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -78,14 +79,16 @@ impl Instances {
     /// Waits for a slot, instantiates `pre` with the state `state` builds, and returns the
     /// response it sets. The instance keeps running after that, to stream the body, in its
     /// own task, which holds the slot until it ends.
-    pub async fn respond<T>(
+    pub async fn respond<T, B>(
         &self,
         pre: &ProxyPre<T>,
-        req: Request<Incoming>,
+        req: Request<B>,
         state: impl FnOnce() -> Result<T, String>,
     ) -> Result<Response<HyperOutgoingBody>, Failure>
     where
         T: WasiHttpView + Limited + Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let Ok(slot) = self.slots.clone().acquire_owned().await else {
             return Err(Failure::Stopping);
@@ -95,15 +98,17 @@ impl Instances {
             .map_err(Failure::Failed)
     }
 
-    async fn run_instance<T>(
+    async fn run_instance<T, B>(
         &self,
         pre: &ProxyPre<T>,
-        req: Request<Incoming>,
+        req: Request<B>,
         state: T,
         slot: OwnedSemaphorePermit,
     ) -> Result<Response<HyperOutgoingBody>, String>
     where
         T: WasiHttpView + Limited + Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| s.limits_mut());

@@ -2,18 +2,22 @@
 //! runtime's own `/.well-known/spin/` routes and static responses, and run the routed
 //! component's `wasi:http/incoming-handler` in a fresh instance with the `spin-*` headers
 //! added. Answers the server makes itself (404, 500, 503) have empty bodies, as Spin's do.
+//! The same server answers the components' chained requests ([`super::chain`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode};
 use wasmpod_oci::spin::app::StaticResponse;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiBody;
 
-use super::router::{Router, WELL_KNOWN_PREFIX};
+use super::chain::{Chained, Dispatch};
+use super::router::{RouteMatch, Router, WELL_KNOWN_PREFIX};
 use super::state::{ComponentEnv, SpinState};
 use crate::http::proxy::{full_response, Failure, Instances};
 use crate::http::server::Handler;
@@ -28,6 +32,9 @@ const RESERVED: [&str; 7] = [
     "spin-component-route",
     "spin-client-addr",
 ];
+
+/// The client address of a chained request, as Spin gives it.
+const CHAINED_CLIENT: &str = "0.0.0.0:0";
 
 /// What answers a route.
 #[derive(Debug, Clone)]
@@ -63,7 +70,7 @@ pub struct SpinHandler {
 impl Handler for SpinHandler {
     async fn handle(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<HyperOutgoingBody> {
         let path = req.uri().path().to_string();
@@ -104,6 +111,53 @@ impl Handler for SpinHandler {
             .unwrap_or_else(|| path.clone());
         let full_url = format!("http://{host}{path_and_query}");
         let headers = matched.spin_headers(&full_url, &client.to_string());
+        self.run(index, req, headers).await
+    }
+}
+
+impl Dispatch for SpinHandler {
+    /// A chained request: routed to `component` whatever its path (Spin's synthetic route
+    /// `/...`), from the client address `0.0.0.0:0`, without its `*.spin.internal` `Host`.
+    fn dispatch(self: Arc<Self>, component: &str, mut req: Request<WasiBody>) -> Chained {
+        let Some(index) = self
+            .components
+            .iter()
+            .position(|c| c.env.host.id == component && c.pre.is_some())
+        else {
+            eprintln!(
+                "wasmpod: a request to {component}.spin.internal found no component {component} \
+                 with an HTTP trigger"
+            );
+            return Box::pin(async { Err(wasmtime_wasi_http::Error::DestinationNotFound) });
+        };
+        let target = Target::Component(index);
+        let matched = RouteMatch::synthetic(&target, req.uri().path());
+        let headers = matched.spin_headers(&req.uri().to_string(), CHAINED_CLIENT);
+        let internal_host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|h| super::chain::target(h).is_some());
+        if internal_host {
+            req.headers_mut().remove(HOST);
+        }
+        Box::pin(async move { Ok(self.run(index, req, headers).await) })
+    }
+}
+
+impl SpinHandler {
+    /// Runs component `index` on `req` with Spin's `headers` (a client's own `spin-*`
+    /// headers are dropped first).
+    async fn run<B>(
+        &self,
+        index: usize,
+        mut req: Request<B>,
+        headers: Vec<(String, String)>,
+    ) -> Response<HyperOutgoingBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let forged: Vec<HeaderName> = req
             .headers()
             .keys()
@@ -123,6 +177,7 @@ impl Handler for SpinHandler {
                 req.headers_mut().insert(name, value);
             }
         }
+        let path = req.uri().path().to_string();
         let Some((component, pre)) = self
             .components
             .get(index)

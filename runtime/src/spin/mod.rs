@@ -34,6 +34,7 @@ use crate::signals::TerminationWatch;
 use crate::trigger::Trigger;
 use crate::{GuestOutcome, GuestSetup, RuntimeError};
 
+pub mod chain;
 pub mod componentize;
 pub mod cron;
 pub mod db;
@@ -58,6 +59,7 @@ pub mod state;
 pub mod stub;
 pub mod variables;
 
+use self::chain::{Dispatch, ServiceChain};
 use self::cron::CronJob;
 use self::http::{ServedComponent, SpinHandler, Target};
 use self::kv::KvStores;
@@ -108,6 +110,8 @@ struct Started {
     redis_addresses: Vec<String>,
     /// The MQTT triggers, topics and brokers expanded.
     mqtt_triggers: Vec<MqttTrigger>,
+    /// The components' way to the HTTP server, for service chaining.
+    chain: Arc<ServiceChain>,
 }
 
 fn app_error(app: &SpinApp, reason: impl Into<String>) -> RuntimeError {
@@ -246,6 +250,7 @@ impl SpinTriggers {
             .map_err(|e| app_error(app, e))?;
         let kv = Arc::new(KvStores::new(config.kv_stores));
         let sqlite = Arc::new(SqliteDatabases::new(config.sqlite_databases));
+        let chain = chain::unconnected();
         let mut hosts = Vec::new();
         for c in &app.components {
             let kv_label = unknown_label(&c.key_value_stores, |l| kv.contains(l));
@@ -281,6 +286,7 @@ impl SpinTriggers {
                 sqlite_labels: c.sqlite_databases.clone(),
                 config,
                 outbound: Arc::new(hosts_allowed),
+                chain: chain.clone(),
             }));
         }
         let redis_addresses = app
@@ -310,6 +316,7 @@ impl SpinTriggers {
             hosts,
             redis_addresses,
             mqtt_triggers,
+            chain,
         })
     }
 }
@@ -402,6 +409,7 @@ impl Trigger for SpinTriggers {
             hosts,
             redis_addresses,
             mqtt_triggers,
+            chain,
         } = match this.started.clone() {
             Some(started) => started,
             None => this.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?,
@@ -490,7 +498,7 @@ impl Trigger for SpinTriggers {
             }
             let http = async {
                 if serves_http {
-                    serve_http(&app, router, components, engine, setup, watch).await
+                    serve_http(&app, router, components, chain, engine, setup, watch).await
                 } else {
                     std::future::pending().await
                 }
@@ -528,6 +536,7 @@ async fn serve_http(
     app: &SpinApp,
     router: Router<Target>,
     components: Vec<ServedComponent>,
+    chain: Arc<ServiceChain>,
     engine: &Engine,
     setup: &GuestSetup,
     watch: &TerminationWatch,
@@ -562,12 +571,17 @@ async fn serve_http(
         limits,
         per_instance,
         watch,
-        |limits, instances| SpinHandler {
-            info: Bytes::from(info.to_string()),
-            router,
-            components,
-            instances: Instances::new(limits, instances),
-            memory_limit,
+        |limits, instances| {
+            let handler = Arc::new(SpinHandler {
+                info: Bytes::from(info.to_string()),
+                router,
+                components,
+                instances: Instances::new(limits, instances),
+                memory_limit,
+            });
+            let dispatch: Arc<dyn Dispatch> = handler.clone();
+            chain.connect(Arc::downgrade(&dispatch));
+            handler
         },
     )
     .await

@@ -64,6 +64,18 @@ pub struct RouteMatch<'r, T> {
 }
 
 impl<'r, T> RouteMatch<'r, T> {
+    /// The match of a request sent straight to `target` (service chaining): the whole
+    /// `path` is the wildcard's part of the route `/...`.
+    pub fn synthetic(target: &'r T, path: &str) -> Self {
+        RouteMatch {
+            target,
+            raw_route: "/...",
+            based_route: "/...",
+            path_info: path.to_string(),
+            captures: BTreeMap::new(),
+        }
+    }
+
     /// The route without its trailing wildcard (`spin-component-route`).
     pub fn component_route(&self) -> &'r str {
         self.raw_route
@@ -361,6 +373,26 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(headers, want);
+    }
+
+    #[test]
+    fn a_chained_request_matches_the_whole_path() {
+        let m = RouteMatch::synthetic(&7, "/api/items");
+        let headers = m.spin_headers("http://b.spin.internal/api/items?x=1", "0.0.0.0:0");
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("spin-path-info"), Some("/api/items"));
+        assert_eq!(get("spin-matched-route"), Some("/..."));
+        assert_eq!(get("spin-component-route"), Some(""));
+        assert_eq!(
+            get("spin-full-url"),
+            Some("http://b.spin.internal/api/items?x=1")
+        );
+        assert_eq!(*m.target, 7);
     }
 
     #[test]

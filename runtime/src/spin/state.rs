@@ -2,7 +2,8 @@
 //! the component shares ([`ComponentHost`]): its key-value and SQLite access, its resolved variables,
 //! and the hosts it may reach. Outbound HTTP is checked against those hosts here
 //! ([`OutboundHooks`]); a denied request fails as Spin fails it (the send succeeds; the
-//! guest reads `HttpRequestDenied` from the response).
+//! guest reads `HttpRequestDenied` from the response). An allowed request to
+//! `<component>.spin.internal` goes to that component ([`super::chain`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::chain::{self, ServiceChain};
 use super::kv::KvStores;
 use super::outbound::{default_port, AllowedHosts};
 use super::sqlite::SqliteDatabases;
@@ -35,6 +37,8 @@ pub struct ComponentHost {
     pub config: BTreeMap<String, String>,
     /// `allowed_outbound_hosts`, expanded and parsed.
     pub outbound: Arc<AllowedHosts>,
+    /// The way to the app's other components (`http://<id>.spin.internal`).
+    pub chain: Arc<ServiceChain>,
 }
 
 /// What every instance of one component starts with besides its code: what the instances
@@ -97,6 +101,7 @@ impl SpinState {
             hooks: OutboundHooks {
                 component: host.id.clone(),
                 allowed: host.outbound.clone(),
+                chain: host.chain.clone(),
             },
             host,
         }
@@ -151,10 +156,12 @@ impl Limited for SpinState {
     }
 }
 
-/// Checks each outgoing request against the component's allowed hosts.
+/// Checks each outgoing request against the component's allowed hosts, and sends those to
+/// `*.spin.internal` to the app's own components.
 pub struct OutboundHooks {
     component: String,
     allowed: Arc<AllowedHosts>,
+    chain: Arc<ServiceChain>,
 }
 
 type BoxedIo = Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -189,6 +196,13 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         _ = fut;
+        if let Some(target) = chain::target(&host) {
+            let send = self.chain.send(target, request);
+            return Box::new(async move {
+                let response = send.await?;
+                Ok((response, Box::new(async { Ok(()) }) as BoxedIo))
+            });
+        }
         Box::new(async move {
             use http_body_util::BodyExt;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
