@@ -40,7 +40,7 @@ pub fn build(name: &ImageName, wasmpod: &Path, shim: &Path) -> Result<ImageBuild
 }
 
 /// The shared libraries (and the loader) `binary` needs, as absolute paths.
-fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, String> {
     let out = Command::new("ldd")
         .arg(binary)
         .output()

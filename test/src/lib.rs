@@ -11,6 +11,7 @@ pub mod http;
 pub mod leaks;
 pub mod mqtt;
 pub mod mysql;
+pub mod native_images;
 pub mod node;
 pub mod postgres;
 pub mod process;

@@ -1,7 +1,8 @@
 //! A private PostgreSQL for the Spin Postgres tests: Debian's `postgresql` (`make
-//! setup-test`), a fresh cluster in a temporary directory owned by the `postgres` user
-//! (the server refuses to run as root), on a free loopback port with trust authentication,
-//! fsync off; stopped (fast shutdown) and removed when dropped. `psql` looks inside.
+//! setup-test`), a fresh cluster ([`Cluster`]) in a temporary directory owned by the
+//! `postgres` user (the server refuses to run as root), on a free loopback port with trust
+//! authentication, fsync off; stopped (fast shutdown) and removed when dropped. `psql` looks
+//! inside. A cluster alone is what a containerized server ([`crate::native_images`]) mounts.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -11,8 +12,7 @@ use std::time::{Duration, Instant};
 /// A running cluster.
 pub struct Postgres {
     child: Child,
-    bin: PathBuf,
-    _dir: tempfile::TempDir,
+    cluster: Cluster,
     /// Its port on 127.0.0.1.
     pub port: u16,
 }
@@ -37,9 +37,22 @@ fn postgres_user() -> Option<(u32, u32)> {
     Some((id("-u")?, id("-g")?))
 }
 
-impl Postgres {
-    /// Starts one, or says why the test cannot run (and fails under CI).
-    pub fn start() -> Option<Postgres> {
+/// A fresh cluster (trust authentication, user `postgres`, UTF-8, C locale, UTC) in a temporary directory
+/// owned by the `postgres` user, for a server of the host's or of a container.
+pub struct Cluster {
+    /// The server's programs.
+    pub bin: PathBuf,
+    /// The cluster's data directory.
+    pub data: PathBuf,
+    /// The `postgres` user and group, who own it.
+    pub uid: u32,
+    pub gid: u32,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Makes one with `initdb`, or says why the test cannot run (and fails under CI).
+    pub fn init() -> Option<Cluster> {
         let (Some(bin), Some((uid, gid))) = (server_bin(), postgres_user()) else {
             crate::skip::skip(crate::skip::Skip::Missing(
                 "postgresql is not installed (`make setup-test` installs it)".into(),
@@ -48,13 +61,15 @@ impl Postgres {
         };
         let dir = tempfile::tempdir().expect("a directory for the cluster");
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the cluster");
-        let data = dir.path().join("data");
-        let as_postgres = |program: &str| {
-            let mut c = Command::new(bin.join(program));
-            c.uid(uid).gid(gid).current_dir(dir.path());
-            c
+        let cluster = Cluster {
+            data: dir.path().join("data"),
+            bin,
+            uid,
+            gid,
+            dir,
         };
-        let init = as_postgres("initdb")
+        let init = cluster
+            .as_postgres("initdb")
             .args([
                 "-A",
                 "trust",
@@ -62,10 +77,14 @@ impl Postgres {
                 "postgres",
                 "-E",
                 "UTF8",
+                "--locale=C",
                 "--no-sync",
                 "-D",
             ])
-            .arg(&data)
+            .arg(&cluster.data)
+            // What the configuration names must exist wherever the server runs: the C
+            // locale and UTC are in every image.
+            .env("TZ", "UTC")
             .output()
             .expect("run initdb");
         assert!(
@@ -73,12 +92,28 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        Some(cluster)
+    }
+
+    /// `program` of the server, run as the `postgres` user.
+    fn as_postgres(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bin.join(program));
+        c.uid(self.uid).gid(self.gid).current_dir(self.dir.path());
+        c
+    }
+}
+
+impl Postgres {
+    /// Starts one, or says why the test cannot run (and fails under CI).
+    pub fn start() -> Option<Postgres> {
+        let cluster = Cluster::init()?;
         let port = crate::ctr::free_port();
-        let child = as_postgres("postgres")
+        let child = cluster
+            .as_postgres("postgres")
             .arg("-D")
-            .arg(&data)
+            .arg(&cluster.data)
             .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
+            .arg(cluster.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -86,8 +121,7 @@ impl Postgres {
             .expect("start postgres");
         let pg = Postgres {
             child,
-            bin,
-            _dir: dir,
+            cluster,
             port,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -103,7 +137,7 @@ impl Postgres {
 
     /// `psql -At -c SQL` against database `postgres`: its output trimmed, or its error.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
-        let mut cmd = Command::new(self.bin.join("psql"));
+        let mut cmd = Command::new(self.cluster.bin.join("psql"));
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args([
                 "-U",

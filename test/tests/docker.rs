@@ -400,6 +400,197 @@ services:
     );
 }
 
+/// The seed scenario of every Spin tutorial, in one compose project: a Spin app (`web`) next
+/// to `postgres` and `redis` services (native images made from Debian's binaries by
+/// wasmpod's image builder) and a second Spin app (`listener`) with a Redis trigger. Each
+/// request to `web` writes a row, reads it back and publishes on a channel, reaching the
+/// services by their names on the project network; `listener` receives every message. A
+/// stop ends both Spin apps with 143 and `down` leaves no shim behind.
+#[test]
+fn compose_runs_the_spin_seed_scenario_with_postgres_and_redis_services() {
+    if docker::available().is_none() {
+        return;
+    }
+    let Some(cluster) = wasmpod_e2e::postgres::Cluster::init() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let web = r#"spin_manifest_version = 2
+[application]
+name = "seed-web"
+[variables]
+pg_address = { default = "postgres://postgres@postgres:5432/postgres" }
+redis_address = { default = "redis://redis:6379" }
+[[trigger.http]]
+route = "/..."
+component = "web"
+[component.web]
+source = "app.wasm"
+allowed_outbound_hosts = ["postgres://postgres:5432", "redis://redis:6379"]
+variables = { pg_address = "{{ pg_address }}", redis_address = "{{ redis_address }}" }
+"#;
+    let listener = r#"spin_manifest_version = 2
+[application]
+name = "seed-listener"
+[application.trigger.redis]
+address = "redis://redis:6379"
+[[trigger.redis]]
+channel = "visits"
+component = "listener"
+[component.listener]
+source = "app.wasm"
+allowed_outbound_hosts = ["redis://redis:6379"]
+variables = { redis_address = "redis://redis:6379" }
+"#;
+    load(
+        &fixtures::spin_py_image("e2e/spin-seed-web:docker", web),
+        dir.path(),
+        "web.tar",
+    );
+    load(
+        &fixtures::spin_py_image("e2e/spin-seed-listener:docker", listener),
+        dir.path(),
+        "listener.tar",
+    );
+    load(
+        &wasmpod_e2e::native_images::redis("e2e/redis:docker"),
+        dir.path(),
+        "redis.tar",
+    );
+    load(
+        &wasmpod_e2e::native_images::postgres(
+            "e2e/postgres:docker",
+            &cluster.bin,
+            cluster.uid,
+            cluster.gid,
+        ),
+        dir.path(),
+        "postgres.tar",
+    );
+    load_busybox_client(dir.path());
+    let file = dir.path().join("compose.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: wasmpod-e2e-seed
+services:
+  postgres:
+    image: e2e/postgres:docker
+    platform: linux/amd64
+    pull_policy: never
+    user: "{uid}:{gid}"
+    volumes: ["{data}:/data"]
+  redis:
+    image: e2e/redis:docker
+    platform: linux/amd64
+    pull_policy: never
+  web:
+    image: e2e/spin-seed-web:docker
+    runtime: io.containerd.spin.v2
+    platform: wasi/wasm
+    pull_policy: never
+    command: ["/"]
+    depends_on: [postgres, redis]
+  listener:
+    image: e2e/spin-seed-listener:docker
+    runtime: io.containerd.spin.v2
+    platform: wasi/wasm
+    pull_policy: never
+    command: ["/"]
+    depends_on: [redis]
+  client:
+    image: e2e/busybox:docker
+    platform: linux/amd64
+    pull_policy: never
+    command: ["wget", "-q", "-O-", "http://web/visit?alice"]
+"#,
+            uid = cluster.uid,
+            gid = cluster.gid,
+            data = cluster.data.display(),
+        ),
+    )
+    .unwrap();
+    let redis_cli = |args: &[&str]| -> String {
+        let mut all = vec!["exec", "wasmpod-e2e-seed-redis-1", "/usr/bin/redis-cli"];
+        all.extend_from_slice(args);
+        run_docker(&all).stdout.trim().to_string()
+    };
+    let wait_for = |what: &str, args: &[&str], want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let got = redis_cli(args);
+            if got == want {
+                return;
+            }
+            if Instant::now() > deadline {
+                let logs = compose(&file, &["logs", "--no-color"]);
+                panic!("{what}: redis-cli {args:?} says {got:?}, not {want:?}; {logs:?}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    /// Takes the project down however the test ends, so that a failure leaves no service
+    /// running for the next test.
+    struct Down<'a>(&'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = compose(self.0, &["down", "--timeout", "5"]);
+        }
+    }
+    let _down = Down(&file);
+    assert_ok(&compose(
+        &file,
+        &["up", "-d", "postgres", "redis", "web", "listener"],
+    ));
+    wait_for(
+        "the listener subscribes",
+        &["PUBSUB", "NUMSUB", "visits"],
+        "visits\n1",
+    );
+    // The web app may still be compiling, postgres still starting: retry, as a probe would.
+    let visit = || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ran = compose(&file, &["run", "--rm", "client"]);
+            if ran.code == 0 || Instant::now() > deadline {
+                return ran;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let first = visit();
+    assert_eq!(
+        (first.code, first.stdout.as_str()),
+        (0, "alice visit 1\n"),
+        "{first:?} {:?}",
+        compose(&file, &["logs", "--no-color"])
+    );
+    wait_for(
+        "the listener gets the first visit",
+        &["GET", "last-message"],
+        "alice visit 1",
+    );
+    let second = visit();
+    assert_eq!(
+        (second.code, second.stdout.as_str()),
+        (0, "alice visit 2\n")
+    );
+    wait_for(
+        "the listener gets the second visit",
+        &["GET", "last-message"],
+        "alice visit 2",
+    );
+    assert_eq!(redis_cli(&["GET", "received"]), "2");
+    assert_ok(&compose(&file, &["stop"]));
+    for app in ["web", "listener"] {
+        let container = format!("wasmpod-e2e-seed-{app}-1");
+        let code = run_docker(&["inspect", "-f", "{{.State.ExitCode}}", &container]);
+        assert_eq!(code.stdout.trim(), "143", "{app}: {code:?}");
+    }
+    assert_ok(&compose(&file, &["down"]));
+    assert_eq!(settled_shims(), 0, "a shim outlived compose down");
+}
+
 /// Loads the host's static busybox as `e2e/busybox:docker` (linux/amd64), the native client
 /// of the compose tests.
 fn load_busybox_client(dir: &Path) {
