@@ -26,21 +26,15 @@ COMPONENTIZE_PY := componentize-py==0.25.1
 SPIN_PY_SDK := spin-sdk==3.4.1 componentize-py==0.17.2
 # Helm (its SDK v4, from PyPI) and the Kubernetes schemas that test the chart, under $(WORK)/chart-tools.
 CHART_TOOLS := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
-# wit-bindgen (crates.io) generates the C bindings of the demo's and tests' wasi:http component.
-WIT_BINDGEN_VERSION := 0.63.0
 
 .PHONY: all setup setup-test build install install-local unit chart-test manifests installer-image e2e e2e-containerd-1.7 e2e-containerd-2.1 test demo bench bench-run fmt clippy clean
 
 all: build
 
-# Installs what the build and the demo use (Debian packages, wit-bindgen under .work/tools,
-# a Rust toolchain for wasm32-wasip1 from Debian under .work/rust-wasm for Spin's Rust SDK).
+# Installs what the build and the demo use (Debian packages, a Rust toolchain for
+# wasm32-wasip1 from Debian under .work/rust-wasm for Spin's Rust SDK).
 setup:
 	@WORK=$(WORK) test/lib/apt-install.sh $(APT_PACKAGES)
-	@if [ ! -x $(WORK)/tools/bin/wit-bindgen ]; then \
-		echo "installing wit-bindgen-cli $(WIT_BINDGEN_VERSION) into $(WORK)/tools"; \
-		$(CARGO) install -q --locked --root $(WORK)/tools wit-bindgen-cli --version $(WIT_BINDGEN_VERSION); \
-	fi
 	@test/lib/rust-wasm.sh $(WORK)/rust-wasm
 
 # setup, plus what only the tests and benchmarks use (the JS Spin build tools from npm go
@@ -87,11 +81,16 @@ install-local:
 unit:
 	$(CARGO) test --workspace --lib --bins $(CARGO_PROFILE_FLAG)
 
-# End-to-end tests against a private containerd (started and always stopped here).
+# End-to-end tests against a private containerd (started and always stopped here): every
+# suite, or those E2E_SUITES names.
 e2e: install-local
-	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/e2e.sh
+	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" E2E_TESTS="$(E2E_SUITES)" test/e2e.sh
 
 test: setup-test build unit chart-test e2e e2e-containerd-1.7 e2e-containerd-2.1
+
+# In `make test` the Spin suite runs on containerd 2.1 only: the Spin host does not depend on
+# the containerd version, and its content-store tests need >= 1.7.7.
+test: E2E_SUITES = cri ctr docker node
 
 # The Helm chart: lint, render, Kubernetes 1.28 and 1.35 schemas, the rendered installer
 # command run against a node tree, and deploy/kubernetes/wasmpod.yaml up to date.

@@ -7,9 +7,9 @@
 #   with-debian-containerd.sh trixie   containerd 1.7.24, dockerd 26.1.5: the suites whose
 #                                      behaviour depends on the containerd or dockerd version
 #                                      (cri, docker, node); the ctr suite, which tests the
-#                                      shim's task API, and the spin suite, whose content-store
-#                                      tests need >= 1.7.7, run on 1.6 and 2.1 (E2E_TESTS
-#                                      overrides)
+#                                      shim's task API, runs on 1.6 and 2.1, and the spin
+#                                      suite, whose content-store tests need >= 1.7.7, on 2.1
+#                                      (E2E_TESTS overrides)
 #   with-debian-containerd.sh sid      containerd 2.1.9, dockerd 28.5.2, every suite (sid
 #                                      moves: the versions are printed before the tests)
 #

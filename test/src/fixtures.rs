@@ -228,9 +228,27 @@ pub fn spin_cron_core_module() -> Vec<u8> {
     c_reactor_module("spin-cron.c", &wit, "spin-cron", "spin_cron")
 }
 
-/// A C fixture built against `world` of the WIT at `wit`: bindings from wit-bindgen
-/// (installed by `make setup` under `.work/tools`, or `$WASMPOD_WIT_BINDGEN`; its files are
-/// named `stem.*`), clang for wasm32-wasi as a reactor. Built once per source and world.
+/// The C bindings of `world` of the WIT package at `wit`, as `wit-bindgen c` writes them
+/// (`<world>.c`, `<world>.h`, `<world>_component_type.o`), from wit-bindgen's C generator.
+fn c_bindings(wit: &Path, world: &str) -> wit_bindgen_core::Files {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_path(wit)
+        .unwrap_or_else(|e| panic!("read the WIT at {}: {e:#}", wit.display()));
+    let world = resolve
+        .select_world(&[package], Some(world))
+        .unwrap_or_else(|e| panic!("world {world}: {e:#}"));
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, world, &mut files)
+        .expect("generate the C bindings");
+    files
+}
+
+/// A C fixture built against `world` of the WIT at `wit`: bindings from wit-bindgen's C
+/// generator (its files are named `stem.*`), clang for wasm32-wasi as a reactor. Built once
+/// per source and world.
 fn c_reactor_module(source: &str, wit: &Path, world: &str, stem: &str) -> Vec<u8> {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
@@ -245,28 +263,9 @@ fn c_reactor_module(source: &str, wit: &Path, world: &str, stem: &str) -> Vec<u8
         return bytes;
     }
     let gen = tempfile::tempdir().expect("tempdir");
-    let wit_bindgen = std::env::var_os("WASMPOD_WIT_BINDGEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.work/tools/bin/wit-bindgen")
-        });
-    let ran = Command::new(&wit_bindgen)
-        .arg("c")
-        .arg(wit)
-        .args(["--world", world, "--out-dir"])
-        .arg(gen.path())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "run {} (install it with `make setup`): {e}",
-                wit_bindgen.display()
-            )
-        });
-    assert!(
-        ran.status.success(),
-        "wit-bindgen failed: {}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    for (name, bytes) in c_bindings(wit, world).iter() {
+        std::fs::write(gen.path().join(name), bytes).expect("write the bindings");
+    }
     let core = gen.path().join(format!("{stem}.core.wasm"));
     let status = Command::new(clang())
         .args([
