@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use wasmpod_deploy::installer_image::shared_libraries;
 use wasmpod_oci::image::ImageBuilder;
+use wasmpod_oci::spin::package::regular_files;
 
 /// `image` with the programs at `programs` (host paths, kept at the same paths) and their
 /// libraries.
@@ -96,27 +97,8 @@ pub fn postgres(name: &str, bin: &Path, uid: u32, gid: u32) -> ImageBuilder {
         .and_then(Path::file_name)
         .expect("a /usr/lib/postgresql/<major>/bin directory");
     let share = Path::new("/usr/share/postgresql").join(major);
-    for file in files_under(&share) {
+    for file in regular_files(&share).expect("the server's share directory") {
         image = add_file(image, &file, 0o644);
     }
     add_file(image, Path::new("/usr/share/zoneinfo/UTC"), 0o644)
-}
-
-/// The files under `dir`, recursively, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display()));
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.is_file() {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }

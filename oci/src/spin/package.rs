@@ -84,7 +84,7 @@ pub fn package(
                     format!("[component.{id}] files: {src:?} is not a directory"),
                 ));
             }
-            for file in walk(&root).map_err(|e| fail(manifest_path, e))? {
+            for file in regular_files(&root).map_err(|e| fail(manifest_path, e))? {
                 let rel = file
                     .strip_prefix(&root)
                     .map_err(|e| fail(manifest_path, e.to_string()))?
@@ -319,8 +319,8 @@ fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// Every regular file under `root`, sorted.
-fn walk(root: &Path) -> Result<Vec<PathBuf>, String> {
+/// Every regular file under `root`, recursively, sorted.
+pub fn regular_files(root: &Path) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
