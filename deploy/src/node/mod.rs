@@ -324,13 +324,13 @@ fn label(
             log("not in a Kubernetes pod: the node label is not set");
             Ok(())
         }
-        Cluster::InCluster(config) => {
+        Cluster::InCluster(server) => {
             let node = node.ok_or_else(|| {
                 NodeError::Label(
                     "no node name: set NODE_NAME from spec.nodeName, or give --node".into(),
                 )
             })?;
-            label::set(*config, node, value)?;
+            label::set(&server, node, value)?;
             match value {
                 Some(v) => log(&format!("labelled node {node} {}={v}", label::LABEL)),
                 None => log(&format!("removed {} from node {node}", label::LABEL)),
