@@ -117,8 +117,9 @@ pub async fn serve(
 }
 
 /// Serves the handler `make` builds (given the limits and how many instances may run at
-/// once; it may keep a reference of its own) on `addr` until a stop signal, then drains. `per_instance` is how many files one
-/// instance opens. Returns the outcome the container exits with.
+/// once; it may keep a reference of its own) on `addr` until a stop signal, then drains.
+/// `per_instance` is how many files one instance opens. Returns the outcome the container
+/// exits with.
 pub async fn serve_handler<H: server::Handler>(
     engine: &Engine,
     addr: SocketAddr,

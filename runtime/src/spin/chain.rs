@@ -72,7 +72,7 @@ impl ServiceChain {
     }
 }
 
-/// A chain for tests and for apps without HTTP triggers.
+/// A chain no server is connected to yet (an app without HTTP triggers keeps it so).
 pub fn unconnected() -> Arc<ServiceChain> {
     Arc::new(ServiceChain::default())
 }

@@ -98,11 +98,7 @@ impl SpinState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits,
-            hooks: OutboundHooks {
-                component: host.id.clone(),
-                allowed: host.outbound.clone(),
-                chain: host.chain.clone(),
-            },
+            hooks: OutboundHooks { host: host.clone() },
             host,
         }
     }
@@ -159,9 +155,7 @@ impl Limited for SpinState {
 /// Checks each outgoing request against the component's allowed hosts, and sends those to
 /// `*.spin.internal` to the app's own components.
 pub struct OutboundHooks {
-    component: String,
-    allowed: Arc<AllowedHosts>,
-    chain: Arc<ServiceChain>,
+    host: Arc<ComponentHost>,
 }
 
 type BoxedIo = Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -187,17 +181,17 @@ impl WasiHttpHooks for OutboundHooks {
             .port_u16()
             .or_else(|| default_port(&scheme))
             .unwrap_or(0);
-        if !self.allowed.allows(&scheme, &host, port) {
+        if !self.host.outbound.allows(&scheme, &host, port) {
             eprintln!(
                 "wasmpod: component {} may not reach {scheme}://{host}:{port}: it is not in \
                  the component's allowed_outbound_hosts",
-                self.component
+                self.host.id
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         _ = fut;
         if let Some(target) = chain::target(&host) {
-            let send = self.chain.send(target, request);
+            let send = self.host.chain.send(target, request);
             return Box::new(async move {
                 let response = send.await?;
                 Ok((response, Box::new(async { Ok(()) }) as BoxedIo))
