@@ -24,6 +24,8 @@ APT_TEST_PACKAGES := containernetworking-plugins skopeo docker-registry redis-se
 COMPONENTIZE_PY := componentize-py==0.25.1
 # The Python Spin SDK and the componentize-py it is built with go under $(WORK)/spin-pytools.
 SPIN_PY_SDK := spin-sdk==3.4.1 componentize-py==0.17.2
+# The Python Spin SDKs for Spin 4 (WASIp3), spin-sdk 4.0.0 and 5.0.0, go under
+# $(WORK)/spin-py4 and $(WORK)/spin-py5 (built with the componentize-py of $(WORK)/pytools).
 # Helm (its SDK v4, from PyPI) and the Kubernetes schemas that test the chart, under $(WORK)/chart-tools.
 CHART_TOOLS := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
 
@@ -51,6 +53,13 @@ setup-test: setup
 		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
 			--target $(WORK)/spin-pytools $(SPIN_PY_SDK); \
 	fi
+	@for v in 4 5; do \
+		if [ ! -d $(WORK)/spin-py$$v/spin_sdk ]; then \
+			echo "installing spin-sdk $$v into $(WORK)/spin-py$$v"; \
+			python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+				--target $(WORK)/spin-py$$v spin-sdk==$$v.0.0 || exit 1; \
+		fi; \
+	done
 	@if [ ! -d $(WORK)/chart-tools/helm_python ]; then \
 		echo "installing $(CHART_TOOLS) into $(WORK)/chart-tools"; \
 		python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \

@@ -202,7 +202,7 @@ impl CompileCache {
         let wasm = wasm()?;
         let bytes = match kind {
             WasmKind::CoreModule => engine.precompile_module(&wasm),
-            WasmKind::Component => engine.precompile_component(&wasm),
+            WasmKind::Component => engine.precompile_component(&crate::wasip3_rc::served(wasm)?),
         }
         .map_err(|e| RuntimeError::Compile {
             what,

@@ -24,6 +24,7 @@ pub mod spin;
 pub mod state;
 pub mod trigger;
 pub mod wasi;
+pub mod wasip3_rc;
 pub mod world;
 
 pub use error::RuntimeError;

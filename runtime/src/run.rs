@@ -9,7 +9,6 @@ use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, InstancePre, Linker, Module, Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use wasmpod_oci::spin::app::SpinComponent;
 use wasmpod_oci::spin::SpinApp;
@@ -46,7 +45,10 @@ impl Prepared {
         let engine = engine_for(world)?;
         let compiled = match kind {
             WasmKind::CoreModule => Module::new(&engine, bytes).map(Compiled::Module),
-            WasmKind::Component => Component::new(&engine, bytes).map(Compiled::Component),
+            WasmKind::Component => {
+                let bytes = crate::wasip3_rc::served(std::borrow::Cow::Borrowed(bytes))?;
+                Component::new(&engine, &bytes).map(Compiled::Component)
+            }
         }
         .map_err(|e| RuntimeError::Compile {
             what: what(kind),
@@ -171,6 +173,8 @@ impl Prepared {
                     .and_then(|()| {
                         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
                     })
+                    .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut linker))
+                    .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker))
                     .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
                 let pre = linker
                     .instantiate_pre(&component)
@@ -184,8 +188,7 @@ impl Prepared {
                             .map_err(|e| RuntimeError::NotACommand(format!("{e:#}")))?,
                     )) as Box<dyn Trigger>,
                     ComponentWorld::HttpProxy => Box::new(http::HttpProxy(
-                        ProxyPre::new(pre)
-                            .map_err(|e| RuntimeError::NotAProxy(format!("{e:#}")))?,
+                        http::proxy::HttpExport::new(pre).map_err(RuntimeError::NotAProxy)?,
                     )),
                 }
             }

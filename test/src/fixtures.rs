@@ -388,6 +388,77 @@ fn componentize_spin_py(name: &str, world: &str) -> Vec<u8> {
     std::fs::read(&out).expect("read the built component")
 }
 
+/// A release of the Python Spin SDK for Spin 4 (WASIp3): its async handler is built by
+/// componentize-py 0.25.1 (`.work/pytools`), with the SDK installed by `make setup-test`
+/// under `.work/spin-py4` or `.work/spin-py5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpinPySdk {
+    /// spin-sdk 4.0.0: exports `wasi:http/handler@0.3.0-rc-2026-03-15`.
+    V4,
+    /// spin-sdk 5.0.0: exports `wasi:http/handler@0.3.0`.
+    V5,
+}
+
+impl SpinPySdk {
+    fn install_dir(self) -> &'static str {
+        match self {
+            SpinPySdk::V4 => "spin-py4",
+            SpinPySdk::V5 => "spin-py5",
+        }
+    }
+
+    /// The SDK's world for an HTTP trigger.
+    fn http_world(self) -> &'static str {
+        match self {
+            SpinPySdk::V4 => "spin:up/http-trigger@4.0.0",
+            SpinPySdk::V5 => "spin:up/http-trigger@4.1.0",
+        }
+    }
+}
+
+/// `test/fixtures/spin-py-p3/app.py` built with the Python Spin SDK `sdk`. Built once per
+/// source and SDK.
+pub fn spin_py_p3_component(sdk: SpinPySdk) -> Vec<u8> {
+    static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
+    let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src_dir = root.join("fixtures/spin-py-p3");
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(
+        &mut hasher,
+        std::fs::read(src_dir.join("app.py")).expect("fixture source"),
+    );
+    sha2::Digest::update(&mut hasher, sdk.http_world().as_bytes());
+    let digest = hex::encode(sha2::Digest::finalize(hasher));
+    let out = dir().join(format!("{}-{}.wasm", sdk.install_dir(), &digest[..16]));
+    if let Ok(bytes) = std::fs::read(&out) {
+        return bytes;
+    }
+    let pytools = root.join("../.work/pytools");
+    let sdk_dir = root.join("../.work").join(sdk.install_dir());
+    let partial = out.with_extension("partial");
+    let python_path = std::env::join_paths([&pytools, &sdk_dir]).expect("a PYTHONPATH");
+    let status = Command::new(pytools.join("bin/componentize-py"))
+        .env("PYTHONPATH", python_path)
+        .current_dir(&src_dir)
+        // The SDK's own componentize-py.toml names its WIT.
+        .args(["-w", sdk.http_world(), "componentize", "app", "-p", "."])
+        .arg("-p")
+        .arg(&sdk_dir)
+        .arg("-o")
+        .arg(&partial)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("run componentize-py (install it with `make setup-test`): {e}"));
+    assert!(
+        status.success(),
+        "componentize-py failed on spin-py-p3 with {}",
+        sdk_dir.display()
+    );
+    std::fs::rename(&partial, &out).expect("keep the built component");
+    std::fs::read(&out).expect("read the built component")
+}
+
 /// `test/fixtures/spin-rust` built with Spin's Rust SDK (spin-sdk 5, `wasm32-wasip1`, as the
 /// Spin templates build it): a core module that imports `fermyon:spin/key-value`, which the
 /// host componentizes. Built with the toolchain `make setup` installs under `.work/rust-wasm`
@@ -596,6 +667,8 @@ pub enum PyWorld {
     Command,
     /// `wasi:http/proxy`: exports `wasi:http/incoming-handler`.
     HttpProxy,
+    /// `wasi:http/service@0.3.0` (WASIp3): exports `wasi:http/handler`.
+    HttpService,
 }
 
 /// `test/fixtures/py/NAME.py` built into a component for `world` with componentize-py
@@ -606,9 +679,10 @@ pub fn py_component(name: &str, world: PyWorld) -> Vec<u8> {
     let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
     let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/py");
     let source = std::fs::read(src_dir.join(format!("{name}.py"))).expect("fixture source");
-    let world = match world {
-        PyWorld::Command => "wasi:cli/command@0.2.12",
-        PyWorld::HttpProxy => "wasi:http/proxy@0.2.12",
+    let (world, wit) = match world {
+        PyWorld::Command => ("wasi:cli/command@0.2.12", wasi_wit_dir()),
+        PyWorld::HttpProxy => ("wasi:http/proxy@0.2.12", wasi_wit_dir()),
+        PyWorld::HttpService => ("wasi:http/service@0.3.0", wasi_p3_wit_dir()),
     };
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     sha2::Digest::update(&mut hasher, &source);
@@ -627,8 +701,9 @@ pub fn py_component(name: &str, world: PyWorld) -> Vec<u8> {
         .env("PYTHONPATH", &tools)
         .current_dir(&src_dir)
         .arg("-d")
-        .arg(wasi_wit_dir())
-        .args(["-w", world, "componentize", name, "-o"])
+        .arg(wit)
+        .args(["-w", world])
+        .args(["componentize", name, "-o"])
         .arg(&partial)
         .stdout(std::process::Stdio::null())
         .status()
@@ -675,6 +750,11 @@ pub fn wasi_wit_dir() -> PathBuf {
                 sources.display()
             )
         })
+}
+
+/// The WASI 0.3 (WASIp3) WIT files of the same crate, at the version wasmpod provides.
+pub fn wasi_p3_wit_dir() -> PathBuf {
+    wasi_wit_dir().join("../src/p3/wit")
 }
 
 /// The version of `package` that `lock` (a `Cargo.lock`) pins.

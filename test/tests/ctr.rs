@@ -984,6 +984,35 @@ fn wait_serving(addr: std::net::SocketAddr) -> http::Reply {
     }
 }
 
+/// `clients` threads at once each `GET /hello` five times from `addr`: every one is a 200.
+fn all_hellos_answer(addr: std::net::SocketAddr, clients: usize) {
+    let clients: Vec<_> = (0..clients)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|_| http::get(addr, "/hello").map(|r| r.status).unwrap_or(0))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), vec![200; 5]);
+    }
+}
+
+/// Runs the proxy component `image` as a task named after `name`, listening on a free
+/// loopback port of the host network; returns the task id, the address, the `ctr run` child
+/// and the answer to its first `GET /hello`.
+fn serve_proxy(image: &str, name: &str) -> (String, std::net::SocketAddr, Child, http::Reply) {
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
+    let id = unique_id(name);
+    let child = spawn_run(&id, &["--net-host", "--env", &listen], image, &[]);
+    let hello = wait_serving(addr);
+    (id, addr, child, hello)
+}
+
 /// A `wasi:http` proxy component (componentize-py) served on the address from
 /// `WASMTIME_HTTP_PROXY_SOCKET_ADDR`: WASI (env, files) inside the handler, a 500 for a
 /// trapping request while the server keeps serving, concurrent requests, and a graceful stop:
@@ -994,12 +1023,7 @@ fn an_http_proxy_component_serves_and_drains_on_sigterm() {
         "docker.io/wasmpod/py-proxy:e2e",
         fixtures::py_component("proxy", PyWorld::HttpProxy),
     );
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let listen = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
-    let id = unique_id("proxy");
-    let child = spawn_run(&id, &["--net-host", "--env", &listen], &image, &[]);
-    let hello = wait_serving(addr);
+    let (id, addr, child, hello) = serve_proxy(&image, "proxy");
     assert_eq!(
         (hello.status, hello.body.as_str()),
         (200, "hello from a python component\n")
@@ -1023,18 +1047,7 @@ fn an_http_proxy_component_serves_and_drains_on_sigterm() {
         "serving after a trap"
     );
 
-    let clients: Vec<_> = (0..8)
-        .map(|_| {
-            std::thread::spawn(move || {
-                (0..5)
-                    .map(|_| http::get(addr, "/hello").map(|r| r.status).unwrap_or(0))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    for c in clients {
-        assert_eq!(c.join().unwrap(), vec![200; 5]);
-    }
+    all_hellos_answer(addr, 8);
 
     let slow = std::thread::spawn(move || http::get(addr, "/slow?3000"));
     std::thread::sleep(Duration::from_millis(700));
@@ -1078,6 +1091,31 @@ fn an_http_proxy_component_serves_and_drains_on_sigterm() {
         ran.stderr.contains("asked to fail"),
         "the guest's own traceback: {ran:?}"
     );
+}
+
+/// A WASIp3 component (`wasi:http/handler@0.3.0`, componentize-py's async handler) served
+/// like a WASIp2 one: it reads the request body and writes its answer as a stream after the
+/// handler has returned; concurrent requests; SIGTERM exits 143.
+#[test]
+fn a_wasip3_http_component_serves() {
+    let image = component_image(
+        "docker.io/wasmpod/py-p3-proxy:e2e",
+        fixtures::py_component("p3_proxy", PyWorld::HttpService),
+    );
+    let (id, addr, child, hello) = serve_proxy(&image, "p3-proxy");
+    assert_eq!(
+        (hello.status, hello.body.as_str()),
+        (200, "p3 Method_Get /hello \n")
+    );
+    let echo = http::request(addr, "POST", "/echo?x=1", b"posted body").unwrap();
+    assert_eq!(
+        (echo.status, echo.body.as_str()),
+        (200, "p3 Method_Post /echo?x=1 posted body\n")
+    );
+    all_hellos_answer(addr, 4);
+    assert_ok(&run_ctr(&["tasks", "kill", &id]));
+    let (ran, _) = finish(child);
+    assert_eq!(ran.code, 143, "{ran:?}");
 }
 
 /// Starts the C `wasi:http` component on a free loopback port of the host network, with

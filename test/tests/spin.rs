@@ -64,6 +64,46 @@ fn stop(id: &str, child: Child) -> ctr::Ran {
     ran
 }
 
+/// An upstream HTTP server on a free loopback port that answers one request with
+/// `upstream\n`; its port, and the thread to join once the request has been made.
+fn upstream_once() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nupstream\n");
+        }
+    });
+    (port, server)
+}
+
+/// The app at `addr` fetches (`/fetch?URL`) from the [`upstream_once`] server it is allowed
+/// to reach, and is refused (a 502 from the app) the port it is not.
+fn outbound_is_gated(
+    addr: SocketAddr,
+    (allowed_port, server): (u16, std::thread::JoinHandle<()>),
+    denied_port: u16,
+) {
+    let fetched = get(addr, &format!("/fetch?http://127.0.0.1:{allowed_port}/"));
+    assert_eq!(fetched, (200, "fetched 200: upstream\n".into()));
+    server.join().unwrap();
+    let denied = get(addr, &format!("/fetch?http://127.0.0.1:{denied_port}/"));
+    assert_eq!(denied.0, 502, "{denied:?}");
+}
+
+/// The app's log names the port [`outbound_is_gated`] denied and why.
+fn denial_is_logged(ran: &ctr::Ran, denied_port: u16) {
+    assert!(
+        ran.stderr.contains(&format!("127.0.0.1:{denied_port}"))
+            && ran.stderr.contains("allowed_outbound_hosts"),
+        "the denial is not in the log: {}",
+        ran.stderr
+    );
+}
+
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let reply = http::get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
     (reply.status, reply.body)
@@ -76,17 +116,8 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 #[test]
 fn a_python_spin_app_serves_routes_key_value_variables_and_outbound_http() {
     let image = py_image("docker.io/wasmpod/spin-py:e2e", PY_MANIFEST);
-    let allowed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let allowed_port = allowed.local_addr().unwrap().port();
+    let (allowed_port, server) = upstream_once();
     let denied_port = free_port();
-    let server = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        if let Ok((mut s, _)) = allowed.accept() {
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nupstream\n");
-        }
-    });
     let id = unique_id("spin-py");
     let port_var = format!("SPIN_VARIABLE_PORT={allowed_port}");
     let (addr, child) = serve(
@@ -124,11 +155,7 @@ fn a_python_spin_app_serves_routes_key_value_variables_and_outbound_http() {
     assert_eq!(get(addr, "/file").1, "a file in the image\n");
     // The guest's environment is the component's `environment`, nothing of the container's.
     assert_eq!(get(addr, "/env").1, "GUEST_ONLY=visible\n");
-    let fetched = get(addr, &format!("/fetch?http://127.0.0.1:{allowed_port}/"));
-    assert_eq!(fetched, (200, "fetched 200: upstream\n".into()));
-    server.join().unwrap();
-    let denied = get(addr, &format!("/fetch?http://127.0.0.1:{denied_port}/"));
-    assert_eq!(denied.0, 502, "{denied:?}");
+    outbound_is_gated(addr, (allowed_port, server), denied_port);
     // A failing handler is a 500; the app serves on.
     assert_eq!(get(addr, "/trap").0, 500);
     assert_eq!(get(addr, "/").0, 200);
@@ -157,18 +184,97 @@ fn a_python_spin_app_serves_routes_key_value_variables_and_outbound_http() {
     );
 
     let ran = stop(&id, child);
-    assert!(
-        ran.stderr.contains(&format!("127.0.0.1:{denied_port}"))
-            && ran.stderr.contains("allowed_outbound_hosts"),
-        "the denial is not in the log: {}",
-        ran.stderr
-    );
+    denial_is_logged(&ran, denied_port);
     assert!(
         ran.stderr
             .contains("model \"llama2-chat\": wasmpod runs no LLM models"),
         "{}",
         ran.stderr
     );
+}
+
+const P3_MANIFEST: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "spin-py-p3"
+
+[variables]
+greeting = { default = "hi" }
+port = { default = "1" }
+
+[[trigger.http]]
+route = "/..."
+component = "py"
+
+[component.py]
+source = "app.wasm"
+key_value_stores = ["default"]
+allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}"]
+variables = { greeting = "{{ greeting }} from Spin 4" }
+"#;
+
+/// A Spin 4 app, built with the Python Spin SDK `sdk`: a WASIp3 handler (`async`) that
+/// calls the async key-value and variables interfaces, reads a request body, streams a large
+/// response, sends an allowed and a denied outbound request, and fails one request without
+/// stopping the app.
+fn a_spin4_python_app_serves(sdk: fixtures::SpinPySdk, name: &str) {
+    let image = spin_image(
+        &format!("docker.io/wasmpod/{name}:e2e"),
+        P3_MANIFEST,
+        &[("/app.wasm", fixtures::spin_py_p3_component(sdk))],
+    );
+    let (allowed_port, server) = upstream_once();
+    let denied_port = free_port();
+    let id = unique_id(name);
+    let port_var = format!("SPIN_VARIABLE_PORT={allowed_port}");
+    let (addr, child) = serve(&image, &id, &["--env", &port_var]);
+
+    assert_eq!(
+        get(addr, "/hello"),
+        (200, "hello from a Spin 4 Python app: GET /hello\n".into())
+    );
+    assert_eq!(get(addr, "/count").1, "count=1 exists=True\n");
+    assert_eq!(get(addr, "/count").1, "count=2 exists=True\n");
+    assert_eq!(
+        get(addr, "/store/other"),
+        (403, "Error_AccessDenied\n".into())
+    );
+    assert_eq!(get(addr, "/var/greeting").1, "greeting=hi from Spin 4\n");
+    assert_eq!(
+        get(addr, "/var/nope"),
+        (404, "nope: Error_Undefined\n".into())
+    );
+    assert_eq!(
+        get(addr, "/headers"),
+        (200, "path-info=/headers route=/...\n".into())
+    );
+    let echoed = http::request(addr, "POST", "/echo", b"a body").unwrap();
+    assert_eq!(
+        (echoed.status, echoed.body.as_str()),
+        (200, "POST 6 a body\n")
+    );
+    let big = get(addr, "/big");
+    assert_eq!((big.0, big.1.len()), (200, 1 << 20));
+    assert!(big.1.bytes().all(|b| b == b'x'));
+    outbound_is_gated(addr, (allowed_port, server), denied_port);
+    assert_eq!(get(addr, "/trap").0, 500);
+    assert_eq!(get(addr, "/hello").0, 200);
+
+    let ran = stop(&id, child);
+    denial_is_logged(&ran, denied_port);
+}
+
+/// Python `spin-sdk` 5.0.0: `wasi:http/handler@0.3.0`.
+#[test]
+fn a_spin4_python_sdk5_app_serves_through_wasip3() {
+    a_spin4_python_app_serves(fixtures::SpinPySdk::V5, "spin-py5");
+}
+
+/// Python `spin-sdk` 4.0.0: `wasi:http/handler@0.3.0-rc-2026-03-15`, served as `0.3.0`.
+#[test]
+fn a_spin4_python_sdk4_app_on_the_release_candidate_serves_through_wasip3() {
+    a_spin4_python_app_serves(fixtures::SpinPySdk::V4, "spin-py4");
 }
 
 /// A multi-component app: every `spin-*` header for a set of routes and requests (SPIN.md's

@@ -1,7 +1,7 @@
 //! Serving HTTP from the container: the listen address, the server scaffold ([`server`]:
 //! listener, connection cap, drain), the limits it runs under ([`limits`]), the epoch ticker
-//! that enforces them in Wasm code ([`ticker`]), and the request handler of a
-//! `wasi:http/incoming-handler` component ([`proxy`]).
+//! that enforces them in Wasm code ([`ticker`]), and the request handler of a `wasi:http`
+//! component, WASIp2 or WASIp3 ([`proxy`]).
 //!
 //! A `wasi:http` proxy listens on `WASMTIME_HTTP_PROXY_SOCKET_ADDR` (default `0.0.0.0:8080`)
 //! in the container's network namespace; on SIGTERM/SIGINT the listener closes, requests in
@@ -11,8 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-
 use wasmtime::Engine;
 
 use crate::engine::CONCURRENT_REQUESTS;
@@ -79,7 +77,7 @@ pub fn server_runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
 }
 
 /// A `wasi:http` proxy component, served until a stop signal.
-pub struct HttpProxy(pub ProxyPre<ComponentState>);
+pub struct HttpProxy(pub proxy::HttpExport<ComponentState>);
 
 impl Trigger for HttpProxy {
     fn run(
@@ -95,7 +93,7 @@ impl Trigger for HttpProxy {
 /// Serves a `wasi:http` proxy component until a stop signal, then drains. Returns the
 /// outcome the container exits with.
 pub async fn serve(
-    pre: ProxyPre<ComponentState>,
+    pre: proxy::HttpExport<ComponentState>,
     setup: GuestSetup,
     watch: &TerminationWatch,
 ) -> Result<GuestOutcome, RuntimeError> {

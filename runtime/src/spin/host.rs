@@ -57,13 +57,13 @@ pub fn add_to_linker(linker: &mut Linker<SpinState>) -> wasmtime::Result<()> {
 }
 
 /// Why a label may not be opened.
-enum OpenError {
+pub(super) enum OpenError {
     AccessDenied,
     NoSuchStore,
 }
 
 impl SpinState {
-    fn open_store(&mut self, label: &str) -> Result<Arc<KvStore>, OpenError> {
+    pub(super) fn open_store(&mut self, label: &str) -> Result<Arc<KvStore>, OpenError> {
         if !self.host.kv_labels.iter().any(|l| l == label) {
             return Err(OpenError::AccessDenied);
         }

@@ -1,7 +1,7 @@
 //! Serving a Spin app's HTTP triggers: route each request ([`super::router`]), answer the
 //! runtime's own `/.well-known/spin/` routes and static responses, and run the routed
-//! component's `wasi:http/incoming-handler` in a fresh instance with the `spin-*` headers
-//! added. Answers the server makes itself (404, 500, 503) have empty bodies, as Spin's do.
+//! component's `wasi:http` handler (WASIp2 or WASIp3) in a fresh instance with the `spin-*`
+//! headers added. Answers the server makes itself (404, 500, 503) have empty bodies, as Spin's do.
 //! The same server answers the components' chained requests ([`super::chain`]).
 
 use std::net::SocketAddr;
@@ -12,14 +12,13 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode};
 use wasmpod_oci::spin::app::StaticResponse;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiBody;
 
 use super::chain::{Chained, Dispatch};
 use super::router::{RouteMatch, Router, WELL_KNOWN_PREFIX};
 use super::state::{ComponentEnv, SpinState};
-use crate::http::proxy::{full_response, Failure, Instances};
+use crate::http::proxy::{full_response, Failure, HttpExport, Instances};
 use crate::http::server::Handler;
 
 /// The headers Spin sets on every routed request; a client's own are replaced.
@@ -48,7 +47,7 @@ pub enum Target {
 /// One component, as the server sees it.
 pub struct ServedComponent {
     /// Its HTTP export, when an HTTP trigger routes to it.
-    pub pre: Option<ProxyPre<SpinState>>,
+    pub pre: Option<HttpExport<SpinState>>,
     /// What its instances start with.
     pub env: ComponentEnv,
 }

@@ -26,14 +26,14 @@ use wasmpod_oci::spin::SpinApp;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::Engine;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::http::proxy::Instances;
+use crate::http::proxy::{HttpExport, Instances};
 use crate::http::{limits::HttpLimits, serve_handler, server_runtime};
 use crate::signals::TerminationWatch;
 use crate::trigger::Trigger;
 use crate::{GuestOutcome, GuestSetup, RuntimeError};
 
+pub mod async_host;
 pub mod chain;
 pub mod componentize;
 pub mod cron;
@@ -79,15 +79,12 @@ pub const LISTEN_ADDR_ENV: &str = "SPIN_HTTP_LISTEN_ADDR";
 /// Where a Spin app listens when [`LISTEN_ADDR_ENV`] is not set (the Spin shim's default).
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:80";
 
-/// The export a component must have to serve HTTP (any 0.2.x version).
-const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2.";
-
 /// A Spin app, linked: what each of its triggers calls.
 pub struct SpinTriggers {
     app: SpinApp,
     /// Per component (in `app.components` order): its HTTP export, if an HTTP trigger
     /// routes to it.
-    http: Vec<Option<ProxyPre<SpinState>>>,
+    http: Vec<Option<HttpExport<SpinState>>>,
     router: Router<Target>,
     cron: Vec<(usize, CronJob)>,
     /// The command trigger: its id, its component's index, its `wasi:cli/run`.
@@ -335,7 +332,10 @@ fn link_component(
     let mut linker: Linker<SpinState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+        .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut linker))
+        .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker))
         .and_then(|()| host::add_to_linker(&mut linker))
+        .and_then(|()| async_host::add_to_linker(&mut linker))
         .and_then(|()| redis::add_to_linker(&mut linker))
         .and_then(|()| sqlite::add_to_linker(&mut linker))
         .and_then(|()| rdbms::add_to_linker(&mut linker))
@@ -348,21 +348,32 @@ fn link_component(
         .map_err(|e| format!("cannot link it: {e:#}"))
 }
 
-/// The component's `wasi:http` handler, for an HTTP trigger; the reason says what it
-/// exports instead.
+/// The component's `wasi:http` handler (WASIp2's `incoming-handler@0.2.x` or WASIp3's
+/// `handler@0.3.x`), for an HTTP trigger; the reason says what it exports instead.
 fn http_export(
     engine: &Engine,
     component: &Component,
     pre: InstancePre<SpinState>,
-) -> Result<ProxyPre<SpinState>, String> {
+) -> Result<HttpExport<SpinState>, String> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    let serves = exports
+    // The candidate wasmpod serves was renamed to the release before compiling.
+    let p3_rc = exports
         .iter()
-        .any(|e| e.starts_with(INCOMING_HANDLER) && !e.contains("-rc-"));
+        .find(|e| e.starts_with("wasi:http/handler@0.3.0-rc-"));
+    if let Some(export) = p3_rc {
+        return Err(format!(
+            "it exports {export}, a WASIp3 release candidate wasmpod does not serve (it serves \
+             wasi:http/handler@0.3.x and @0.3.0{}): rebuild it with a current Spin SDK",
+            crate::wasip3_rc::RC_SUFFIX
+        ));
+    }
+    let serves = exports.iter().any(|e| {
+        crate::world::is_http_handler(e) && !e.starts_with("wasi:http/incoming-handler@0.2.0-rc-")
+    });
     if !serves {
         let found = exports.join(", ");
         return Err(
@@ -372,7 +383,8 @@ fn http_export(
             {
                 format!(
                     "it exports a pre-release wasi:http ({found}); wasmpod serves \
-                 wasi:http/incoming-handler@0.2.x: rebuild it with a current Spin SDK"
+                 wasi:http/incoming-handler@0.2.x and wasi:http/handler@0.3.x: rebuild it with a \
+                 current Spin SDK"
                 )
             } else if exports
                 .iter()
@@ -383,13 +395,13 @@ fn http_export(
                     .to_string()
             } else {
                 format!(
-                    "it does not export wasi:http/incoming-handler@0.2.x, so it cannot answer an \
-                 HTTP trigger (it exports: {found})"
+                    "it does not export wasi:http/incoming-handler@0.2.x or \
+                 wasi:http/handler@0.3.x, so it cannot answer an HTTP trigger (it exports: {found})"
                 )
             },
         );
     }
-    ProxyPre::new(pre).map_err(|e| format!("cannot serve it: {e:#}"))
+    HttpExport::new(pre).map_err(|e| format!("cannot serve it: {e}"))
 }
 
 impl Trigger for SpinTriggers {

@@ -12,7 +12,8 @@ use wasmtime::component::{Component, Linker, ResourceType};
 use wasmtime::Engine;
 
 /// Packages whose interfaces the linker already serves (WASI from wasmtime-wasi and
-/// wasmtime-wasi-http, by semver): never stubbed.
+/// wasmtime-wasi-http, by semver, at 0.2.x and 0.3.x): never stubbed, but for their release
+/// candidates, which do not match a release.
 const SERVED_PACKAGES: [&str; 7] = [
     "wasi:cli/",
     "wasi:io/",
@@ -64,8 +65,10 @@ pub fn add_missing<T: 'static>(
     component: &Component,
 ) -> wasmtime::Result<()> {
     for (name, item) in component.component_type().imports(engine) {
-        let served = SERVED_PACKAGES.iter().any(|p| name.starts_with(p))
-            || SERVED_INTERFACES.contains(&name);
+        let served = (SERVED_PACKAGES.iter().any(|p| name.starts_with(p))
+            && !name.contains("-rc-"))
+            || SERVED_INTERFACES.contains(&name)
+            || super::async_host::SERVED.contains(&name);
         let ComponentItem::ComponentInstance(instance) = item.ty else {
             continue;
         };
@@ -75,6 +78,14 @@ pub fn add_missing<T: 'static>(
         let mut stubs = linker.instance(name)?;
         for (export, ty) in instance.exports(engine) {
             match ty.ty {
+                // An `async func` (the Spin 4 packages) needs a concurrent host function.
+                ComponentItem::ComponentFunc(f) if f.async_() => {
+                    let message = not_provided(&format!("{name}#{export}"));
+                    stubs.func_new_concurrent(export, move |_, _, _, _| {
+                        let message = message.clone();
+                        Box::pin(async move { Err(wasmtime::Error::msg(message)) })
+                    })?;
+                }
                 ComponentItem::ComponentFunc(_) => {
                     let message = not_provided(&format!("{name}#{export}"));
                     stubs.func_new(export, move |_, _, _, _| {
