@@ -5,13 +5,16 @@
 
 use wasmparser::{Parser, Payload};
 
-/// The exports that make a component an HTTP proxy: WASIp2's (any 0.2.x version) and
-/// WASIp3's (any 0.3.x version, release candidates included).
-pub const HTTP_HANDLERS: [&str; 2] = ["wasi:http/incoming-handler@0.2.", "wasi:http/handler@0.3."];
+/// The WASIp2 export that makes a component an HTTP proxy (any 0.2.x version).
+pub const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2.";
+
+/// The WASIp3 export that makes a component an HTTP proxy (any 0.3.x version, release
+/// candidates included).
+pub const HANDLER: &str = "wasi:http/handler@0.3.";
 
 /// Whether the export `name` is an HTTP handler.
 pub fn is_http_handler(name: &str) -> bool {
-    HTTP_HANDLERS.iter().any(|prefix| name.starts_with(prefix))
+    name.starts_with(INCOMING_HANDLER) || name.starts_with(HANDLER)
 }
 
 /// How a component is run.

@@ -70,7 +70,7 @@ impl<T: 'static> HttpExport<T> {
             .component()
             .component_type()
             .exports(&engine)
-            .any(|(name, _)| name.starts_with(crate::world::HTTP_HANDLERS[1]));
+            .any(|(name, _)| name.starts_with(crate::world::HANDLER));
         if p3 {
             ServicePre::new(pre)
                 .map(HttpExport::Handler)
