@@ -22,6 +22,7 @@ pub mod run;
 pub mod signals;
 pub mod spin;
 pub mod state;
+pub mod telemetry;
 pub mod trigger;
 pub mod wasi;
 pub mod wasip3_rc;
@@ -31,3 +32,14 @@ pub use error::RuntimeError;
 pub use outcome::GuestOutcome;
 pub use run::Prepared;
 pub use wasi::GuestSetup;
+
+#[cfg(test)]
+pub(crate) mod test_env {
+    /// A container environment of `pairs`.
+    pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}

@@ -13,6 +13,7 @@ pub mod mqtt;
 pub mod mysql;
 pub mod native_images;
 pub mod node;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod redis;

@@ -9,7 +9,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use wasmpod_e2e::ctr::{self, finish, free_port, import, leak_counts, run_ctr, spawn, unique_id};
-use wasmpod_e2e::{fixtures, http};
+use wasmpod_e2e::{fixtures, http, otlp};
 
 /// The runtime name of the Spin shim.
 const SPIN: &str = "io.containerd.spin.v2";
@@ -275,6 +275,107 @@ fn a_spin4_python_sdk5_app_serves_through_wasip3() {
 #[test]
 fn a_spin4_python_sdk4_app_on_the_release_candidate_serves_through_wasip3() {
     a_spin4_python_app_serves(fixtures::SpinPySdk::V4, "spin-py4");
+}
+
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` set: each request is a server span sent to an OTLP
+/// receiver (ours, on loopback) in protobuf, named after its route, a child of the request's
+/// `traceparent`, failed when the answer is a 5xx; the last spans are flushed on SIGTERM.
+/// `OTEL_SDK_DISABLED=true` sends nothing; a bad endpoint is said in the log, and the app
+/// serves on.
+#[test]
+fn requests_are_spans_exported_over_otlp() {
+    let image = py_image("docker.io/wasmpod/spin-py:e2e", PY_MANIFEST);
+    let receiver = otlp::Receiver::start();
+    let endpoint = format!("OTEL_EXPORTER_OTLP_ENDPOINT={}", receiver.endpoint());
+    // The app with `TOKEN` (it needs one) and `env`.
+    let serve_with = |name: &str, env: &str| {
+        let id = unique_id(name);
+        let (addr, child) = serve(
+            &image,
+            &id,
+            &["--env", "TOKEN=t", "--env", &endpoint, "--env", env],
+        );
+        (id, addr, child)
+    };
+    let (id, addr, child) = serve_with("spin-otel", "OTEL_SERVICE_NAME=shop");
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let traced = http::request_with_headers(
+        addr,
+        "GET",
+        "/count?x=1",
+        &format!("traceparent: 00-{trace}-{parent}-01\r\n"),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(traced.status, 200);
+    assert_eq!(get(addr, "/static-route").0, 201);
+    assert_eq!(get(addr, "/trap").0, 500);
+    stop(&id, child);
+    let spans = receiver.wait_for(Duration::from_secs(10), |s| s.len() >= 3);
+    let named = |name: &str, path: &str| {
+        spans
+            .iter()
+            .find(|s| {
+                s.name == name && s.attributes.get("url.path").map(String::as_str) == Some(path)
+            })
+            .unwrap_or_else(|| panic!("no span {name} for {path} in {spans:#?}"))
+    };
+    let count = named("GET /...", "/count");
+    assert_eq!(
+        (count.trace_id.as_str(), count.parent_span_id.as_str()),
+        (trace, parent)
+    );
+    assert_eq!(count.kind, 2, "a server span");
+    assert_eq!(count.service_name, "shop");
+    assert_eq!(count.status_code, 0);
+    for (key, value) in [
+        ("http.request.method", "GET"),
+        ("http.route", "/..."),
+        ("http.response.status_code", "200"),
+        ("url.query", "x=1"),
+        ("spin.component_id", "py"),
+        ("client.address", "127.0.0.1"),
+    ] {
+        assert_eq!(
+            count.attributes.get(key).map(String::as_str),
+            Some(value),
+            "{key}: {count:#?}"
+        );
+    }
+    let fixed = named("GET /static-route", "/static-route");
+    assert_eq!(fixed.parent_span_id, "", "a root span");
+    assert_ne!(fixed.trace_id, trace);
+    assert_eq!(fixed.attributes["http.response.status_code"], "201");
+    let trap = named("GET /...", "/trap");
+    assert_eq!(trap.status_code, 2, "a failed request is an error span");
+
+    // Disabled: nothing is sent.
+    let before = receiver.spans().len();
+    let (id, addr, child) = serve_with("spin-otel-off", "OTEL_SDK_DISABLED=true");
+    assert_eq!(get(addr, "/").0, 200);
+    stop(&id, child);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        receiver.spans().len(),
+        before,
+        "spans sent with OTEL_SDK_DISABLED=true"
+    );
+
+    // A bad endpoint: telemetry is off, said in the log, and the app serves.
+    // (the later value wins)
+    let (id, addr, child) = serve_with(
+        "spin-otel-bad",
+        "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318",
+    );
+    assert_eq!(get(addr, "/").0, 200);
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr
+            .contains("telemetry is off: OTEL_EXPORTER_OTLP_ENDPOINT=\"collector:4318\""),
+        "{}",
+        ran.stderr
+    );
 }
 
 /// A multi-component app: every `spin-*` header for a set of routes and requests (SPIN.md's
@@ -796,7 +897,16 @@ fn a_cron_app_fires_on_schedule_one_run_at_a_time_and_stops_on_sigterm() {
         &[("/cron.wasm", fixtures::spin_cron_core_module())],
     );
     let id = unique_id("spin-cron");
-    let child = spawn(SPIN, &id, &[], &image, &["/"]);
+    // Each run is a span, too.
+    let receiver = otlp::Receiver::start();
+    let endpoint = format!("OTEL_EXPORTER_OTLP_ENDPOINT={}", receiver.endpoint());
+    let child = spawn(
+        SPIN,
+        &id,
+        &["--net-host", "--env", &endpoint],
+        &image,
+        &["/"],
+    );
     // Let it tick for six seconds, then stop it.
     std::thread::sleep(Duration::from_secs(6));
     let ran = stop(&id, child);
@@ -809,6 +919,23 @@ fn a_cron_app_fires_on_schedule_one_run_at_a_time_and_stops_on_sigterm() {
     // At least N runs in N+1 seconds (start-up takes under a second), one per tick.
     assert!(ticks.len() >= 4, "{ran:?}");
     assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{ticks:?}");
+    let tick_spans = |spans: &[otlp::ReceivedSpan]| {
+        spans
+            .iter()
+            .filter(|s| s.attributes.get("spin.component_id").map(String::as_str) == Some("tick"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let spans = tick_spans(&receiver.wait_for(Duration::from_secs(10), |s| {
+        tick_spans(s).len() >= ticks.len()
+    }));
+    assert_eq!(spans.len(), ticks.len(), "one span per run: {spans:#?}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.kind == 1 && s.name.starts_with("cron ") && s.status_code == 0),
+        "{spans:#?}"
+    );
     // The slow trigger: each run starts after the previous one ended.
     let slow: Vec<&(String, u64, String, i64)> =
         lines.iter().filter(|(n, ..)| n == "slow").collect();
@@ -1036,10 +1163,20 @@ fn a_redis_trigger_receives_what_the_http_trigger_publishes() {
     let image = py_image("docker.io/wasmpod/spin-py-redis-trigger:e2e", &manifest);
     let id = unique_id("spin-redis-trigger");
     let port_var = format!("SPIN_VARIABLE_REDIS_PORT={}", redis.port);
+    // Each message is a span, too.
+    let receiver = otlp::Receiver::start();
+    let endpoint = format!("OTEL_EXPORTER_OTLP_ENDPOINT={}", receiver.endpoint());
     let (addr, child) = serve(
         &image,
         &id,
-        &["--env", "SPIN_VARIABLE_TOKEN=t", "--env", &port_var],
+        &[
+            "--env",
+            "SPIN_VARIABLE_TOKEN=t",
+            "--env",
+            &port_var,
+            "--env",
+            &endpoint,
+        ],
     );
     redis.wait_subscribers("events", 1);
     assert_eq!(get(addr, "/redis").0, 200);
@@ -1054,6 +1191,25 @@ fn a_redis_trigger_receives_what_the_http_trigger_publishes() {
     assert_eq!(redis.cli(&["PUBLISH", "events", "after the restart"]), "1");
     redis.wait_value("last-message", "after the restart");
     let ran = stop(&id, child);
+    let messages = |spans: &[otlp::ReceivedSpan]| {
+        spans
+            .iter()
+            .filter(|s| s.name == "process events")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let spans = messages(&receiver.wait_for(Duration::from_secs(10), |s| messages(s).len() >= 4));
+    assert_eq!(spans.len(), 4, "one span per message: {spans:#?}");
+    assert!(
+        spans.iter().all(|s| s.kind == 5
+            && s.attributes.get("messaging.system").map(String::as_str) == Some("redis")),
+        "{spans:#?}"
+    );
+    assert_eq!(
+        spans.iter().filter(|s| s.status_code == 2).count(),
+        1,
+        "the failed message: {spans:#?}"
+    );
     assert!(
         ran.stderr
             .contains("redis trigger py-redis-trigger: component py failed on a message on events")

@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use wasmtime::component::InstancePre;
 use wasmtime::Engine;
 
-use super::state::{describe_failure, SpinState};
+use super::state::{describe_failure, ComponentEnv, SpinState};
 use crate::limits::GuestLimits;
 use crate::signals::TerminationWatch;
+use crate::telemetry::SpanKind;
 
 #[allow(missing_docs)]
 mod bindings {
@@ -109,16 +110,16 @@ impl CronJob {
     }
 
     /// Runs the job on its schedule until the task is dropped: each tick in a fresh
-    /// instance whose state `state` makes.
+    /// instance of `env`'s component, and a span.
     pub async fn run(
         self,
         engine: Engine,
         watch: TerminationWatch,
-        state: impl Fn(GuestLimits) -> Result<SpinState, String> + Send + Sync + 'static,
+        env: ComponentEnv,
         limits: GuestLimits,
     ) {
         let job = Arc::new(self);
-        let state = Arc::new(state);
+        let env = Arc::new(env);
         let running = Arc::new(AtomicBool::new(false));
         eprintln!(
             "wasmpod: cron trigger {} runs component {} on {:?}",
@@ -148,16 +149,22 @@ impl CronJob {
                 );
                 continue;
             }
-            let (job, state, running, engine, watch, limits) = (
+            let (job, env, running, engine, watch, limits) = (
                 job.clone(),
-                state.clone(),
+                env.clone(),
                 running.clone(),
                 engine.clone(),
                 watch.clone(),
                 limits.clone(),
             );
             tokio::spawn(async move {
-                if let Err(reason) = job.fire(&engine, &watch, timestamp, state(limits)).await {
+                let span = env.span(
+                    format!("cron {}", job.trigger),
+                    SpanKind::Internal,
+                    &job.trigger,
+                );
+                let fired = job.fire(&engine, &watch, timestamp, env.state(limits));
+                if let Err(reason) = crate::telemetry::traced(span, fired).await {
                     eprintln!(
                         "wasmpod: cron trigger {}: component {} failed: {reason}",
                         job.trigger, job.component

@@ -2,7 +2,8 @@
 //! runtime's own `/.well-known/spin/` routes and static responses, and run the routed
 //! component's `wasi:http` handler (WASIp2 or WASIp3) in a fresh instance with the `spin-*`
 //! headers added. Answers the server makes itself (404, 500, 503) have empty bodies, as Spin's do.
-//! The same server answers the components' chained requests ([`super::chain`]).
+//! The same server answers the components' chained requests ([`super::chain`]). Each
+//! request from outside is a span ([`crate::telemetry`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use super::router::{RouteMatch, Router, WELL_KNOWN_PREFIX};
 use super::state::{ComponentEnv, SpinState};
 use crate::http::proxy::{full_response, Failure, HttpExport, Instances};
 use crate::http::server::Handler;
+use crate::telemetry::{SpanContext, SpanKind, Tracer};
 
 /// The headers Spin sets on every routed request; a client's own are replaced.
 const RESERVED: [&str; 7] = [
@@ -64,6 +66,8 @@ pub struct SpinHandler {
     pub instances: Instances,
     /// The container's memory limit.
     pub memory_limit: Option<u64>,
+    /// Records a span per request.
+    pub tracer: Tracer,
 }
 
 impl Handler for SpinHandler {
@@ -72,9 +76,57 @@ impl Handler for SpinHandler {
         req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<HyperOutgoingBody> {
+        let parent = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(SpanContext::from_traceparent);
+        let method = req.method().to_string();
+        let Some(mut span) = self.tracer.start(method.clone(), SpanKind::Server, parent) else {
+            return self.answer(req, client).await.0;
+        };
+        span.set("http.request.method", method.as_str());
+        span.set("url.path", req.uri().path());
+        if let Some(query) = req.uri().query() {
+            span.set("url.query", query);
+        }
+        span.set("url.scheme", "http");
+        span.set("network.protocol.name", "http");
+        span.set("client.address", client.ip().to_string());
+        span.set("client.port", i64::from(client.port()));
+        let (response, answered_by) = self.answer(req, client).await;
+        if let Some((route, component)) = answered_by {
+            span.rename(format!("{method} {route}"));
+            span.set("http.route", route);
+            if let Some(component) = component {
+                span.set("spin.component_id", component);
+            }
+        }
+        let status = response.status();
+        span.set("http.response.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            span.fail(status.to_string());
+        }
+        span.finish();
+        response
+    }
+}
+
+/// The route that answered a request, and the component behind it (none for a static
+/// response).
+type AnsweredBy = Option<(String, Option<String>)>;
+
+impl SpinHandler {
+    /// Answers a request from outside: the runtime's own routes, static responses, or the
+    /// routed component.
+    async fn answer(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> (Response<HyperOutgoingBody>, AnsweredBy) {
         let path = req.uri().path().to_string();
         if let Some(own) = path.strip_prefix(WELL_KNOWN_PREFIX) {
-            return match own {
+            let response = match own {
                 "health" => full_response(StatusCode::OK, Bytes::from_static(b"OK")),
                 "info" => {
                     let mut r = full_response(StatusCode::OK, self.info.clone());
@@ -86,14 +138,18 @@ impl Handler for SpinHandler {
                 }
                 _ => empty(StatusCode::NOT_FOUND),
             };
+            return (response, None);
         }
         let Some(matched) = self.router.route(&path) else {
-            return empty(StatusCode::NOT_FOUND);
+            return (empty(StatusCode::NOT_FOUND), None);
         };
+        let route = matched.based_route.to_string();
         let index = match matched.target {
-            Target::Static(s) => return static_response(s),
+            Target::Static(s) => return (static_response(s), Some((route, None))),
             Target::Component(i) => *i,
         };
+        let component = self.components.get(index).map(|c| c.env.host.id.clone());
+        let answered_by = Some((route, component));
         let host = req
             .headers()
             .get(HOST)
@@ -101,7 +157,7 @@ impl Handler for SpinHandler {
             .map(str::to_string)
             .or_else(|| req.uri().authority().map(|a| a.to_string()));
         let Some(host) = host else {
-            return empty(StatusCode::BAD_REQUEST);
+            return (empty(StatusCode::BAD_REQUEST), answered_by);
         };
         let path_and_query = req
             .uri()
@@ -110,7 +166,7 @@ impl Handler for SpinHandler {
             .unwrap_or_else(|| path.clone());
         let full_url = format!("http://{host}{path_and_query}");
         let headers = matched.spin_headers(&full_url, &client.to_string());
-        self.run(index, req, headers).await
+        (self.run(index, req, headers).await, answered_by)
     }
 }
 

@@ -30,6 +30,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use crate::http::proxy::{HttpExport, Instances};
 use crate::http::{limits::HttpLimits, serve_handler, server_runtime};
 use crate::signals::TerminationWatch;
+use crate::telemetry::{SpanKind, Telemetry, Tracer};
 use crate::trigger::Trigger;
 use crate::{GuestOutcome, GuestSetup, RuntimeError};
 
@@ -426,6 +427,13 @@ impl Trigger for SpinTriggers {
             Some(started) => started,
             None => this.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?,
         };
+        let rt = server_runtime()?;
+        // The exporter is a task of the app's runtime.
+        let telemetry = {
+            let _runtime = rt.enter();
+            Telemetry::start(&setup.env)
+        };
+        let tracer = telemetry.tracer();
         let envs: Vec<ComponentEnv> = this
             .app
             .components
@@ -435,11 +443,11 @@ impl Trigger for SpinTriggers {
                 host,
                 env: c.environment.clone(),
                 files: c.files.clone(),
+                tracer: tracer.clone(),
             })
             .collect();
         let serves_http = !this.app.http_triggers.is_empty();
         let memory_limit = setup.memory_limit;
-        let rt = server_runtime()?;
         let mut http = this.http.into_iter();
         let components: Vec<ServedComponent> = envs
             .iter()
@@ -461,7 +469,7 @@ impl Trigger for SpinTriggers {
                 jobs.push(tokio::spawn(job.run(
                     engine.clone(),
                     watch.clone(),
-                    move |limits| env.state(limits),
+                    env,
                     GuestLimits::for_container(memory_limit),
                 )));
             }
@@ -510,7 +518,13 @@ impl Trigger for SpinTriggers {
             }
             let http = async {
                 if serves_http {
-                    serve_http(&app, router, components, chain, engine, setup, watch).await
+                    let served = ServedApp {
+                        router,
+                        components,
+                        chain,
+                        tracer,
+                    };
+                    serve_http(&app, served, engine, setup, watch).await
                 } else {
                     std::future::pending().await
                 }
@@ -538,17 +552,25 @@ impl Trigger for SpinTriggers {
             for job in jobs {
                 job.abort();
             }
+            telemetry.shutdown().await;
             outcome
         })
     }
 }
 
+/// What the HTTP server of an app is made of.
+struct ServedApp {
+    router: Router<Target>,
+    components: Vec<ServedComponent>,
+    /// Connected to the server once it is made.
+    chain: Arc<ServiceChain>,
+    tracer: Tracer,
+}
+
 /// Serves the HTTP triggers until a stop signal, then drains.
 async fn serve_http(
     app: &SpinApp,
-    router: Router<Target>,
-    components: Vec<ServedComponent>,
-    chain: Arc<ServiceChain>,
+    served: ServedApp,
     engine: &Engine,
     setup: &GuestSetup,
     watch: &TerminationWatch,
@@ -586,13 +608,14 @@ async fn serve_http(
         |limits, instances| {
             let handler = Arc::new(SpinHandler {
                 info: Bytes::from(info.to_string()),
-                router,
-                components,
+                router: served.router,
+                components: served.components,
                 instances: Instances::new(limits, instances),
                 memory_limit,
+                tracer: served.tracer,
             });
             let dispatch: Arc<dyn Dispatch> = handler.clone();
-            chain.connect(Arc::downgrade(&dispatch));
+            served.chain.connect(Arc::downgrade(&dispatch));
             handler
         },
     )
@@ -622,13 +645,21 @@ async fn run_command(
         env.host.clone(),
     );
     let mut store = state.into_store(engine, watch);
+    let mut span = env.span(format!("command {trigger}"), SpanKind::Internal, trigger);
     let run = async {
         let command = pre.instantiate_async(&mut store).await?;
         command.wasi_cli_run().call_run(&mut store).await
     };
-    Ok(match run.await {
+    let outcome = match run.await {
         Ok(Ok(())) => GuestOutcome::Exited(0),
         Ok(Err(())) => GuestOutcome::Exited(1),
         Err(e) => GuestOutcome::from_error(&e, watch.signal()),
-    })
+    };
+    if let Some(mut span) = span.take() {
+        if outcome != GuestOutcome::Exited(0) {
+            span.fail(format!("{outcome:?}"));
+        }
+        span.finish();
+    }
+    Ok(outcome)
 }

@@ -205,11 +205,10 @@ impl Session {
                         let (job, state) = (t.job.clone(), t.env.state(limits.clone()));
                         let (engine, watch) = (engine.clone(), watch.clone());
                         let (topic, payload) = (p.topic.clone(), p.payload.to_vec());
+                        let span = t.env.message_span(&job.trigger, "mqtt", &topic);
                         tokio::spawn(async move {
-                            if let Err(reason) = job
-                                .fire(&engine, &watch, topic.clone(), payload, state)
-                                .await
-                            {
+                            let fired = job.fire(&engine, &watch, topic.clone(), payload, state);
+                            if let Err(reason) = crate::telemetry::traced(span, fired).await {
                                 eprintln!(
                                     "wasmpod: mqtt trigger {}: component {} failed on a message \
                                      on {topic}: {reason}",

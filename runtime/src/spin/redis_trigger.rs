@@ -148,8 +148,10 @@ impl Subscription {
             for (job, env) in self.jobs.iter().filter(|(j, _)| j.channel == channel) {
                 let (job, state) = (job.clone(), env.state(limits.clone()));
                 let (engine, watch, payload) = (engine.clone(), watch.clone(), payload.clone());
+                let span = env.message_span(&job.trigger, "redis", &channel);
                 tokio::spawn(async move {
-                    if let Err(reason) = job.fire(&engine, &watch, payload, state).await {
+                    let fired = job.fire(&engine, &watch, payload, state);
+                    if let Err(reason) = crate::telemetry::traced(span, fired).await {
                         eprintln!(
                             "wasmpod: redis trigger {}: component {} failed on a message on \
                              {}: {reason}",

@@ -19,6 +19,7 @@ use super::outbound::{default_port, AllowedHosts};
 use super::sqlite::SqliteDatabases;
 use crate::limits::GuestLimits;
 use crate::state::Limited;
+use crate::telemetry::{ActiveSpan, SpanKind, Tracer};
 
 /// What every instance of one component shares.
 #[derive(Debug)]
@@ -51,6 +52,8 @@ pub struct ComponentEnv {
     pub env: Vec<(String, String)>,
     /// The component's `files`.
     pub files: Vec<FileMount>,
+    /// Records a span per trigger run.
+    pub tracer: Tracer,
 }
 
 impl ComponentEnv {
@@ -72,6 +75,33 @@ impl ComponentEnv {
             wasi.allow_ip_name_lookup(true);
         }
         Ok(wasi)
+    }
+
+    /// A span for one run of trigger `trigger` on this component (`None` when spans are not
+    /// exported).
+    pub fn span(&self, name: String, kind: SpanKind, trigger: &str) -> Option<ActiveSpan> {
+        let mut span = self.tracer.start(name, kind, None)?;
+        span.set("spin.trigger_id", trigger);
+        span.set("spin.component_id", self.host.id.as_str());
+        Some(span)
+    }
+
+    /// The span of one message for `trigger` on `destination` (a channel or topic) of
+    /// `system` (`redis`, `mqtt`).
+    pub fn message_span(
+        &self,
+        trigger: &str,
+        system: &'static str,
+        destination: &str,
+    ) -> Option<ActiveSpan> {
+        let mut span = self.span(
+            format!("process {destination}"),
+            SpanKind::Consumer,
+            trigger,
+        )?;
+        span.set("messaging.system", system);
+        span.set("messaging.destination.name", destination);
+        Some(span)
     }
 
     /// The state of one instance under `limits`.
