@@ -65,17 +65,20 @@ fn stop(id: &str, child: Child) -> ctr::Ran {
 }
 
 /// An upstream HTTP server on a free loopback port that answers one request with
-/// `upstream\n`; its port, and the thread to join once the request has been made.
-fn upstream_once() -> (u16, std::thread::JoinHandle<()>) {
+/// `upstream\n`; its port, and the thread to join once the request has been made (it gives
+/// the request's head, lower-cased).
+fn upstream_once() -> (u16, std::thread::JoinHandle<String>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         use std::io::{Read, Write};
-        if let Ok((mut s, _)) = listener.accept() {
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nupstream\n");
-        }
+        let Ok((mut s, _)) = listener.accept() else {
+            return String::new();
+        };
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nupstream\n");
+        String::from_utf8_lossy(&buf[..n]).to_lowercase()
     });
     (port, server)
 }
@@ -84,7 +87,7 @@ fn upstream_once() -> (u16, std::thread::JoinHandle<()>) {
 /// to reach, and is refused (a 502 from the app) the port it is not.
 fn outbound_is_gated(
     addr: SocketAddr,
-    (allowed_port, server): (u16, std::thread::JoinHandle<()>),
+    (allowed_port, server): (u16, std::thread::JoinHandle<String>),
     denied_port: u16,
 ) {
     let fetched = get(addr, &format!("/fetch?http://127.0.0.1:{allowed_port}/"));
@@ -287,13 +290,24 @@ fn requests_are_spans_exported_over_otlp() {
     let image = py_image("docker.io/wasmpod/spin-py:e2e", PY_MANIFEST);
     let receiver = otlp::Receiver::start();
     let endpoint = format!("OTEL_EXPORTER_OTLP_ENDPOINT={}", receiver.endpoint());
-    // The app with `TOKEN` (it needs one) and `env`.
+    let (upstream_port, upstream) = upstream_once();
+    let upstream_var = format!("SPIN_VARIABLE_PORT={upstream_port}");
+    // The app with `TOKEN` (it needs one), the upstream it may fetch from, and `env`.
     let serve_with = |name: &str, env: &str| {
         let id = unique_id(name);
         let (addr, child) = serve(
             &image,
             &id,
-            &["--env", "TOKEN=t", "--env", &endpoint, "--env", env],
+            &[
+                "--env",
+                "TOKEN=t",
+                "--env",
+                &endpoint,
+                "--env",
+                &upstream_var,
+                "--env",
+                env,
+            ],
         );
         (id, addr, child)
     };
@@ -309,10 +323,21 @@ fn requests_are_spans_exported_over_otlp() {
     )
     .unwrap();
     assert_eq!(traced.status, 200);
+    // A request's outbound requests carry its span as their parent.
+    let fetched = http::request_with_headers(
+        addr,
+        "GET",
+        &format!("/fetch?http://127.0.0.1:{upstream_port}/"),
+        &format!("traceparent: 00-{trace}-{parent}-01\r\n"),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(fetched.status, 200, "{fetched:?}");
+    let upstream_head = upstream.join().unwrap();
     assert_eq!(get(addr, "/static-route").0, 201);
     assert_eq!(get(addr, "/trap").0, 500);
     stop(&id, child);
-    let spans = receiver.wait_for(Duration::from_secs(10), |s| s.len() >= 3);
+    let spans = receiver.wait_for(Duration::from_secs(10), |s| s.len() >= 4);
     let named = |name: &str, path: &str| {
         spans
             .iter()
@@ -343,6 +368,12 @@ fn requests_are_spans_exported_over_otlp() {
             "{key}: {count:#?}"
         );
     }
+    let fetch = named("GET /...", "/fetch");
+    assert!(
+        upstream_head.contains(&format!("traceparent: 00-{trace}-{}-01", fetch.span_id)),
+        "the upstream request's parent is the fetch span {}: {upstream_head}",
+        fetch.span_id
+    );
     let fixed = named("GET /static-route", "/static-route");
     assert_eq!(fixed.parent_span_id, "", "a root span");
     assert_ne!(fixed.trace_id, trace);

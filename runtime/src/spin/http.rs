@@ -83,7 +83,7 @@ impl Handler for SpinHandler {
             .and_then(SpanContext::from_traceparent);
         let method = req.method().to_string();
         let Some(mut span) = self.tracer.start(method.clone(), SpanKind::Server, parent) else {
-            return self.answer(req, client).await.0;
+            return self.answer(req, client, None).await.0;
         };
         span.set("http.request.method", method.as_str());
         span.set("url.path", req.uri().path());
@@ -94,7 +94,7 @@ impl Handler for SpinHandler {
         span.set("network.protocol.name", "http");
         span.set("client.address", client.ip().to_string());
         span.set("client.port", i64::from(client.port()));
-        let (response, answered_by) = self.answer(req, client).await;
+        let (response, answered_by) = self.answer(req, client, Some(span.context())).await;
         if let Some((route, component)) = answered_by {
             span.rename(format!("{method} {route}"));
             span.set("http.route", route);
@@ -118,11 +118,12 @@ type AnsweredBy = Option<(String, Option<String>)>;
 
 impl SpinHandler {
     /// Answers a request from outside: the runtime's own routes, static responses, or the
-    /// routed component.
+    /// routed component (run inside the span `trace`).
     async fn answer(
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
+        trace: Option<SpanContext>,
     ) -> (Response<HyperOutgoingBody>, AnsweredBy) {
         let path = req.uri().path().to_string();
         if let Some(own) = path.strip_prefix(WELL_KNOWN_PREFIX) {
@@ -166,7 +167,7 @@ impl SpinHandler {
             .unwrap_or_else(|| path.clone());
         let full_url = format!("http://{host}{path_and_query}");
         let headers = matched.spin_headers(&full_url, &client.to_string());
-        (self.run(index, req, headers).await, answered_by)
+        (self.run(index, req, headers, trace).await, answered_by)
     }
 }
 
@@ -196,18 +197,26 @@ impl Dispatch for SpinHandler {
         if internal_host {
             req.headers_mut().remove(HOST);
         }
-        Box::pin(async move { Ok(self.run(index, req, headers).await) })
+        // The caller's span goes on with the chained request.
+        let trace = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(SpanContext::from_traceparent);
+        Box::pin(async move { Ok(self.run(index, req, headers, trace).await) })
     }
 }
 
 impl SpinHandler {
     /// Runs component `index` on `req` with Spin's `headers` (a client's own `spin-*`
-    /// headers are dropped first).
+    /// headers are dropped first), inside the span `trace`: the instance's outbound requests
+    /// carry it as their `traceparent`.
     async fn run<B>(
         &self,
         index: usize,
         mut req: Request<B>,
         headers: Vec<(String, String)>,
+        trace: Option<SpanContext>,
     ) -> Response<HyperOutgoingBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -243,7 +252,9 @@ impl SpinHandler {
         let limits = self.instances.guest_limits(self.memory_limit);
         match self
             .instances
-            .respond(pre, req, || component.env.state(limits))
+            .respond(pre, req, || {
+                component.env.state(limits).map(|s| s.in_span(trace))
+            })
             .await
         {
             Ok(response) => response,

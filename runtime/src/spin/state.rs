@@ -19,7 +19,7 @@ use super::outbound::{default_port, AllowedHosts};
 use super::sqlite::SqliteDatabases;
 use crate::limits::GuestLimits;
 use crate::state::Limited;
-use crate::telemetry::{ActiveSpan, SpanKind, Tracer};
+use crate::telemetry::{ActiveSpan, SpanContext, SpanKind, Tracer};
 
 /// What every instance of one component shares.
 #[derive(Debug)]
@@ -128,13 +128,22 @@ impl SpinState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits,
-            hooks: OutboundHooks { host: host.clone() },
+            hooks: OutboundHooks {
+                host: host.clone(),
+                trace: None,
+            },
             host,
         }
     }
 }
 
 impl SpinState {
+    /// This state, for an instance that runs inside the span `trace`.
+    pub fn in_span(mut self, trace: Option<SpanContext>) -> Self {
+        self.hooks.trace = trace;
+        self
+    }
+
     /// A store for one trigger-run instance (a cron tick, a Redis message, the command):
     /// limited as the container is, and ended by a stop signal.
     pub fn into_store(
@@ -186,6 +195,8 @@ impl Limited for SpinState {
 /// `*.spin.internal` to the app's own components.
 pub struct OutboundHooks {
     host: Arc<ComponentHost>,
+    /// The span the instance runs in: its requests carry it as their `traceparent`.
+    trace: Option<SpanContext>,
 }
 
 type BoxedIo = Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -220,6 +231,14 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         _ = fut;
+        let mut request = request;
+        if let Some(trace) = self.trace {
+            if !request.headers().contains_key("traceparent") {
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&trace.traceparent()) {
+                    request.headers_mut().insert("traceparent", value);
+                }
+            }
+        }
         if let Some(target) = chain::target(&host) {
             let send = self.host.chain.send(target, request);
             return Box::new(async move {

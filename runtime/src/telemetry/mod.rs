@@ -38,6 +38,15 @@ pub struct SpanContext {
 }
 
 impl SpanContext {
+    /// Its W3C `traceparent` header value (sampled).
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-01",
+            hex::encode(self.trace_id),
+            hex::encode(self.span_id)
+        )
+    }
+
     /// The parent named by a W3C `traceparent` header (`00-<trace>-<span>-<flags>`), if it is
     /// one (all-zero ids are not).
     pub fn from_traceparent(header: &str) -> Option<SpanContext> {
@@ -149,6 +158,11 @@ pub struct ActiveSpan {
 }
 
 impl ActiveSpan {
+    /// Its identity, for the requests it makes (their `traceparent`).
+    pub fn context(&self) -> SpanContext {
+        self.span.context
+    }
+
     /// Sets its name (once what was matched is known).
     pub fn rename(&mut self, name: impl Into<String>) {
         self.span.name = name.into();
