@@ -213,12 +213,13 @@ component = "py"
 [component.py]
 source = "app.wasm"
 key_value_stores = ["default"]
+sqlite_databases = ["default"]
 allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}"]
 variables = { greeting = "{{ greeting }} from Spin 4" }
 "#;
 
 /// A Spin 4 app, built with the Python Spin SDK `sdk`: a WASIp3 handler (`async`) that
-/// calls the async key-value and variables interfaces, reads a request body, streams a large
+/// calls the async key-value, variables and SQLite 3.1 interfaces, reads a request body, streams a large
 /// response, sends an allowed and a denied outbound request, and fails one request without
 /// stopping the app.
 fn a_spin4_python_app_serves(sdk: fixtures::SpinPySdk, name: &str) {
@@ -244,6 +245,15 @@ fn a_spin4_python_app_serves(sdk: fixtures::SpinPySdk, name: &str) {
         (403, "Error_AccessDenied\n".into())
     );
     assert_eq!(get(addr, "/var/greeting").1, "greeting=hi from Spin 4\n");
+    // SQLite 3.1's async functions, rows streamed.
+    assert_eq!(
+        get(addr, "/sqlite?first"),
+        (
+            200,
+            "rowid=1 columns=['n', 'last'] row=['Value_Integer:1', 'Value_Text:first']\n".into()
+        )
+    );
+    assert!(get(addr, "/sqlite?second").1.starts_with("rowid=2 "));
     assert_eq!(
         get(addr, "/var/nope"),
         (404, "nope: Error_Undefined\n".into())

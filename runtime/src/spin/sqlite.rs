@@ -1,5 +1,5 @@
-//! Spin's SQLite databases, `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0`, on
-//! rusqlite: the `default` database at `<state_dir>/sqlite_db.db`, other labels where the
+//! Spin's SQLite databases, `fermyon:spin/sqlite@2.0.0`, `spin:sqlite/sqlite@3.0.0` and
+//! `@3.1.0` (Spin 4: 3.0 plus async functions), on rusqlite: the `default` database at `<state_dir>/sqlite_db.db`, other labels where the
 //! runtime config's `[sqlite_database.<label>]` puts them. A component may open the labels
 //! its `sqlite_databases` lists (`access-denied` otherwise, as in Spin); a label nothing
 //! defines is `no-such-database` (and fails Create when a component lists it).
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rusqlite::types::Value;
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::{Accessor, FutureReader, HasSelf, Linker, Resource, StreamReader};
 
 use super::db::{LazyConnection, StoreLocation};
 use super::state::SpinState;
@@ -28,15 +28,17 @@ mod bindings {
         imports: { default: trappable },
         with: {
             "fermyon:spin/sqlite.connection": super::SqliteConnection,
-            "spin:sqlite/sqlite.connection": super::SqliteConnection,
+            "spin:sqlite/sqlite@3.0.0.connection": super::SqliteConnection,
+            "spin:sqlite/sqlite@3.1.0.connection": super::SqliteConnection,
         },
     });
 }
 
 use bindings::fermyon::spin::sqlite as v2;
-use bindings::spin::sqlite::sqlite as v3;
+use bindings::spin::sqlite3_0_0::sqlite as v3;
+use bindings::spin::sqlite3_1_0::sqlite as v3_1;
 
-/// Adds both versions of the interface to `linker`.
+/// Adds the three versions of the interface to `linker`.
 pub fn add_to_linker(linker: &mut Linker<SpinState>) -> wasmtime::Result<()> {
     bindings::SpinSqlite::add_to_linker::<SpinState, HasSelf<SpinState>>(linker, |s| s)
 }
@@ -230,6 +232,7 @@ macro_rules! version {
 
 version!(v2);
 version!(v3);
+version!(v3_1);
 
 impl v2::HostConnection for SpinState {
     fn open(
@@ -256,36 +259,99 @@ impl v2::HostConnection for SpinState {
     }
 }
 
-impl v3::HostConnection for SpinState {
-    fn open(
-        &mut self,
+/// The 3.x connection's synchronous functions, the same in 3.0 and 3.1.
+macro_rules! connection_3 {
+    ($v:ident) => {
+        impl $v::HostConnection for SpinState {
+            fn open(
+                &mut self,
+                database: String,
+            ) -> wasmtime::Result<Result<Resource<SqliteConnection>, $v::Error>> {
+                Ok(self.open_database(&database).map_err(Into::into))
+            }
+
+            fn execute(
+                &mut self,
+                conn: Resource<SqliteConnection>,
+                statement: String,
+                parameters: Vec<$v::Value>,
+            ) -> wasmtime::Result<Result<$v::QueryResult, $v::Error>> {
+                let params = parameters.into_iter().map(Into::into).collect();
+                let rows = self.run_statement(&conn, &statement, params)?;
+                Ok(rows.map(Into::into).map_err(Into::into))
+            }
+
+            fn last_insert_rowid(
+                &mut self,
+                conn: Resource<SqliteConnection>,
+            ) -> wasmtime::Result<i64> {
+                Ok(self.table.get(&conn)?.last_insert_rowid)
+            }
+
+            fn changes(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<u64> {
+                Ok(self.table.get(&conn)?.changes)
+            }
+
+            fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
+                self.table.delete(conn)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+connection_3!(v3);
+connection_3!(v3_1);
+
+/// 3.1's async functions (Spin 4): the same work as the synchronous ones, answered when
+/// called; `execute-async` streams the rows it has read.
+impl<T> v3_1::HostConnectionWithStore<T> for HasSelf<SpinState> {
+    async fn open_async(
+        accessor: &Accessor<T, Self>,
         database: String,
-    ) -> wasmtime::Result<Result<Resource<SqliteConnection>, v3::Error>> {
-        Ok(self.open_database(&database).map_err(Into::into))
+    ) -> wasmtime::Result<Result<Resource<SqliteConnection>, v3_1::Error>> {
+        accessor.with(|mut access| Ok(access.get().open_database(&database).map_err(Into::into)))
     }
 
-    fn execute(
-        &mut self,
+    async fn execute_async(
+        accessor: &Accessor<T, Self>,
         conn: Resource<SqliteConnection>,
         statement: String,
-        parameters: Vec<v3::Value>,
-    ) -> wasmtime::Result<Result<v3::QueryResult, v3::Error>> {
+        parameters: Vec<v3_1::Value>,
+    ) -> wasmtime::Result<
+        Result<
+            (
+                Vec<String>,
+                StreamReader<v3_1::RowResult>,
+                FutureReader<Result<(), v3_1::Error>>,
+            ),
+            v3_1::Error,
+        >,
+    > {
         let params = parameters.into_iter().map(Into::into).collect();
-        let rows = self.run_statement(&conn, &statement, params)?;
-        Ok(rows.map(Into::into).map_err(Into::into))
+        accessor.with(|mut access| {
+            let rows = match access.get().run_statement(&conn, &statement, params)? {
+                Ok(rows) => v3_1::QueryResult::from(rows),
+                Err(failure) => return Ok(Err(failure.into())),
+            };
+            let stream = StreamReader::new(&mut access, rows.rows)?;
+            let done = FutureReader::new(&mut access, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
+            Ok(Ok((rows.columns, stream, done)))
+        })
     }
 
-    fn last_insert_rowid(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<i64> {
-        Ok(self.table.get(&conn)?.last_insert_rowid)
+    async fn last_insert_rowid_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<SqliteConnection>,
+    ) -> wasmtime::Result<i64> {
+        accessor.with(|mut access| Ok(access.get().table.get(&conn)?.last_insert_rowid))
     }
 
-    fn changes(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&conn)?.changes)
-    }
-
-    fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
-        self.table.delete(conn)?;
-        Ok(())
+    async fn changes_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<SqliteConnection>,
+    ) -> wasmtime::Result<u64> {
+        accessor.with(|mut access| Ok(access.get().table.get(&conn)?.changes))
     }
 }
 

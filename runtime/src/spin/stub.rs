@@ -25,7 +25,7 @@ const SERVED_PACKAGES: [&str; 7] = [
 ];
 
 /// The Spin interfaces wasmpod serves itself ([`super::host`]).
-const SERVED_INTERFACES: [&str; 16] = [
+const SERVED_INTERFACES: [&str; 17] = [
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/llm@2.0.0",
     "fermyon:spin/mqtt@2.0.0",
@@ -37,6 +37,7 @@ const SERVED_INTERFACES: [&str; 16] = [
     "spin:postgres/postgres@4.0.0",
     "fermyon:spin/sqlite@2.0.0",
     "spin:sqlite/sqlite@3.0.0",
+    "spin:sqlite/sqlite@3.1.0",
     "fermyon:spin/variables@2.0.0",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
