@@ -205,6 +205,7 @@ name = "spin-py-p3"
 [variables]
 greeting = { default = "hi" }
 port = { default = "1" }
+redis_port = { default = "6379" }
 
 [[trigger.http]]
 route = "/..."
@@ -214,12 +215,12 @@ component = "py"
 source = "app.wasm"
 key_value_stores = ["default"]
 sqlite_databases = ["default"]
-allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}"]
+allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}", "redis://127.0.0.1:{{ redis_port }}"]
 variables = { greeting = "{{ greeting }} from Spin 4" }
 "#;
 
 /// A Spin 4 app, built with the Python Spin SDK `sdk`: a WASIp3 handler (`async`) that
-/// calls the async key-value, variables and SQLite 3.1 interfaces, reads a request body, streams a large
+/// calls the async key-value, variables, SQLite 3.1 and Redis 3.0 interfaces, reads a request body, streams a large
 /// response, sends an allowed and a denied outbound request, and fails one request without
 /// stopping the app.
 fn a_spin4_python_app_serves(sdk: fixtures::SpinPySdk, name: &str) {
@@ -232,7 +233,12 @@ fn a_spin4_python_app_serves(sdk: fixtures::SpinPySdk, name: &str) {
     let denied_port = free_port();
     let id = unique_id(name);
     let port_var = format!("SPIN_VARIABLE_PORT={allowed_port}");
-    let (addr, child) = serve(&image, &id, &["--env", &port_var]);
+    let redis = wasmpod_e2e::redis::Redis::start();
+    let redis_var = format!(
+        "SPIN_VARIABLE_REDIS_PORT={}",
+        redis.as_ref().map_or(6379, |r| r.port)
+    );
+    let (addr, child) = serve(&image, &id, &["--env", &port_var, "--env", &redis_var]);
 
     assert_eq!(
         get(addr, "/hello"),
@@ -245,6 +251,14 @@ fn a_spin4_python_app_serves(sdk: fixtures::SpinPySdk, name: &str) {
         (403, "Error_AccessDenied\n".into())
     );
     assert_eq!(get(addr, "/var/greeting").1, "greeting=hi from Spin 4\n");
+    // Redis 3.0's async functions, against a real redis-server (where Debian's is installed).
+    if let Some(redis) = &redis {
+        assert_eq!(
+            get(addr, &format!("/redis?redis://127.0.0.1:{}", redis.port)),
+            (200, "got=p3 value n=1 members=['a', 'b']\n".into())
+        );
+        assert_eq!(redis.cli(&["GET", "p3-counter"]), "1");
+    }
     // SQLite 3.1's async functions, rows streamed.
     assert_eq!(
         get(addr, "/sqlite?first"),

@@ -25,7 +25,7 @@ const SERVED_PACKAGES: [&str; 7] = [
 ];
 
 /// The Spin interfaces wasmpod serves itself ([`super::host`]).
-const SERVED_INTERFACES: [&str; 17] = [
+const SERVED_INTERFACES: [&str; 18] = [
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/llm@2.0.0",
     "fermyon:spin/mqtt@2.0.0",
@@ -33,6 +33,7 @@ const SERVED_INTERFACES: [&str; 17] = [
     "fermyon:spin/postgres@2.0.0",
     "fermyon:spin/rdbms-types@2.0.0",
     "fermyon:spin/redis@2.0.0",
+    "spin:redis/redis@3.0.0",
     "spin:postgres/postgres@3.0.0",
     "spin:postgres/postgres@4.0.0",
     "fermyon:spin/sqlite@2.0.0",
