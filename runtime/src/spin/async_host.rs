@@ -35,12 +35,6 @@ impl HasData for SpinAsync {
     type Data<'a> = &'a mut SpinState;
 }
 
-/// The interfaces the Spin 4 SDKs import, served: the interfaces above.
-pub const SERVED: [&str; 2] = [
-    "spin:key-value/key-value@3.0.0",
-    "spin:variables/variables@3.0.0",
-];
-
 /// Adds the interfaces to `linker`.
 pub fn add_to_linker(linker: &mut Linker<SpinState>) -> wasmtime::Result<()> {
     kv::add_to_linker::<SpinState, SpinAsync>(linker, |s| s)?;

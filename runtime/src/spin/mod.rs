@@ -645,7 +645,7 @@ async fn run_command(
         env.host.clone(),
     );
     let mut store = state.into_store(engine, watch);
-    let mut span = env.span(format!("command {trigger}"), SpanKind::Internal, trigger);
+    let span = env.span(format!("command {trigger}"), SpanKind::Internal, trigger);
     let run = async {
         let command = pre.instantiate_async(&mut store).await?;
         command.wasi_cli_run().call_run(&mut store).await
@@ -655,7 +655,7 @@ async fn run_command(
         Ok(Err(())) => GuestOutcome::Exited(1),
         Err(e) => GuestOutcome::from_error(&e, watch.signal()),
     };
-    if let Some(mut span) = span.take() {
+    if let Some(mut span) = span {
         if outcome != GuestOutcome::Exited(0) {
             span.fail(format!("{outcome:?}"));
         }

@@ -24,8 +24,9 @@ const SERVED_PACKAGES: [&str; 7] = [
     "wasi:http/",
 ];
 
-/// The Spin interfaces wasmpod serves itself ([`super::host`]).
-const SERVED_INTERFACES: [&str; 18] = [
+/// The Spin interfaces wasmpod serves itself ([`super::host`], [`super::async_host`] and the
+/// database and messaging modules).
+const SERVED_INTERFACES: [&str; 20] = [
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/llm@2.0.0",
     "fermyon:spin/mqtt@2.0.0",
@@ -34,6 +35,8 @@ const SERVED_INTERFACES: [&str; 18] = [
     "fermyon:spin/rdbms-types@2.0.0",
     "fermyon:spin/redis@2.0.0",
     "spin:redis/redis@3.0.0",
+    "spin:key-value/key-value@3.0.0",
+    "spin:variables/variables@3.0.0",
     "spin:postgres/postgres@3.0.0",
     "spin:postgres/postgres@4.0.0",
     "fermyon:spin/sqlite@2.0.0",
@@ -69,8 +72,7 @@ pub fn add_missing<T: 'static>(
     for (name, item) in component.component_type().imports(engine) {
         let served = (SERVED_PACKAGES.iter().any(|p| name.starts_with(p))
             && !name.contains("-rc-"))
-            || SERVED_INTERFACES.contains(&name)
-            || super::async_host::SERVED.contains(&name);
+            || SERVED_INTERFACES.contains(&name);
         let ComponentItem::ComponentInstance(instance) = item.ty else {
             continue;
         };
