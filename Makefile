@@ -16,9 +16,9 @@ CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 APT_PACKAGES := containerd runc busybox-static curl \
 	protobuf-compiler libseccomp-dev pkg-config \
 	clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc
-# ... and those only the tests need (CNI for CRI pods, a registry for pulls, Redis for the
-# Spin Redis tests).
-APT_TEST_PACKAGES := containernetworking-plugins skopeo docker-registry redis-server postgresql mosquitto mosquitto-clients mariadb-server
+# ... and those only the tests need (CNI for CRI pods, a registry for pulls, the servers the
+# Spin tests talk to, openssl for their TLS certificates).
+APT_TEST_PACKAGES := containernetworking-plugins skopeo docker-registry redis-server postgresql mosquitto mosquitto-clients mariadb-server openssl
 
 # componentize-py (PyPI) builds the tests' Python components; it goes under $(WORK)/pytools.
 COMPONENTIZE_PY := componentize-py==0.25.1

@@ -407,18 +407,41 @@ impl SpinPySdk {
         }
     }
 
-    /// The SDK's world for an HTTP trigger.
-    fn http_world(self) -> &'static str {
+    /// The SDK's world for `trigger`.
+    fn world(self, trigger: SpinPyTrigger) -> String {
+        let version = match self {
+            SpinPySdk::V4 => "4.0.0",
+            SpinPySdk::V5 => "4.1.0",
+        };
+        let name = match trigger {
+            SpinPyTrigger::Http => "http-trigger",
+            SpinPyTrigger::Redis => "redis-trigger",
+        };
+        format!("spin:up/{name}@{version}")
+    }
+}
+
+/// The trigger a Spin 4 Python fixture is for, and so its module in `test/fixtures/spin-py-p3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpinPyTrigger {
+    /// `app.py`: exports `wasi:http/handler`.
+    Http,
+    /// `redis_app.py`: exports `spin:redis/inbound-redis@3.0.0`.
+    Redis,
+}
+
+impl SpinPyTrigger {
+    fn module(self) -> &'static str {
         match self {
-            SpinPySdk::V4 => "spin:up/http-trigger@4.0.0",
-            SpinPySdk::V5 => "spin:up/http-trigger@4.1.0",
+            SpinPyTrigger::Http => "app",
+            SpinPyTrigger::Redis => "redis_app",
         }
     }
 }
 
-/// `test/fixtures/spin-py-p3/app.py` built with the Python Spin SDK `sdk`. Built once per
-/// source and SDK.
-pub fn spin_py_p3_component(sdk: SpinPySdk) -> Vec<u8> {
+/// A module of `test/fixtures/spin-py-p3` (the one for `trigger`) built with the Python Spin
+/// SDK `sdk`. Built once per source, trigger and SDK.
+pub fn spin_py_p3_component(sdk: SpinPySdk, trigger: SpinPyTrigger) -> Vec<u8> {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -426,9 +449,10 @@ pub fn spin_py_p3_component(sdk: SpinPySdk) -> Vec<u8> {
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     sha2::Digest::update(
         &mut hasher,
-        std::fs::read(src_dir.join("app.py")).expect("fixture source"),
+        std::fs::read(src_dir.join(format!("{}.py", trigger.module()))).expect("fixture source"),
     );
-    sha2::Digest::update(&mut hasher, sdk.http_world().as_bytes());
+    let world = sdk.world(trigger);
+    sha2::Digest::update(&mut hasher, world.as_bytes());
     let digest = hex::encode(sha2::Digest::finalize(hasher));
     let out = dir().join(format!("{}-{}.wasm", sdk.install_dir(), &digest[..16]));
     if let Ok(bytes) = std::fs::read(&out) {
@@ -442,7 +466,7 @@ pub fn spin_py_p3_component(sdk: SpinPySdk) -> Vec<u8> {
         .env("PYTHONPATH", python_path)
         .current_dir(&src_dir)
         // The SDK's own componentize-py.toml names its WIT.
-        .args(["-w", sdk.http_world(), "componentize", "app", "-p", "."])
+        .args(["-w", &world, "componentize", trigger.module(), "-p", "."])
         .arg("-p")
         .arg(&sdk_dir)
         .arg("-o")

@@ -227,7 +227,10 @@ fn a_spin4_python_app_serves(sdk: fixtures::SpinPySdk, name: &str) {
     let image = spin_image(
         &format!("docker.io/wasmpod/{name}:e2e"),
         P3_MANIFEST,
-        &[("/app.wasm", fixtures::spin_py_p3_component(sdk))],
+        &[(
+            "/app.wasm",
+            fixtures::spin_py_p3_component(sdk, fixtures::SpinPyTrigger::Http),
+        )],
     );
     let (allowed_port, server) = upstream_once();
     let denied_port = free_port();
@@ -302,6 +305,162 @@ fn a_spin4_python_sdk5_app_serves_through_wasip3() {
 #[test]
 fn a_spin4_python_sdk4_app_on_the_release_candidate_serves_through_wasip3() {
     a_spin4_python_app_serves(fixtures::SpinPySdk::V4, "spin-py4");
+}
+
+const P3_SERVICES_MANIFEST: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "spin-py5-services"
+
+[application.trigger.redis]
+address = "redis://127.0.0.1:{{ redis_port }}"
+
+[variables]
+redis_port = { default = "6379" }
+pg_port = { default = "1" }
+pg_tls_port = { default = "1" }
+pg_ca_root = { default = "" }
+mysql_port = { default = "1" }
+
+[[trigger.http]]
+route = "/..."
+component = "py"
+
+[[trigger.redis]]
+channel = "p3-in"
+component = "listener"
+
+[component.py]
+source = "app.wasm"
+allowed_outbound_hosts = ["postgres://127.0.0.1:{{ pg_port }}", "postgres://127.0.0.1:{{ pg_tls_port }}", "mysql://127.0.0.1:{{ mysql_port }}", "mqtt://127.0.0.1:*"]
+variables = { pg_ca_root = "{{ pg_ca_root }}" }
+
+[component.listener]
+source = "redis_app.wasm"
+allowed_outbound_hosts = ["redis://127.0.0.1:{{ redis_port }}"]
+variables = { redis_address = "redis://127.0.0.1:{{ redis_port }}" }
+"#;
+
+/// A Spin 4 app (Python `spin-sdk` 5.0.0) with the rest of Spin 4's async interfaces, each
+/// against a real server: Postgres 4.2 (async functions, rows streamed, the connection
+/// builder, TLS trusted through `set-ca-root`), MySQL 3.0 and MQTT 3.0; and a
+/// Redis-triggered component exporting `spin:redis/inbound-redis@3.0.0`, which stores each
+/// message through Redis 3.0 and goes on after a message it fails on.
+#[test]
+fn a_spin4_app_talks_to_postgres_mysql_and_mqtt_and_runs_a_redis_trigger() {
+    use fixtures::{SpinPySdk, SpinPyTrigger};
+    let Some(redis) = wasmpod_e2e::redis::Redis::start() else {
+        return;
+    };
+    let image = spin_image(
+        "docker.io/wasmpod/spin-py5-services:e2e",
+        P3_SERVICES_MANIFEST,
+        &[
+            (
+                "/app.wasm",
+                fixtures::spin_py_p3_component(SpinPySdk::V5, SpinPyTrigger::Http),
+            ),
+            (
+                "/redis_app.wasm",
+                fixtures::spin_py_p3_component(SpinPySdk::V5, SpinPyTrigger::Redis),
+            ),
+        ],
+    );
+    let pg = wasmpod_e2e::postgres::Postgres::start();
+    let pg_tls = wasmpod_e2e::postgres::Postgres::start_tls();
+    let db = wasmpod_e2e::mysql::Mariadb::start();
+    let broker = wasmpod_e2e::mqtt::Mosquitto::start();
+    let id = unique_id("spin-py5-services");
+    let vars = [
+        format!("SPIN_VARIABLE_REDIS_PORT={}", redis.port),
+        format!(
+            "SPIN_VARIABLE_PG_PORT={}",
+            pg.as_ref().map_or(1, |p| p.port)
+        ),
+        format!(
+            "SPIN_VARIABLE_PG_TLS_PORT={}",
+            pg_tls.as_ref().map_or(1, |p| p.port)
+        ),
+        format!(
+            "SPIN_VARIABLE_PG_CA_ROOT={}",
+            pg_tls
+                .as_ref()
+                .and_then(|p| p.ca_root.clone())
+                .unwrap_or_default()
+        ),
+        format!(
+            "SPIN_VARIABLE_MYSQL_PORT={}",
+            db.as_ref().map_or(1, |d| d.port)
+        ),
+    ];
+    let env: Vec<&str> = vars.iter().flat_map(|v| ["--env", v.as_str()]).collect();
+    let (addr, child) = serve(&image, &id, &env);
+    let fail = |what: &str, got: &(u16, String), child| -> ! {
+        let ran = stop(&id, child);
+        panic!("{what}: {got:?}; the app's log: {}", ran.stderr)
+    };
+
+    if let Some(pg) = &pg {
+        let got = get(addr, &format!("/pg?{}", pg.url()));
+        let expected = "inserted 2\n\
+            note:Str day:Date\n\
+            [[DbValue_Str(value='async'), DbValue_Date(value=(2026, 12, 2))], \
+             [DbValue_Str(value='again'), DbValue_DbNull()]]\n\
+            error ERROR 42703 column \"nope\" does not exist\n\
+            builder [[DbValue_Int32(value=2)]]\n\
+            ca root Error_BadParameter\n";
+        if got != (200, expected.to_string()) {
+            fail("GET /pg", &got, child);
+        }
+        assert_eq!(
+            pg.psql("SELECT string_agg(note, ',' ORDER BY id) FROM notes"),
+            Ok("async,again".into())
+        );
+    }
+    if let Some(pg) = &pg_tls {
+        let got = get(addr, &format!("/pg-tls?{}?sslmode=require", pg.url()));
+        let expected = "unknown CA Error_ConnectionFailed: True\n\
+            async build [[DbValue_Boolean(value=True)]]\n\
+            build [[DbValue_Boolean(value=True)]]\n";
+        if got != (200, expected.to_string()) {
+            fail("GET /pg-tls", &got, child);
+        }
+    }
+    if let Some(db) = &db {
+        let got = get(addr, &format!("/mysql?{}", db.url()));
+        let expected = "note:STR n:UINT8\n\
+            [[DbValue_Str(value='async'), DbValue_Uint8(value=7)]]\n\
+            error Error_QueryFailed\n";
+        if got != (200, expected.to_string()) {
+            fail("GET /mysql", &got, child);
+        }
+    }
+    if let Some(broker) = &broker {
+        let sub = broker.subscribe("events");
+        let got = get(addr, &format!("/mqtt?mqtt://127.0.0.1:{}", broker.port));
+        if got != (200, "published 3\n".to_string()) {
+            fail("GET /mqtt", &got, child);
+        }
+        let messages: Vec<Option<String>> = (0..3).map(|_| sub.next_message()).collect();
+        assert_eq!(
+            messages,
+            ["events p3 qos 0", "events p3 qos 1", "events p3 qos 2"].map(|m| Some(m.to_string()))
+        );
+    }
+
+    // The Redis trigger (Spin 4's async export).
+    redis.wait_subscribers("p3-in", 1);
+    assert_eq!(redis.cli(&["PUBLISH", "p3-in", "fail"]), "1");
+    assert_eq!(redis.cli(&["PUBLISH", "p3-in", "hello p3"]), "1");
+    redis.wait_value("p3-received", "hello p3");
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr
+            .contains("component listener failed on a message on p3-in")
+            && ran.stderr.contains("this message fails"),
+        "{ran:?}"
+    );
 }
 
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` set: each request is a server span sent to an OTLP

@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{Accessor, FutureReader, HasData, Linker, Resource, StreamReader};
+use wasmtime::component::{
+    Accessor, FutureReader, HasData, Lift, Linker, Lower, Resource, StreamReader,
+};
+use wasmtime::AsContextMut;
 
 use super::kv::KvStore;
 use super::state::SpinState;
@@ -154,4 +157,20 @@ impl<T> vars::HostWithStore<T> for SpinAsync {
             })
         })
     }
+}
+/// Rows as a Spin 4 async query returns them: a stream, and the future that says how it
+/// ended.
+pub type RowStream<R, E> = (StreamReader<R>, FutureReader<Result<(), E>>);
+
+/// What a Spin 4 async query returns besides its columns: its rows, read whole, as a
+/// stream, and the future that says the stream ended well.
+pub fn streamed_rows<S, R, E>(mut store: S, rows: Vec<R>) -> wasmtime::Result<RowStream<R, E>>
+where
+    S: AsContextMut,
+    R: Lower + Lift + Unpin + Send + Sync + 'static,
+    E: Lower + Lift + Send + Sync + 'static,
+{
+    let stream = StreamReader::new(&mut store, rows)?;
+    let done = FutureReader::new(&mut store, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
+    Ok((stream, done))
 }

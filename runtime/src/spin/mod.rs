@@ -58,6 +58,7 @@ pub mod runtime_config;
 pub mod sqlite;
 pub mod state;
 pub mod stub;
+pub mod tls;
 pub mod variables;
 
 use self::chain::{Dispatch, ServiceChain};

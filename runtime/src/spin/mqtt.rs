@@ -1,18 +1,20 @@
-//! `fermyon:spin/mqtt@2.0.0`, Spin's outbound MQTT, served with rumqttc (MQTT 3.1.1 over
-//! TCP): a connection may be opened only to a broker the component's
+//! `fermyon:spin/mqtt@2.0.0` and `spin:mqtt/mqtt@3.0.0` (Spin 4, async: the same calls),
+//! Spin's outbound MQTT, served with rumqttc (MQTT 3.1.1 over TCP): a connection may be opened only to a broker the component's
 //! `allowed_outbound_hosts` lists (`mqtt://host:port`), otherwise `connection-failed` says
 //! the address is not permitted. `open` returns once the broker has accepted the session;
 //! `publish` returns once the message is written (QoS 0), acknowledged (1) or completed (2),
 //! so a message is not lost when the guest's instance ends right after.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
 };
-use wasmtime::component::{HasSelf, Linker, Resource};
+use tokio::sync::Mutex;
+use wasmtime::component::{Accessor, HasSelf, Linker, Resource};
 
-use super::state::SpinState;
+use super::state::{ComponentHost, SpinState};
 
 #[allow(missing_docs)]
 mod bindings {
@@ -22,18 +24,24 @@ mod bindings {
         imports: { default: async | trappable },
         with: {
             "fermyon:spin/mqtt.connection": super::MqttConnection,
+            "spin:mqtt/mqtt.connection": super::MqttConnection,
         },
     });
 }
 
 use bindings::fermyon::spin::mqtt::{self as spin_mqtt, Error, Qos};
+use bindings::spin::mqtt::mqtt as v3;
 
 /// How long the broker has to accept a session or acknowledge a message.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An open session, as a guest resource: the client and the event loop that carries its
-/// packets (driven while the guest waits on it).
-pub struct MqttConnection {
+/// packets (driven while the guest waits on it). Shared, so that a 3.0 call runs without
+/// the store.
+pub struct MqttConnection(Arc<Mutex<Session>>);
+
+/// A session with a broker.
+struct Session {
     client: AsyncClient,
     events: EventLoop,
 }
@@ -106,6 +114,98 @@ async fn drive(
         .unwrap_or_else(|_| Err(Error::Other("the broker did not answer in time".into())))
 }
 
+/// A session with the broker at `address`, once it has accepted it, if `host`'s component
+/// may reach it (a denial is logged).
+async fn open(
+    host: &ComponentHost,
+    address: &str,
+    username: String,
+    password: String,
+    keep_alive_interval_in_secs: u64,
+) -> Result<MqttConnection, Error> {
+    let parsed = parse_address(address)?;
+    if !host.outbound.allows("mqtt", &parsed.host, parsed.port) {
+        eprintln!(
+            "wasmpod: component {} may not reach mqtt://{}:{}: it is not in the \
+             component's allowed_outbound_hosts",
+            host.id, parsed.host, parsed.port
+        );
+        return Err(Error::ConnectionFailed(format!(
+            "address {address} is not permitted"
+        )));
+    }
+    let client_id = parsed.client_id.unwrap_or_else(generated_client_id);
+    let mut options = MqttOptions::new(client_id, parsed.host, parsed.port);
+    // rumqttc takes whole seconds, at least one (0 turns keep-alive off).
+    options.set_keep_alive(Duration::from_secs(keep_alive_interval_in_secs));
+    if !username.is_empty() {
+        options.set_credentials(username, password);
+    }
+    let (client, mut events) = AsyncClient::new(options, 16);
+    drive(&mut events, |event| match event {
+        Event::Incoming(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => Ok(true),
+        Event::Incoming(Packet::ConnAck(ack)) => Err(failed(format!(
+            "the broker refused the session: {:?}",
+            ack.code
+        ))),
+        _ => Ok(false),
+    })
+    .await?;
+    Ok(MqttConnection(Arc::new(Mutex::new(Session {
+        client,
+        events,
+    }))))
+}
+
+/// Publishes `payload` on `topic`, returning once the message is written (QoS 0),
+/// acknowledged (1) or completed (2).
+async fn publish(
+    session: &Mutex<Session>,
+    topic: String,
+    payload: Vec<u8>,
+    qos: Qos,
+) -> Result<(), Error> {
+    let session = &mut *session.lock().await;
+    let qos = match qos {
+        Qos::AtMostOnce => QoS::AtMostOnce,
+        Qos::AtLeastOnce => QoS::AtLeastOnce,
+        Qos::ExactlyOnce => QoS::ExactlyOnce,
+    };
+    (session.client.publish(topic, qos, false, payload).await)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    // The packet id the event loop gives this message, then its acknowledgement.
+    let mut id = None;
+    drive(&mut session.events, |event| {
+        Ok(match (event, id) {
+            (Event::Outgoing(Outgoing::Publish(pkid)), None) => {
+                id = Some(*pkid);
+                qos == QoS::AtMostOnce
+            }
+            (Event::Incoming(Packet::PubAck(ack)), Some(pkid)) => {
+                qos == QoS::AtLeastOnce && ack.pkid == pkid
+            }
+            (Event::Incoming(Packet::PubComp(comp)), Some(pkid)) => comp.pkid == pkid,
+            _ => false,
+        })
+    })
+    .await
+}
+
+/// Ends the session cleanly; a broker that is gone already needs no goodbye.
+async fn close(conn: MqttConnection) {
+    let session = &mut *conn.0.lock().await;
+    if session.client.try_disconnect().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Ok(event) = session.events.poll().await {
+                if event == Event::Outgoing(Outgoing::Disconnect) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
 impl spin_mqtt::Host for SpinState {}
 
 impl spin_mqtt::HostConnection for SpinState {
@@ -116,41 +216,15 @@ impl spin_mqtt::HostConnection for SpinState {
         password: String,
         keep_alive_interval_in_secs: u64,
     ) -> wasmtime::Result<Result<Resource<MqttConnection>, Error>> {
-        let parsed = match parse_address(&address) {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(e)),
-        };
-        if !self.host.outbound.allows("mqtt", &parsed.host, parsed.port) {
-            eprintln!(
-                "wasmpod: component {} may not reach mqtt://{}:{}: it is not in the \
-                 component's allowed_outbound_hosts",
-                self.host.id, parsed.host, parsed.port
-            );
-            return Ok(Err(Error::ConnectionFailed(format!(
-                "address {address} is not permitted"
-            ))));
-        }
-        let client_id = parsed.client_id.unwrap_or_else(generated_client_id);
-        let mut options = MqttOptions::new(client_id, parsed.host, parsed.port);
-        // rumqttc takes whole seconds, at least one (0 turns keep-alive off).
-        options.set_keep_alive(Duration::from_secs(keep_alive_interval_in_secs));
-        if !username.is_empty() {
-            options.set_credentials(username, password);
-        }
-        let (client, mut events) = AsyncClient::new(options, 16);
-        let accepted = drive(&mut events, |event| match event {
-            Event::Incoming(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
-                Ok(true)
-            }
-            Event::Incoming(Packet::ConnAck(ack)) => Err(failed(format!(
-                "the broker refused the session: {:?}",
-                ack.code
-            ))),
-            _ => Ok(false),
-        })
-        .await;
-        Ok(match accepted {
-            Ok(()) => Ok(self.table.push(MqttConnection { client, events })?),
+        let opened = open(
+            &self.host,
+            &address,
+            username,
+            password,
+            keep_alive_interval_in_secs,
+        );
+        Ok(match opened.await {
+            Ok(conn) => Ok(self.table.push(conn)?),
             Err(e) => Err(e),
         })
     }
@@ -162,48 +236,82 @@ impl spin_mqtt::HostConnection for SpinState {
         payload: Vec<u8>,
         qos: Qos,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let conn = self.table.get_mut(&conn)?;
-        let qos = match qos {
-            Qos::AtMostOnce => QoS::AtMostOnce,
-            Qos::AtLeastOnce => QoS::AtLeastOnce,
-            Qos::ExactlyOnce => QoS::ExactlyOnce,
-        };
-        if let Err(e) = conn.client.publish(topic, qos, false, payload).await {
-            return Ok(Err(Error::Other(e.to_string())));
-        }
-        // The packet id the event loop gives this message, then its acknowledgement.
-        let mut id = None;
-        let sent = drive(&mut conn.events, |event| {
-            Ok(match (event, id) {
-                (Event::Outgoing(Outgoing::Publish(pkid)), None) => {
-                    id = Some(*pkid);
-                    qos == QoS::AtMostOnce
-                }
-                (Event::Incoming(Packet::PubAck(ack)), Some(pkid)) => {
-                    qos == QoS::AtLeastOnce && ack.pkid == pkid
-                }
-                (Event::Incoming(Packet::PubComp(comp)), Some(pkid)) => comp.pkid == pkid,
-                _ => false,
-            })
-        })
-        .await;
-        Ok(sent)
+        let session = self.table.get(&conn)?.0.clone();
+        Ok(publish(&session, topic, payload, qos).await)
     }
 
     async fn drop(&mut self, conn: Resource<MqttConnection>) -> wasmtime::Result<()> {
-        let mut conn = self.table.delete(conn)?;
-        // A clean end of the session; a broker that is gone already needs none.
-        if conn.client.try_disconnect().is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while let Ok(event) = conn.events.poll().await {
-                    if event == Event::Outgoing(Outgoing::Disconnect) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
+        close(self.table.delete(conn)?).await;
         Ok(())
+    }
+}
+
+impl From<Error> for v3::Error {
+    fn from(e: Error) -> v3::Error {
+        match e {
+            Error::InvalidAddress => v3::Error::InvalidAddress,
+            Error::TooManyConnections => v3::Error::TooManyConnections,
+            Error::ConnectionFailed(m) => v3::Error::ConnectionFailed(m),
+            Error::Other(m) => v3::Error::Other(m),
+        }
+    }
+}
+
+impl From<v3::Qos> for Qos {
+    fn from(q: v3::Qos) -> Qos {
+        match q {
+            v3::Qos::AtMostOnce => Qos::AtMostOnce,
+            v3::Qos::AtLeastOnce => Qos::AtLeastOnce,
+            v3::Qos::ExactlyOnce => Qos::ExactlyOnce,
+        }
+    }
+}
+
+impl v3::Host for SpinState {}
+
+impl v3::HostConnection for SpinState {
+    async fn drop(&mut self, conn: Resource<MqttConnection>) -> wasmtime::Result<()> {
+        close(self.table.delete(conn)?).await;
+        Ok(())
+    }
+}
+
+/// 3.0 (Spin 4): 2.0's calls, each without holding the store, so the instance's other
+/// tasks go on while the broker answers.
+impl<T> v3::HostConnectionWithStore<T> for HasSelf<SpinState> {
+    async fn open(
+        accessor: &Accessor<T, Self>,
+        address: String,
+        username: String,
+        password: String,
+        keep_alive_interval_in_secs: u64,
+    ) -> wasmtime::Result<Result<Resource<MqttConnection>, v3::Error>> {
+        let host = accessor.with(|mut access| access.get().host.clone());
+        let opened = open(
+            &host,
+            &address,
+            username,
+            password,
+            keep_alive_interval_in_secs,
+        );
+        match opened.await {
+            Ok(conn) => accessor.with(|mut access| Ok(Ok(access.get().table.push(conn)?))),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    async fn publish(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<MqttConnection>,
+        topic: String,
+        payload: Vec<u8>,
+        qos: v3::Qos,
+    ) -> wasmtime::Result<Result<(), v3::Error>> {
+        let session = accessor.with(|mut access| {
+            Ok::<_, wasmtime::Error>(access.get().table.get(&conn)?.0.clone())
+        })?;
+        let sent = publish(&session, topic, payload, qos.into()).await;
+        Ok(sent.map_err(Into::into))
     }
 }
 

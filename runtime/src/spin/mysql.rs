@@ -1,25 +1,31 @@
-//! `fermyon:spin/mysql@2.0.0`, Spin's outbound MySQL, served with mysql_async (MySQL and
-//! MariaDB, plain TCP): a connection may be opened only to a server the component's
+//! `fermyon:spin/mysql@2.0.0` and `spin:mysql/mysql@3.0.0` (Spin 4, async), Spin's outbound
+//! MySQL, served with mysql_async (MySQL and MariaDB, plain TCP): a connection may be opened only to a server the component's
 //! `allowed_outbound_hosts` lists (`mysql://host:port`), otherwise `connection-failed` says
 //! the address is not permitted. Statements run as prepared statements (the binary
 //! protocol), so each column's value comes back as the column's type says: integers signed
 //! or unsigned by width, floats, text or (binary character set) bytes; DECIMAL as its text;
-//! dates and times, which 2.0 has no case for, as `unsupported`.
+//! dates and times, which neither version has a case for, as `unsupported`. 3.0's types are
+//! 2.0's under other names: it is served by the same code, its values converted.
 
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Column, Conn, Opts, Params, Row, Value};
-use wasmtime::component::Resource;
+use std::sync::Arc;
 
-use super::rdbms::mysql as v2;
+use tokio::sync::Mutex;
+use wasmtime::component::{Accessor, FutureReader, HasSelf, Resource, StreamReader};
+
+use super::async_host::streamed_rows;
 use super::rdbms::v2t::{self, Column as DbColumn, DbDataType, DbValue, Error, ParameterValue};
-use super::state::SpinState;
+use super::rdbms::{mysql as v2, mysql3 as v3};
+use super::state::{ComponentHost, SpinState};
 
 /// The character set number of binary strings (BLOB, BINARY, VARBINARY).
 const BINARY_CHARSET: u16 = 63;
 
-/// An open connection, as a guest resource.
-pub struct MysqlConnection(Conn);
+/// An open connection, as a guest resource; shared, so that a 3.0 statement runs without
+/// the store.
+pub struct MysqlConnection(Arc<Mutex<Conn>>);
 
 fn param(p: ParameterValue) -> Value {
     match p {
@@ -161,6 +167,63 @@ fn query_failed(e: mysql_async::Error) -> Error {
     Error::QueryFailed(e.to_string())
 }
 
+/// A session with the server at `address`, if `host`'s component may reach it (a denial is
+/// logged).
+async fn connect(host: &ComponentHost, address: &str) -> Result<MysqlConnection, Error> {
+    let denied = Error::ConnectionFailed(format!("address {address} is not permitted"));
+    let opts = Opts::from_url(address)
+        .map_err(|e| Error::ConnectionFailed(format!("invalid address: {e}")))?;
+    let (name, port) = (opts.ip_or_hostname().to_string(), opts.tcp_port());
+    if opts.socket().is_some() || !host.outbound.allows("mysql", &name, port) {
+        eprintln!(
+            "wasmpod: component {} may not reach mysql://{name}:{port}: it is not in the \
+             component's allowed_outbound_hosts",
+            host.id
+        );
+        return Err(denied);
+    }
+    match Conn::new(opts).await {
+        Ok(conn) => Ok(MysqlConnection(Arc::new(Mutex::new(conn)))),
+        Err(e) => Err(Error::ConnectionFailed(e.to_string())),
+    }
+}
+
+/// The rows of `statement`, read whole.
+async fn query(
+    conn: &Mutex<Conn>,
+    statement: String,
+    list: Vec<ParameterValue>,
+) -> Result<v2t::RowSet, Error> {
+    let mut conn = conn.lock().await;
+    let mut result = conn
+        .exec_iter(statement, params(list))
+        .await
+        .map_err(query_failed)?;
+    let columns = result.columns().map(|c| c.to_vec()).unwrap_or_default();
+    let rows: Vec<Row> = result.collect().await.map_err(query_failed)?;
+    row_set(&columns, rows)
+}
+
+async fn execute(
+    conn: &Mutex<Conn>,
+    statement: String,
+    list: Vec<ParameterValue>,
+) -> Result<(), Error> {
+    let mut conn = conn.lock().await;
+    conn.exec_drop(statement, params(list))
+        .await
+        .map_err(query_failed)
+}
+
+/// Ends the session cleanly, unless another holder still has it; a server that is gone
+/// already needs no goodbye.
+async fn disconnect(conn: MysqlConnection) {
+    if let Ok(conn) = Arc::try_unwrap(conn.0) {
+        let goodbye = conn.into_inner().disconnect();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), goodbye).await;
+    }
+}
+
 impl v2::Host for SpinState {}
 
 impl v2::HostConnection for SpinState {
@@ -168,28 +231,10 @@ impl v2::HostConnection for SpinState {
         &mut self,
         address: String,
     ) -> wasmtime::Result<Result<Resource<MysqlConnection>, Error>> {
-        let denied = Error::ConnectionFailed(format!("address {address} is not permitted"));
-        let opts = match Opts::from_url(&address) {
-            Ok(o) => o,
-            Err(e) => {
-                return Ok(Err(Error::ConnectionFailed(format!(
-                    "invalid address: {e}"
-                ))))
-            }
-        };
-        let (host, port) = (opts.ip_or_hostname().to_string(), opts.tcp_port());
-        if opts.socket().is_some() || !self.host.outbound.allows("mysql", &host, port) {
-            eprintln!(
-                "wasmpod: component {} may not reach mysql://{host}:{port}: it is not in the \
-                 component's allowed_outbound_hosts",
-                self.host.id
-            );
-            return Ok(Err(denied));
-        }
-        match Conn::new(opts).await {
-            Ok(conn) => Ok(Ok(self.table.push(MysqlConnection(conn))?)),
-            Err(e) => Ok(Err(Error::ConnectionFailed(e.to_string()))),
-        }
+        Ok(match connect(&self.host, &address).await {
+            Ok(conn) => Ok(self.table.push(conn)?),
+            Err(e) => Err(e),
+        })
     }
 
     async fn query(
@@ -198,17 +243,8 @@ impl v2::HostConnection for SpinState {
         statement: String,
         list: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<v2t::RowSet, Error>> {
-        let conn = &mut self.table.get_mut(&conn)?.0;
-        let mut result = match conn.exec_iter(statement, params(list)).await {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(query_failed(e))),
-        };
-        let columns = result.columns().map(|c| c.to_vec()).unwrap_or_default();
-        let rows: Vec<Row> = match result.collect().await {
-            Ok(rows) => rows,
-            Err(e) => return Ok(Err(query_failed(e))),
-        };
-        Ok(row_set(&columns, rows))
+        let conn = self.table.get(&conn)?.0.clone();
+        Ok(query(&conn, statement, list).await)
     }
 
     async fn execute(
@@ -217,18 +253,127 @@ impl v2::HostConnection for SpinState {
         statement: String,
         list: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let conn = &mut self.table.get_mut(&conn)?.0;
-        Ok(conn
-            .exec_drop(statement, params(list))
-            .await
-            .map_err(query_failed))
+        let conn = self.table.get(&conn)?.0.clone();
+        Ok(execute(&conn, statement, list).await)
     }
 
     async fn drop(&mut self, conn: Resource<MysqlConnection>) -> wasmtime::Result<()> {
-        let conn = self.table.delete(conn)?;
-        // A clean end of the session; a server that is gone already needs none.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn.0.disconnect()).await;
+        disconnect(self.table.delete(conn)?).await;
         Ok(())
+    }
+}
+
+/// `From` between two versions' enums whose cases have the same names: those with a value,
+/// then those without.
+macro_rules! same_cases {
+    ($from:ty => $to:ty { $($with:ident),* ; $($unit:ident),* }) => {
+        impl From<$from> for $to {
+            fn from(value: $from) -> $to {
+                type F = $from;
+                type T = $to;
+                match value {
+                    $(F::$with(x) => T::$with(x),)*
+                    $(F::$unit => T::$unit,)*
+                }
+            }
+        }
+    };
+}
+
+same_cases!(v3::ParameterValue => ParameterValue {
+    Boolean, Int8, Int16, Int32, Int64, Uint8, Uint16, Uint32, Uint64, Floating32, Floating64,
+    Str, Binary; DbNull
+});
+same_cases!(DbValue => v3::DbValue {
+    Boolean, Int8, Int16, Int32, Int64, Uint8, Uint16, Uint32, Uint64, Floating32, Floating64,
+    Str, Binary; DbNull, Unsupported
+});
+same_cases!(DbDataType => v3::DbDataType {
+    ; Boolean, Int8, Int16, Int32, Int64, Uint8, Uint16, Uint32, Uint64, Floating32, Floating64,
+    Str, Binary, Other
+});
+same_cases!(Error => v3::Error {
+    ConnectionFailed, BadParameter, QueryFailed, ValueConversionFailed, Other;
+});
+
+fn params_v3(list: Vec<v3::ParameterValue>) -> Vec<ParameterValue> {
+    list.into_iter().map(Into::into).collect()
+}
+
+/// The connection behind `conn`, shared.
+fn connection_of<T>(
+    accessor: &Accessor<T, HasSelf<SpinState>>,
+    conn: &Resource<MysqlConnection>,
+) -> wasmtime::Result<Arc<Mutex<Conn>>> {
+    accessor.with(|mut access| Ok(access.get().table.get(conn)?.0.clone()))
+}
+
+impl v3::Host for SpinState {}
+
+impl v3::HostConnection for SpinState {
+    async fn drop(&mut self, conn: Resource<MysqlConnection>) -> wasmtime::Result<()> {
+        disconnect(self.table.delete(conn)?).await;
+        Ok(())
+    }
+}
+
+/// 3.0 (Spin 4): 2.0's work, each statement without holding the store; a query's rows are
+/// read whole, then streamed to the guest.
+impl<T> v3::HostConnectionWithStore<T> for HasSelf<SpinState> {
+    async fn open(
+        accessor: &Accessor<T, Self>,
+        address: String,
+    ) -> wasmtime::Result<Result<Resource<MysqlConnection>, v3::Error>> {
+        let host = accessor.with(|mut access| access.get().host.clone());
+        match connect(&host, &address).await {
+            Ok(conn) => accessor.with(|mut access| Ok(Ok(access.get().table.push(conn)?))),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    async fn query(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<MysqlConnection>,
+        statement: String,
+        params: Vec<v3::ParameterValue>,
+    ) -> wasmtime::Result<
+        Result<
+            (
+                Vec<v3::Column>,
+                StreamReader<v3::Row>,
+                FutureReader<Result<(), v3::Error>>,
+            ),
+            v3::Error,
+        >,
+    > {
+        let conn = connection_of(accessor, &conn)?;
+        let rows = match query(&conn, statement, params_v3(params)).await {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let columns = (rows.columns.into_iter())
+            .map(|c| v3::Column {
+                name: c.name,
+                data_type: c.data_type.into(),
+            })
+            .collect();
+        let rows: Vec<v3::Row> = (rows.rows.into_iter())
+            .map(|row| row.into_iter().map(Into::into).collect())
+            .collect();
+        let (stream, done) = accessor.with(|mut access| streamed_rows(&mut access, rows))?;
+        Ok(Ok((columns, stream, done)))
+    }
+
+    async fn execute(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<MysqlConnection>,
+        statement: String,
+        params: Vec<v3::ParameterValue>,
+    ) -> wasmtime::Result<Result<(), v3::Error>> {
+        let conn = connection_of(accessor, &conn)?;
+        Ok(execute(&conn, statement, params_v3(params))
+            .await
+            .map_err(Into::into))
     }
 }
 

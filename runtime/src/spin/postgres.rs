@@ -1,24 +1,39 @@
-//! Spin's outbound Postgres, `fermyon:spin/postgres@2.0.0`, `spin:postgres/postgres@3.0.0`
-//! and `@4.0.0`, served with tokio-postgres: a connection may be opened only to a server the
+//! Spin's outbound Postgres, `fermyon:spin/postgres@2.0.0`, `spin:postgres/postgres@3.0.0`,
+//! `@4.0.0` and `@4.2.0` (Spin 4: a connection builder, and async functions that run without
+//! holding the store), served with tokio-postgres: a connection may be opened only to a server the
 //! component's `allowed_outbound_hosts` lists (`postgres://host:port`), otherwise
 //! `connection-failed` says the address is not permitted, as Spin says it. Parameters and
 //! rows go through one version-free [`Value`] ([`super::pg_types`]); a value a version has
-//! no case for comes back `unsupported`. Connections are plain TCP (no TLS yet).
+//! no case for comes back `unsupported`. Connections use TLS when the server offers it
+//! (verified against the web PKI and 4.2's `set-ca-root`), unless the address says
+//! `sslmode=disable`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
-use tokio_postgres::config::Host as PgHost;
+use tokio_postgres::config::{Host as PgHost, SslMode};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, NoTls, Row};
-use wasmtime::component::Resource;
+use wasmtime::component::{Accessor, FutureReader, HasSelf, Resource, StreamReader};
 
 use super::pg_types::{self, Interval, Value};
-use super::state::SpinState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::rdbms::{postgres2 as v2, postgres3 as v3, postgres4 as v4, v2t};
+use super::async_host::streamed_rows;
+use super::state::{ComponentHost, SpinState};
+use super::tls;
+
+use super::rdbms::{postgres2 as v2, postgres3 as v3, postgres4 as v4, postgres4_2 as v4_2, v2t};
 
 /// An open connection, as a guest resource.
-pub struct PgConnection(Client);
+pub struct PgConnection(Arc<Client>);
+
+/// A connection being set up (4.2's `connection-builder`): the address, and the TLS
+/// configuration that trusts the CA root the guest gave.
+pub struct PgConnectionBuilder {
+    address: String,
+    ca_root: Option<Arc<rustls::ClientConfig>>,
+}
 
 /// A server's error, as 4.0 reports it.
 #[derive(Debug)]
@@ -52,10 +67,21 @@ impl Failure {
         });
         let text = match &db {
             Some(d) => d.as_text.clone(),
-            None => format!("{e:#}"),
+            None => with_causes(&e),
         };
         Failure::QueryFailed(text, db)
     }
+}
+
+/// `e` and what caused it, as one line (a TLS failure says why the certificate was refused).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
 }
 
 /// A result set, version-free.
@@ -77,41 +103,99 @@ fn row_set(columns: Vec<(String, Type)>, rows: &[Row]) -> Result<RowSet, Failure
     Ok(RowSet { columns, rows })
 }
 
-impl SpinState {
-    async fn pg_open(&mut self, address: &str) -> Result<Resource<PgConnection>, Failure> {
-        let denied = || Failure::ConnectionFailed(format!("address {address} is not permitted"));
-        let config = Config::from_str(address)
-            .map_err(|e| Failure::ConnectionFailed(format!("invalid address: {e}")))?;
-        let ports = config.get_ports();
-        for (i, host) in config.get_hosts().iter().enumerate() {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            let PgHost::Tcp(name) = host else {
-                return Err(denied());
-            };
-            if !self.host.outbound.allows("postgres", name, port) {
-                eprintln!(
-                    "wasmpod: component {} may not reach postgres://{name}:{port}: it is not in \
-                     the component's allowed_outbound_hosts",
-                    self.host.id
-                );
-                return Err(denied());
-            }
-        }
-        if config.get_hosts().is_empty() {
+/// A client connected to `address`, if `host`'s component may reach it (a denial is
+/// logged): over TLS trusting `tls`'s authorities unless the address says `sslmode=disable`
+/// (with the default `prefer`, a server that has no TLS is spoken to in the clear).
+async fn connect(
+    host: &ComponentHost,
+    address: &str,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Client, Failure> {
+    let denied = || Failure::ConnectionFailed(format!("address {address} is not permitted"));
+    let config = Config::from_str(address)
+        .map_err(|e| Failure::ConnectionFailed(format!("invalid address: {e}")))?;
+    let ports = config.get_ports();
+    for (i, name) in config.get_hosts().iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let PgHost::Tcp(name) = name else {
+            return Err(denied());
+        };
+        if !host.outbound.allows("postgres", name, port) {
+            eprintln!(
+                "wasmpod: component {} may not reach postgres://{name}:{port}: it is not in \
+                 the component's allowed_outbound_hosts",
+                host.id
+            );
             return Err(denied());
         }
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| Failure::ConnectionFailed(format!("{e:#}")))?;
-        // The connection's I/O runs until the client (the guest's resource) is dropped.
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                eprintln!("wasmpod: postgres connection: {e:#}");
-            }
-        });
+    }
+    if config.get_hosts().is_empty() {
+        return Err(denied());
+    }
+    let failed = |e: tokio_postgres::Error| Failure::ConnectionFailed(with_causes(&e));
+    if config.get_ssl_mode() == SslMode::Disable {
+        let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+        run(connection);
+        Ok(client)
+    } else {
+        let tls = MakeRustlsConnect::new((*tls).clone());
+        let (client, connection) = config.connect(tls).await.map_err(failed)?;
+        run(connection);
+        Ok(client)
+    }
+}
+
+/// Runs a connection's I/O until its client (the guest's resource) is dropped.
+fn run<C>(connection: C)
+where
+    C: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("wasmpod: postgres connection: {e:#}");
+        }
+    });
+}
+
+/// A client for a 4.2 `connection-builder`: `connect`, trusting its CA root too.
+async fn build(
+    host: &ComponentHost,
+    address: &str,
+    ca_root: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Client, Failure> {
+    connect(host, address, ca_root.unwrap_or_else(tls::web_pki)).await
+}
+
+/// The rows of `statement`, read whole.
+async fn query(
+    client: &Client,
+    statement: &str,
+    params: Result<Vec<Value>, Failure>,
+) -> Result<RowSet, Failure> {
+    let params = params?;
+    let stmt = client.prepare(statement).await.map_err(Failure::query)?;
+    let columns = (stmt.columns().iter())
+        .map(|c| (c.name().to_string(), c.type_().clone()))
+        .collect();
+    let rows = (client.query(&stmt, &sql_params(&params)).await).map_err(Failure::query)?;
+    row_set(columns, &rows)
+}
+
+/// The number of rows `statement` changed.
+async fn execute(
+    client: &Client,
+    statement: &str,
+    params: Result<Vec<Value>, Failure>,
+) -> Result<u64, Failure> {
+    let params = params?;
+    (client.execute(statement, &sql_params(&params)).await).map_err(Failure::query)
+}
+
+impl SpinState {
+    async fn pg_open(&mut self, address: &str) -> Result<Resource<PgConnection>, Failure> {
+        let client = connect(&self.host, address, tls::web_pki()).await?;
         self.table
-            .push(PgConnection(client))
+            .push(PgConnection(Arc::new(client)))
             .map_err(|e| Failure::ConnectionFailed(e.to_string()))
     }
 
@@ -122,16 +206,7 @@ impl SpinState {
         params: Result<Vec<Value>, Failure>,
     ) -> wasmtime::Result<Result<RowSet, Failure>> {
         let client = &self.table.get(conn)?.0;
-        Ok(async {
-            let params = params?;
-            let stmt = client.prepare(statement).await.map_err(Failure::query)?;
-            let columns = (stmt.columns().iter())
-                .map(|c| (c.name().to_string(), c.type_().clone()))
-                .collect();
-            let rows = (client.query(&stmt, &sql_params(&params)).await).map_err(Failure::query)?;
-            row_set(columns, &rows)
-        }
-        .await)
+        Ok(query(client, statement, params).await)
     }
 
     async fn pg_execute(
@@ -141,11 +216,7 @@ impl SpinState {
         params: Result<Vec<Value>, Failure>,
     ) -> wasmtime::Result<Result<u64, Failure>> {
         let client = &self.table.get(conn)?.0;
-        Ok(async {
-            let params = params?;
-            (client.execute(statement, &sql_params(&params)).await).map_err(Failure::query)
-        }
-        .await)
+        Ok(execute(client, statement, params).await)
     }
 }
 
@@ -360,65 +431,6 @@ version!(v3, v3, error_v3,
     fn rows_v3, fn params_v3
 );
 
-version!(v4, v4, error_v4,
-    fn param_v4 {
-        P::Date(d) => date(d)?,
-        P::Time(t) => time(t)?,
-        P::Datetime(dt) => datetime(dt)?,
-        P::Timestamp(secs) => Value::Timestamp(secs),
-        P::Uuid(s) => Value::Uuid(s),
-        P::Jsonb(b) => Value::Jsonb(b),
-        P::Decimal(s) => Value::Decimal(s),
-        P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) => return Err(ranges()),
-        P::ArrayInt32(v) => Value::ArrayInt32(v),
-        P::ArrayInt64(v) => Value::ArrayInt64(v),
-        P::ArrayDecimal(v) => Value::ArrayDecimal(v),
-        P::ArrayStr(v) => Value::ArrayStr(v),
-        P::Interval(i) => Value::Interval(Interval {
-            micros: i.micros,
-            days: i.days,
-            months: i.months,
-        }),
-    }
-    fn value_v4 {
-        Value::Date(d) => D::Date(date_parts(d)),
-        Value::Time(t) => D::Time(time_parts(t)),
-        Value::DateTime(dt) => D::Datetime(datetime_parts(dt)),
-        Value::Timestamp(secs) => D::Timestamp(secs),
-        Value::Uuid(s) => D::Uuid(s),
-        Value::Jsonb(b) => D::Jsonb(b),
-        Value::Decimal(s) => D::Decimal(s),
-        Value::ArrayInt32(v) => D::ArrayInt32(v),
-        Value::ArrayInt64(v) => D::ArrayInt64(v),
-        Value::ArrayDecimal(v) => D::ArrayDecimal(v),
-        Value::ArrayStr(v) => D::ArrayStr(v),
-        Value::Interval(i) => D::Interval(v4::Interval {
-            micros: i.micros,
-            days: i.days,
-            months: i.months,
-        }),
-        Value::Unsupported(raw) => D::Unsupported(raw),
-    }
-    fn type_v4 {
-        Type::DATE => T::Date,
-        Type::TIME => T::Time,
-        Type::TIMESTAMP | Type::TIMESTAMPTZ => T::Datetime,
-        Type::UUID => T::Uuid,
-        Type::JSON | Type::JSONB => T::Jsonb,
-        Type::NUMERIC => T::Decimal,
-        Type::INT4_RANGE => T::RangeInt32,
-        Type::INT8_RANGE => T::RangeInt64,
-        Type::NUM_RANGE => T::RangeDecimal,
-        Type::INT4_ARRAY => T::ArrayInt32,
-        Type::INT8_ARRAY => T::ArrayInt64,
-        Type::NUMERIC_ARRAY => T::ArrayDecimal,
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => T::ArrayStr,
-        Type::INTERVAL => T::Interval,
-        ref other => T::Other(other.name().to_string()),
-    }
-    fn rows_v4, fn params_v4
-);
-
 fn error_v2(f: Failure) -> v2t::Error {
     match f {
         Failure::ConnectionFailed(m) => v2t::Error::ConnectionFailed(m),
@@ -437,23 +449,228 @@ fn error_v3(f: Failure) -> v3::Error {
     }
 }
 
-fn error_v4(f: Failure) -> v4::Error {
-    match f {
-        Failure::ConnectionFailed(m) => v4::Error::ConnectionFailed(m),
-        Failure::BadParameter(m) => v4::Error::BadParameter(m),
-        Failure::QueryFailed(_, Some(d)) => {
-            let d = *d;
-            v4::Error::QueryFailed(v4::QueryError::DbError(v4::DbError {
-                as_text: d.as_text,
-                severity: d.severity,
-                code: d.code,
-                message: d.message,
-                detail: d.detail,
-                extras: Vec::new(),
-            }))
+/// The 4.x versions (4.0, and 4.2's types, which are 4.0's): their conversions and
+/// errors, written once.
+macro_rules! version_4 {
+    (
+        $t:ident, $error:ident,
+        fn $param:ident, fn $value:ident, fn $data_type:ident, fn $rows:ident, fn $params:ident
+    ) => {
+        version!($t, $t, $error,
+            fn $param {
+                P::Date(d) => date(d)?,
+                P::Time(t) => time(t)?,
+                P::Datetime(dt) => datetime(dt)?,
+                P::Timestamp(secs) => Value::Timestamp(secs),
+                P::Uuid(s) => Value::Uuid(s),
+                P::Jsonb(b) => Value::Jsonb(b),
+                P::Decimal(s) => Value::Decimal(s),
+                P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) => return Err(ranges()),
+                P::ArrayInt32(v) => Value::ArrayInt32(v),
+                P::ArrayInt64(v) => Value::ArrayInt64(v),
+                P::ArrayDecimal(v) => Value::ArrayDecimal(v),
+                P::ArrayStr(v) => Value::ArrayStr(v),
+                P::Interval(i) => Value::Interval(Interval {
+                    micros: i.micros,
+                    days: i.days,
+                    months: i.months,
+                }),
+            }
+            fn $value {
+                Value::Date(d) => D::Date(date_parts(d)),
+                Value::Time(t) => D::Time(time_parts(t)),
+                Value::DateTime(dt) => D::Datetime(datetime_parts(dt)),
+                Value::Timestamp(secs) => D::Timestamp(secs),
+                Value::Uuid(s) => D::Uuid(s),
+                Value::Jsonb(b) => D::Jsonb(b),
+                Value::Decimal(s) => D::Decimal(s),
+                Value::ArrayInt32(v) => D::ArrayInt32(v),
+                Value::ArrayInt64(v) => D::ArrayInt64(v),
+                Value::ArrayDecimal(v) => D::ArrayDecimal(v),
+                Value::ArrayStr(v) => D::ArrayStr(v),
+                Value::Interval(i) => D::Interval($t::Interval {
+                    micros: i.micros,
+                    days: i.days,
+                    months: i.months,
+                }),
+                Value::Unsupported(raw) => D::Unsupported(raw),
+            }
+            fn $data_type {
+                Type::DATE => T::Date,
+                Type::TIME => T::Time,
+                Type::TIMESTAMP | Type::TIMESTAMPTZ => T::Datetime,
+                Type::UUID => T::Uuid,
+                Type::JSON | Type::JSONB => T::Jsonb,
+                Type::NUMERIC => T::Decimal,
+                Type::INT4_RANGE => T::RangeInt32,
+                Type::INT8_RANGE => T::RangeInt64,
+                Type::NUM_RANGE => T::RangeDecimal,
+                Type::INT4_ARRAY => T::ArrayInt32,
+                Type::INT8_ARRAY => T::ArrayInt64,
+                Type::NUMERIC_ARRAY => T::ArrayDecimal,
+                Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => T::ArrayStr,
+                Type::INTERVAL => T::Interval,
+                ref other => T::Other(other.name().to_string()),
+            }
+            fn $rows, fn $params
+        );
+
+        fn $error(f: Failure) -> $t::Error {
+            match f {
+                Failure::ConnectionFailed(m) => $t::Error::ConnectionFailed(m),
+                Failure::BadParameter(m) => $t::Error::BadParameter(m),
+                Failure::QueryFailed(_, Some(d)) => {
+                    let d = *d;
+                    $t::Error::QueryFailed($t::QueryError::DbError($t::DbError {
+                        as_text: d.as_text,
+                        severity: d.severity,
+                        code: d.code,
+                        message: d.message,
+                        detail: d.detail,
+                        extras: Vec::new(),
+                    }))
+                }
+                Failure::QueryFailed(m, None) => $t::Error::QueryFailed($t::QueryError::Text(m)),
+                Failure::ValueConversionFailed(m) => $t::Error::ValueConversionFailed(m),
+            }
         }
-        Failure::QueryFailed(m, None) => v4::Error::QueryFailed(v4::QueryError::Text(m)),
-        Failure::ValueConversionFailed(m) => v4::Error::ValueConversionFailed(m),
+    };
+}
+
+version_4!(v4, error_v4, fn param_v4, fn value_v4, fn type_v4, fn rows_v4, fn params_v4);
+version_4!(v4_2, error_v4_2, fn param_v4_2, fn value_v4_2, fn type_v4_2, fn rows_v4_2, fn params_v4_2);
+
+/// 4.2's connection builder, synchronous as the guest sees it.
+impl v4_2::HostConnectionBuilder for SpinState {
+    async fn new(&mut self, address: String) -> wasmtime::Result<Resource<PgConnectionBuilder>> {
+        Ok(self.table.push(PgConnectionBuilder {
+            address,
+            ca_root: None,
+        })?)
+    }
+
+    async fn set_ca_root(
+        &mut self,
+        builder: Resource<PgConnectionBuilder>,
+        certificate: String,
+    ) -> wasmtime::Result<Result<(), v4_2::Error>> {
+        let config = match tls::with_ca_root(&certificate) {
+            Ok(config) => config,
+            Err(e) => return Ok(Err(v4_2::Error::BadParameter(e))),
+        };
+        self.table.get_mut(&builder)?.ca_root = Some(config);
+        Ok(Ok(()))
+    }
+
+    async fn build(
+        &mut self,
+        builder: Resource<PgConnectionBuilder>,
+    ) -> wasmtime::Result<Result<Resource<PgConnection>, v4_2::Error>> {
+        let builder = self.table.get(&builder)?;
+        let (address, ca_root) = (builder.address.clone(), builder.ca_root.clone());
+        let opened = build(&self.host, &address, ca_root).await;
+        Ok(match opened {
+            Ok(client) => Ok(self.table.push(PgConnection(Arc::new(client)))?),
+            Err(failure) => Err(error_v4_2(failure)),
+        })
+    }
+
+    async fn drop(&mut self, builder: Resource<PgConnectionBuilder>) -> wasmtime::Result<()> {
+        self.table.delete(builder)?;
+        Ok(())
+    }
+}
+
+/// The client behind `conn`, shared, so that a statement runs without the store.
+fn client_of<T>(
+    accessor: &Accessor<T, HasSelf<SpinState>>,
+    conn: &Resource<PgConnection>,
+) -> wasmtime::Result<Arc<Client>> {
+    accessor.with(|mut access| Ok(access.get().table.get(conn)?.0.clone()))
+}
+
+/// `client` as the guest's connection, in 4.2's words.
+fn pushed<T>(
+    accessor: &Accessor<T, HasSelf<SpinState>>,
+    client: Result<Client, Failure>,
+) -> wasmtime::Result<Result<Resource<PgConnection>, v4_2::Error>> {
+    match client {
+        Ok(client) => accessor.with(|mut access| {
+            Ok(Ok(access
+                .get()
+                .table
+                .push(PgConnection(Arc::new(client)))?))
+        }),
+        Err(failure) => Ok(Err(error_v4_2(failure))),
+    }
+}
+
+/// 4.2's async builder (Spin 4): the connection is made without holding the store.
+impl<T> v4_2::HostConnectionBuilderWithStore<T> for HasSelf<SpinState> {
+    async fn build_async(
+        accessor: &Accessor<T, Self>,
+        builder: Resource<PgConnectionBuilder>,
+    ) -> wasmtime::Result<Result<Resource<PgConnection>, v4_2::Error>> {
+        let (host, address, ca_root) = accessor.with(|mut access| {
+            let state = access.get();
+            let builder = state.table.get(&builder)?;
+            Ok::<_, wasmtime::Error>((
+                state.host.clone(),
+                builder.address.clone(),
+                builder.ca_root.clone(),
+            ))
+        })?;
+        let client = build(&host, &address, ca_root).await;
+        pushed(accessor, client)
+    }
+}
+
+/// 4.2's async functions (Spin 4): each statement runs on the shared client without
+/// holding the store, so the instance's other tasks go on while the server answers; a
+/// query's rows are read whole, then streamed to the guest.
+impl<T> v4_2::HostConnectionWithStore<T> for HasSelf<SpinState> {
+    async fn open_async(
+        accessor: &Accessor<T, Self>,
+        address: String,
+    ) -> wasmtime::Result<Result<Resource<PgConnection>, v4_2::Error>> {
+        let host = accessor.with(|mut access| access.get().host.clone());
+        let client = connect(&host, &address, tls::web_pki()).await;
+        pushed(accessor, client)
+    }
+
+    async fn query_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<PgConnection>,
+        statement: String,
+        params: Vec<v4_2::ParameterValue>,
+    ) -> wasmtime::Result<
+        Result<
+            (
+                Vec<v4_2::Column>,
+                StreamReader<v4_2::Row>,
+                FutureReader<Result<(), v4_2::Error>>,
+            ),
+            v4_2::Error,
+        >,
+    > {
+        let client = client_of(accessor, &conn)?;
+        let rows = match query(&client, &statement, params_v4_2(params)).await {
+            Ok(rows) => rows_v4_2(rows),
+            Err(failure) => return Ok(Err(error_v4_2(failure))),
+        };
+        let (stream, done) = accessor.with(|mut access| streamed_rows(&mut access, rows.rows))?;
+        Ok(Ok((rows.columns, stream, done)))
+    }
+
+    async fn execute_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<PgConnection>,
+        statement: String,
+        params: Vec<v4_2::ParameterValue>,
+    ) -> wasmtime::Result<Result<u64, v4_2::Error>> {
+        let client = client_of(accessor, &conn)?;
+        let done = execute(&client, &statement, params_v4_2(params)).await;
+        Ok(done.map_err(error_v4_2))
     }
 }
 

@@ -1,6 +1,8 @@
 //! The Redis trigger: `[[trigger.redis]]` subscribes to `channel` on the trigger's server and
-//! runs the component's `fermyon:spin/inbound-redis#handle-message` for each message
-//! published there, each in a fresh instance, as messages arrive. Triggers on the same
+//! runs the component's `handle-message` for each message published there, each in a fresh
+//! instance, as messages arrive: Spin 2's `fermyon:spin/inbound-redis`, or Spin 4's
+//! `spin:redis/inbound-redis@3.0.0` (an async export, run in the store's event loop until
+//! its tasks are done). Triggers on the same
 //! server share one subscription. A server that is not there at start, or that goes away,
 //! is retried with backoff (1 s, doubling to 30 s), each attempt a line in the log; a stop
 //! signal ends the waiting at once.
@@ -26,10 +28,78 @@ mod bindings {
     });
 }
 
-pub use bindings::SpinRedisTriggerPre;
+#[allow(missing_docs)]
+mod bindings3 {
+    wasmtime::component::bindgen!({
+        path: "wit/spin-inbound-redis",
+        world: "wasmpod:spin-inbound-redis/spin-redis-trigger-3",
+    });
+}
 
-/// The export a Redis-triggered component must have.
-pub const EXPORT: &str = "fermyon:spin/inbound-redis";
+use bindings::SpinRedisTriggerPre;
+use bindings3::SpinRedisTrigger3Pre;
+
+/// The exports a Redis-triggered component may have: one of them.
+pub const EXPORTS: [&str; 2] = [
+    "fermyon:spin/inbound-redis",
+    "spin:redis/inbound-redis@3.0.0",
+];
+
+/// A component's `handle-message`, linked.
+pub enum MessageHandler {
+    /// `fermyon:spin/inbound-redis` (Spin 2 and 3).
+    Spin2(SpinRedisTriggerPre<SpinState>),
+    /// `spin:redis/inbound-redis@3.0.0` (Spin 4, async).
+    Spin4(SpinRedisTrigger3Pre<SpinState>),
+}
+
+impl MessageHandler {
+    /// The handler `pre` exports; the error says what it lacks.
+    fn link(pre: InstancePre<SpinState>) -> Result<MessageHandler, String> {
+        if let Ok(pre) = SpinRedisTrigger3Pre::new(pre.clone()) {
+            return Ok(MessageHandler::Spin4(pre));
+        }
+        SpinRedisTriggerPre::new(pre)
+            .map(MessageHandler::Spin2)
+            .map_err(|e| {
+                format!(
+                    "it exports neither {} nor {} (handle-message), so it cannot run a Redis \
+                     trigger: {e:#}",
+                    EXPORTS[0], EXPORTS[1]
+                )
+            })
+    }
+
+    /// Runs `handle-message` for `message` in a fresh instance in `store`.
+    async fn run(
+        &self,
+        store: &mut wasmtime::Store<SpinState>,
+        message: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            MessageHandler::Spin2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let handled = instance
+                    .fermyon_spin_inbound_redis()
+                    .call_handle_message(&mut *store, &message)
+                    .await?;
+                Ok(handled.map_err(|e| format!("it returned {e:?}")))
+            }
+            MessageHandler::Spin4(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                store
+                    .run_concurrent(async move |accessor| {
+                        let handled = instance
+                            .spin_redis_inbound_redis()
+                            .call_handle_message(accessor, message)
+                            .await?;
+                        Ok(handled.map_err(|e| format!("it returned {e:?}")))
+                    })
+                    .await?
+            }
+        }
+    }
+}
 
 /// One Redis trigger, linked.
 pub struct RedisJob {
@@ -40,23 +110,17 @@ pub struct RedisJob {
     /// The channel it subscribes to.
     pub channel: String,
     /// The component, linked, with its `handle-message`.
-    pub pre: SpinRedisTriggerPre<SpinState>,
+    pub handler: MessageHandler,
 }
 
 impl RedisJob {
     /// Links `pre` for `trigger`; the error says what the component lacks.
     pub fn link(trigger: &RedisTrigger, pre: InstancePre<SpinState>) -> Result<RedisJob, String> {
-        let pre = SpinRedisTriggerPre::new(pre).map_err(|e| {
-            format!(
-                "it does not export {EXPORT} (handle-message), so it cannot run a Redis \
-                 trigger: {e:#}"
-            )
-        })?;
         Ok(RedisJob {
             trigger: trigger.id.clone(),
             component: trigger.component.clone(),
             channel: trigger.channel.clone(),
-            pre,
+            handler: MessageHandler::link(pre)?,
         })
     }
 
@@ -68,20 +132,9 @@ impl RedisJob {
         state: Result<SpinState, String>,
     ) -> Result<(), String> {
         let mut store = state?.into_store(engine, watch);
-        let describe = |e: &wasmtime::Error| describe_failure(e, watch);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| describe(&e))?;
-        match instance
-            .fermyon_spin_inbound_redis()
-            .call_handle_message(&mut store, &message)
-            .await
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("it returned {e:?}")),
-            Err(e) => Err(describe(&e)),
+        match self.handler.run(&mut store, message).await {
+            Ok(handled) => handled,
+            Err(e) => Err(describe_failure(&e, watch)),
         }
     }
 }

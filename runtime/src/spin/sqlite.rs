@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rusqlite::types::Value;
 use wasmtime::component::{Accessor, FutureReader, HasSelf, Linker, Resource, StreamReader};
 
+use super::async_host::streamed_rows;
 use super::db::{LazyConnection, StoreLocation};
 use super::state::SpinState;
 
@@ -334,8 +335,7 @@ impl<T> v3_1::HostConnectionWithStore<T> for HasSelf<SpinState> {
                 Ok(rows) => v3_1::QueryResult::from(rows),
                 Err(failure) => return Ok(Err(failure.into())),
             };
-            let stream = StreamReader::new(&mut access, rows.rows)?;
-            let done = FutureReader::new(&mut access, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
+            let (stream, done) = streamed_rows(&mut access, rows.rows)?;
             Ok(Ok((rows.columns, stream, done)))
         })
     }

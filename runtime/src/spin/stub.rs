@@ -1,5 +1,5 @@
-//! Imports of the Spin platform that wasmpod does not serve yet (the Spin 4 `spin:*@3`
-//! packages, other drafts), linked as
+//! Imports of the Spin platform that wasmpod does not serve yet (`wasi:otel`, WASI release
+//! candidates imported next to their release, other drafts), linked as
 //! functions that fail the call with the import's name, so that components built against
 //! the whole platform (the Python SDK's are) instantiate, and fail only if they call one.
 //!
@@ -26,7 +26,7 @@ const SERVED_PACKAGES: [&str; 7] = [
 
 /// The Spin interfaces wasmpod serves itself ([`super::host`], [`super::async_host`] and the
 /// database and messaging modules).
-const SERVED_INTERFACES: [&str; 20] = [
+const SERVED_INTERFACES: [&str; 23] = [
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/llm@2.0.0",
     "fermyon:spin/mqtt@2.0.0",
@@ -35,10 +35,13 @@ const SERVED_INTERFACES: [&str; 20] = [
     "fermyon:spin/rdbms-types@2.0.0",
     "fermyon:spin/redis@2.0.0",
     "spin:redis/redis@3.0.0",
+    "spin:mqtt/mqtt@3.0.0",
+    "spin:mysql/mysql@3.0.0",
     "spin:key-value/key-value@3.0.0",
     "spin:variables/variables@3.0.0",
     "spin:postgres/postgres@3.0.0",
     "spin:postgres/postgres@4.0.0",
+    "spin:postgres/postgres@4.2.0",
     "fermyon:spin/sqlite@2.0.0",
     "spin:sqlite/sqlite@3.0.0",
     "spin:sqlite/sqlite@3.1.0",
