@@ -19,3 +19,4 @@ pub mod process;
 pub mod redis;
 pub mod registry;
 pub mod skip;
+pub mod tls;

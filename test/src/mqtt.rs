@@ -1,6 +1,7 @@
 //! A private MQTT broker for the Spin MQTT tests: Debian's `mosquitto` (`make setup-test`) on
 //! a free loopback port, anonymous clients allowed, nothing persisted, stopped when dropped;
-//! `mosquitto_sub` collects what is published.
+//! `mosquitto_sub` collects what is published. [`Mosquitto::start_tls`] listens for TLS
+//! clients too, with a certificate from a test CA.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -13,6 +14,8 @@ pub struct Mosquitto {
     config: tempfile::NamedTempFile,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its TLS port on 127.0.0.1, when it has one.
+    pub tls_port: Option<u16>,
 }
 
 /// A `mosquitto_sub` subscribed to a topic, its lines read as they come.
@@ -24,6 +27,16 @@ pub struct Subscriber {
 impl Mosquitto {
     /// Starts one, or says why the test cannot run (and fails under CI).
     pub fn start() -> Option<Mosquitto> {
+        Mosquitto::start_with(None)
+    }
+
+    /// Starts one that also listens for TLS clients on [`Mosquitto::tls_port`], with a
+    /// certificate for 127.0.0.1 that `ca` signs.
+    pub fn start_tls(ca: &crate::tls::TestCa) -> Option<Mosquitto> {
+        Mosquitto::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&crate::tls::TestCa>) -> Option<Mosquitto> {
         if Command::new("mosquitto_sub")
             .arg("--help")
             .output()
@@ -37,15 +50,24 @@ impl Mosquitto {
         }
         let port = crate::ctr::free_port();
         let config = tempfile::NamedTempFile::new().expect("a broker config");
-        std::fs::write(
-            config.path(),
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .expect("write the broker config");
+        let mut text = format!("per_listener_settings false\nallow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n");
+        let tls_port = ca.map(|ca| {
+            let tls_port = crate::ctr::free_port();
+            let issued = ca.server("mosquitto");
+            text += &format!(
+                "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+                ca.cert_file().display(),
+                issued.cert.display(),
+                issued.key.display()
+            );
+            tls_port
+        });
+        std::fs::write(config.path(), text).expect("write the broker config");
         let broker = Mosquitto {
             child: spawn(config.path()),
             config,
             port,
+            tls_port,
         };
         broker.wait_listening();
         Some(broker)

@@ -2,8 +2,7 @@
 //! setup-test`), a fresh cluster ([`Cluster`]) in a temporary directory owned by the
 //! `postgres` user (the server refuses to run as root), on a free loopback port with trust
 //! authentication, fsync off; stopped (fast shutdown) and removed when dropped. `psql` looks
-//! inside. [`Postgres::start_tls`] serves TLS too, with a certificate from a CA of its own
-//! (made with `openssl`). A cluster alone is what a containerized server ([`crate::native_images`]) mounts.
+//! inside. [`Postgres::start_tls`] serves TLS too, with a certificate from a test CA. A cluster alone is what a containerized server ([`crate::native_images`]) mounts.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -16,8 +15,6 @@ pub struct Postgres {
     cluster: Cluster,
     /// Its port on 127.0.0.1.
     pub port: u16,
-    /// The CA that signed its certificate (PEM), when it serves TLS.
-    pub ca_root: Option<String>,
 }
 
 /// The directory of the newest installed server's programs.
@@ -106,84 +103,19 @@ impl Cluster {
     }
 }
 
-/// Makes a CA and a certificate it signs for 127.0.0.1 in `dir`: `ca.crt`, `server.crt`
-/// and `server.key` (owned by `uid`:`gid`, private, as the server wants its key).
-fn make_certificates(dir: &std::path::Path, uid: u32, gid: u32) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let no_prompt = ["-subj", "/CN=wasmpod e2e CA", "-nodes", "-days", "2"];
-    openssl(
-        &[
-            &[
-                "req", "-x509", "-newkey", "rsa:2048", "-keyout", "ca.key", "-out", "ca.crt",
-            ][..],
-            &no_prompt[..],
-        ]
-        .concat(),
-    );
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.crt",
-    ]);
-    for file in ["server.crt", "server.key"] {
-        std::os::unix::fs::chown(dir.join(file), Some(uid), Some(gid)).expect("chown");
-    }
-    std::fs::set_permissions(
-        dir.join("server.key"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .expect("chmod the key");
-}
-
 impl Postgres {
     /// Starts one, or says why the test cannot run (and fails under CI).
     pub fn start() -> Option<Postgres> {
-        Postgres::start_with(false)
+        Postgres::start_with(None)
     }
 
-    /// Starts one that also serves TLS (`ssl = on`), with a certificate for 127.0.0.1 signed
-    /// by [`Postgres::ca_root`].
-    pub fn start_tls() -> Option<Postgres> {
-        Postgres::start_with(true)
+    /// Starts one that also serves TLS (`ssl = on`), with a certificate for 127.0.0.1 that
+    /// `ca` signs.
+    pub fn start_tls(ca: &crate::tls::TestCa) -> Option<Postgres> {
+        Postgres::start_with(Some(ca))
     }
 
-    fn start_with(tls: bool) -> Option<Postgres> {
+    fn start_with(ca: Option<&crate::tls::TestCa>) -> Option<Postgres> {
         let cluster = Cluster::init()?;
         let port = crate::ctr::free_port();
         let mut server = cluster.as_postgres("postgres");
@@ -193,17 +125,19 @@ impl Postgres {
             .args(["-p", &port.to_string(), "-k"])
             .arg(cluster.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
-        let mut ca_root = None;
-        if tls {
-            let dir = cluster.dir.path();
-            make_certificates(dir, cluster.uid, cluster.gid);
-            ca_root = Some(std::fs::read_to_string(dir.join("ca.crt")).expect("read ca.crt"));
-            let file = |name: &str| dir.join(name).display().to_string();
+        if let Some(ca) = ca {
+            // The server wants its key private and its own.
+            let issued = ca.server("postgres");
+            let key = cluster.dir.path().join("server.key");
+            std::fs::copy(&issued.key, &key).expect("copy the key");
+            std::os::unix::fs::chown(&key, Some(cluster.uid), Some(cluster.gid)).expect("chown");
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod the key");
             server.args(["-c", "ssl=on", "-c"]);
-            server.arg(format!("ssl_cert_file={}", file("server.crt")));
+            server.arg(format!("ssl_cert_file={}", issued.cert.display()));
             server
                 .arg("-c")
-                .arg(format!("ssl_key_file={}", file("server.key")));
+                .arg(format!("ssl_key_file={}", key.display()));
         }
         let child = server
             .stdout(Stdio::null())
@@ -214,7 +148,6 @@ impl Postgres {
             child,
             cluster,
             port,
-            ca_root,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while pg.psql("SELECT 1").as_deref() != Ok("1") {

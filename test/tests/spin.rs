@@ -342,6 +342,15 @@ allowed_outbound_hosts = ["redis://127.0.0.1:{{ redis_port }}"]
 variables = { redis_address = "redis://127.0.0.1:{{ redis_port }}" }
 "#;
 
+/// What the Spin 4 app's `/pg` says against a fresh server.
+const PG_STEPS: &str = "inserted 2\n\
+    note:Str day:Date\n\
+    [[DbValue_Str(value='async'), DbValue_Date(value=(2026, 12, 2))], \
+     [DbValue_Str(value='again'), DbValue_DbNull()]]\n\
+    error ERROR 42703 column \"nope\" does not exist\n\
+    builder [[DbValue_Int32(value=2)]]\n\
+    ca root Error_BadParameter\n";
+
 /// A Spin 4 app (Python `spin-sdk` 5.0.0) with the rest of Spin 4's async interfaces, each
 /// against a real server: Postgres 4.2 (async functions, rows streamed, the connection
 /// builder, TLS trusted through `set-ca-root`), MySQL 3.0 and MQTT 3.0; and a
@@ -368,7 +377,8 @@ fn a_spin4_app_talks_to_postgres_mysql_and_mqtt_and_runs_a_redis_trigger() {
         ],
     );
     let pg = wasmpod_e2e::postgres::Postgres::start();
-    let pg_tls = wasmpod_e2e::postgres::Postgres::start_tls();
+    let ca = wasmpod_e2e::tls::TestCa::new();
+    let pg_tls = wasmpod_e2e::postgres::Postgres::start_tls(&ca);
     let db = wasmpod_e2e::mysql::Mariadb::start();
     let broker = wasmpod_e2e::mqtt::Mosquitto::start();
     let id = unique_id("spin-py5-services");
@@ -382,13 +392,7 @@ fn a_spin4_app_talks_to_postgres_mysql_and_mqtt_and_runs_a_redis_trigger() {
             "SPIN_VARIABLE_PG_TLS_PORT={}",
             pg_tls.as_ref().map_or(1, |p| p.port)
         ),
-        format!(
-            "SPIN_VARIABLE_PG_CA_ROOT={}",
-            pg_tls
-                .as_ref()
-                .and_then(|p| p.ca_root.clone())
-                .unwrap_or_default()
-        ),
+        format!("SPIN_VARIABLE_PG_CA_ROOT={}", ca.pem()),
         format!(
             "SPIN_VARIABLE_MYSQL_PORT={}",
             db.as_ref().map_or(1, |d| d.port)
@@ -403,14 +407,7 @@ fn a_spin4_app_talks_to_postgres_mysql_and_mqtt_and_runs_a_redis_trigger() {
 
     if let Some(pg) = &pg {
         let got = get(addr, &format!("/pg?{}", pg.url()));
-        let expected = "inserted 2\n\
-            note:Str day:Date\n\
-            [[DbValue_Str(value='async'), DbValue_Date(value=(2026, 12, 2))], \
-             [DbValue_Str(value='again'), DbValue_DbNull()]]\n\
-            error ERROR 42703 column \"nope\" does not exist\n\
-            builder [[DbValue_Int32(value=2)]]\n\
-            ca root Error_BadParameter\n";
-        if got != (200, expected.to_string()) {
+        if got != (200, PG_STEPS.to_string()) {
             fail("GET /pg", &got, child);
         }
         assert_eq!(
@@ -461,6 +458,110 @@ fn a_spin4_app_talks_to_postgres_mysql_and_mqtt_and_runs_a_redis_trigger() {
             && ran.stderr.contains("this message fails"),
         "{ran:?}"
     );
+}
+
+const CLIENT_TLS_MANIFEST: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "spin-client-tls"
+
+[[trigger.http]]
+route = "/..."
+component = "py"
+
+[[trigger.http]]
+route = "/untrusted/..."
+component = "untrusted"
+
+[component.py]
+source = "app.wasm"
+allowed_outbound_hosts = ["https://127.0.0.1:*", "postgres://127.0.0.1:*", "mqtts://127.0.0.1:*"]
+
+[component.untrusted]
+source = "app.wasm"
+allowed_outbound_hosts = ["https://127.0.0.1:*"]
+"#;
+
+const CLIENT_TLS_CONFIG: &str = r#"
+[[client_tls]]
+component_ids = ["py"]
+hosts = ["127.0.0.1"]
+ca_roots_file = "tls/ca.crt"
+client_cert_file = "tls/client.crt"
+client_private_key_file = "tls/client.key"
+"#;
+
+/// The runtime config's `[[client_tls]]`: component `py` trusts a private CA and presents a
+/// client certificate for 127.0.0.1, over HTTPS (a server that demands the certificate),
+/// Postgres (`sslmode=require`) and MQTT (`mqtts://`); component `untrusted`, which no table
+/// names, trusts only the web PKI and is refused by the same HTTPS server.
+#[test]
+fn client_tls_trusts_a_private_ca_and_presents_a_client_certificate() {
+    use fixtures::{SpinPySdk, SpinPyTrigger};
+    let ca = wasmpod_e2e::tls::TestCa::new();
+    let client = ca.client("client");
+    let read = |p: &std::path::Path| std::fs::read(p).expect("read a test certificate");
+    let image = spin_image(
+        "docker.io/wasmpod/spin-client-tls:e2e",
+        CLIENT_TLS_MANIFEST,
+        &[
+            (
+                "/app.wasm",
+                fixtures::spin_py_p3_component(SpinPySdk::V5, SpinPyTrigger::Http),
+            ),
+            (
+                "/runtime-config.toml",
+                CLIENT_TLS_CONFIG.as_bytes().to_vec(),
+            ),
+            ("/tls/ca.crt", read(&ca.cert_file())),
+            ("/tls/client.crt", read(&client.cert)),
+            ("/tls/client.key", read(&client.key)),
+        ],
+    );
+    let https = wasmpod_e2e::tls::HttpsServer::start(&ca);
+    let pg = wasmpod_e2e::postgres::Postgres::start_tls(&ca);
+    let broker = wasmpod_e2e::mqtt::Mosquitto::start_tls(&ca);
+    let id = unique_id("spin-client-tls");
+    let (addr, child) = serve(&image, &id, &[]);
+    let fail = |what: &str, got: &(u16, String), child| -> ! {
+        let ran = stop(&id, child);
+        panic!("{what}: {got:?}; the app's log: {}", ran.stderr)
+    };
+
+    let url = format!("https://127.0.0.1:{}/", https.port);
+    let trusted = get(addr, &format!("/fetch?{url}"));
+    if !(trusted.0 == 200
+        && trusted.1.starts_with("fetched 200: ")
+        && trusted.1.contains("s_server"))
+    {
+        fail("GET /fetch (trusted)", &trusted, child);
+    }
+    let untrusted = get(addr, &format!("/untrusted/fetch?{url}"));
+    if untrusted.0 != 502 {
+        fail("GET /untrusted/fetch", &untrusted, child);
+    }
+    if let Some(pg) = &pg {
+        let got = get(addr, &format!("/pg?{}?sslmode=require", pg.url()));
+        if got != (200, PG_STEPS.to_string()) {
+            fail("GET /pg over TLS", &got, child);
+        }
+        assert_eq!(
+            pg.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl"),
+            Ok("1".into()),
+            "only psql's own session is left, and it is over TLS"
+        );
+    }
+    if let Some(broker) = &broker {
+        let sub = broker.subscribe("events");
+        let tls_port = broker.tls_port.expect("a TLS listener");
+        let got = get(addr, &format!("/mqtt?mqtts://127.0.0.1:{tls_port}"));
+        if got != (200, "published 3\n".to_string()) {
+            fail("GET /mqtt over TLS", &got, child);
+        }
+        assert_eq!(sub.next_message().as_deref(), Some("events p3 qos 0"));
+    }
+    stop(&id, child);
 }
 
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` set: each request is a server span sent to an OTLP

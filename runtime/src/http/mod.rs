@@ -23,6 +23,7 @@ pub mod limits;
 pub mod proxy;
 pub mod server;
 pub mod ticker;
+pub mod tls_client;
 
 /// The environment variable naming the address to listen on (the name `wasmtime serve` uses).
 pub const ADDR_ENV: &str = "WASMTIME_HTTP_PROXY_SOCKET_ADDR";

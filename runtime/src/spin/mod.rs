@@ -250,6 +250,7 @@ impl SpinTriggers {
         let kv = Arc::new(KvStores::new(config.kv_stores));
         let sqlite = Arc::new(SqliteDatabases::new(config.sqlite_databases));
         let chain = chain::unconnected();
+        let client_tls = config.client_tls;
         let mut hosts = Vec::new();
         for c in &app.components {
             let kv_label = unknown_label(&c.key_value_stores, |l| kv.contains(l));
@@ -277,6 +278,8 @@ impl SpinTriggers {
                 .collect::<Result<Vec<_>, _>>()
                 .and_then(|list| AllowedHosts::parse(&list))
                 .map_err(|e| app_error(app, format!("component {}: {e}", c.id)))?;
+            let tls = tls::ComponentTls::load(&c.id, &client_tls)
+                .map_err(|e| app_error(app, format!("{}: {e}", config_path.display())))?;
             hosts.push(Arc::new(ComponentHost {
                 id: c.id.clone(),
                 kv: kv.clone(),
@@ -286,6 +289,7 @@ impl SpinTriggers {
                 config,
                 outbound: Arc::new(hosts_allowed),
                 chain: chain.clone(),
+                tls,
             }));
         }
         let redis_addresses = app

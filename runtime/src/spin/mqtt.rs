@@ -1,5 +1,6 @@
 //! `fermyon:spin/mqtt@2.0.0` and `spin:mqtt/mqtt@3.0.0` (Spin 4, async: the same calls),
-//! Spin's outbound MQTT, served with rumqttc (MQTT 3.1.1 over TCP): a connection may be opened only to a broker the component's
+//! Spin's outbound MQTT, served with rumqttc (MQTT 3.1.1 over TCP, or TLS for `mqtts://`
+//! with the component's TLS configuration, [`super::tls`]): a connection may be opened only to a broker the component's
 //! `allowed_outbound_hosts` lists (`mqtt://host:port`), otherwise `connection-failed` says
 //! the address is not permitted. `open` returns once the broker has accepted the session;
 //! `publish` returns once the message is written (QoS 0), acknowledged (1) or completed (2),
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
 };
 use tokio::sync::Mutex;
 use wasmtime::component::{Accessor, HasSelf, Linker, Resource};
@@ -51,28 +53,58 @@ pub fn add_to_linker(linker: &mut Linker<SpinState>) -> wasmtime::Result<()> {
     bindings::SpinMqtt::add_to_linker::<SpinState, HasSelf<SpinState>>(linker, |s| s)
 }
 
-/// A broker address: `mqtt://host[:port][?client_id=ID]`.
+/// A broker address: `mqtt://host[:port][?client_id=ID]`, or `mqtts://` for TLS.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Address {
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub client_id: Option<String>,
 }
 
+impl Address {
+    /// The scheme, as `allowed_outbound_hosts` names it.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "mqtts"
+        } else {
+            "mqtt"
+        }
+    }
+
+    /// Session options for this broker as `client_id`, over TLS with `tls` if the address
+    /// says so.
+    pub fn options(
+        &self,
+        client_id: String,
+        tls: impl FnOnce(&str) -> Arc<rustls::ClientConfig>,
+    ) -> MqttOptions {
+        let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
+        if self.tls {
+            let config = TlsConfiguration::Rustls(tls(&self.host));
+            options.set_transport(Transport::tls_with_config(config));
+        }
+        options
+    }
+}
+
 pub(crate) fn parse_address(address: &str) -> Result<Address, Error> {
     let url = url::Url::parse(address).map_err(|_| Error::InvalidAddress)?;
-    if url.scheme() != "mqtt" {
-        // `mqtts://` (TLS) and WebSocket brokers are not served.
-        return Err(Error::InvalidAddress);
-    }
+    let tls = match url.scheme() {
+        "mqtt" => false,
+        "mqtts" => true,
+        // WebSocket brokers are not served.
+        _ => return Err(Error::InvalidAddress),
+    };
     let host = url.host_str().ok_or(Error::InvalidAddress)?;
     let client_id = url
         .query_pairs()
         .find(|(k, _)| k == "client_id")
         .map(|(_, v)| v.into_owned());
     Ok(Address {
+        tls,
         host: host.trim_matches(['[', ']']).to_string(),
-        port: url.port().unwrap_or(1883),
+        port: url.port().unwrap_or(if tls { 8883 } else { 1883 }),
         client_id,
     })
 }
@@ -124,18 +156,24 @@ async fn open(
     keep_alive_interval_in_secs: u64,
 ) -> Result<MqttConnection, Error> {
     let parsed = parse_address(address)?;
-    if !host.outbound.allows("mqtt", &parsed.host, parsed.port) {
+    if !host
+        .outbound
+        .allows(parsed.scheme(), &parsed.host, parsed.port)
+    {
         eprintln!(
-            "wasmpod: component {} may not reach mqtt://{}:{}: it is not in the \
+            "wasmpod: component {} may not reach {}://{}:{}: it is not in the \
              component's allowed_outbound_hosts",
-            host.id, parsed.host, parsed.port
+            host.id,
+            parsed.scheme(),
+            parsed.host,
+            parsed.port
         );
         return Err(Error::ConnectionFailed(format!(
             "address {address} is not permitted"
         )));
     }
-    let client_id = parsed.client_id.unwrap_or_else(generated_client_id);
-    let mut options = MqttOptions::new(client_id, parsed.host, parsed.port);
+    let client_id = parsed.client_id.clone().unwrap_or_else(generated_client_id);
+    let mut options = parsed.options(client_id, |name| host.tls.config(name));
     // rumqttc takes whole seconds, at least one (0 turns keep-alive off).
     options.set_keep_alive(Duration::from_secs(keep_alive_interval_in_secs));
     if !username.is_empty() {
@@ -324,14 +362,17 @@ mod tests {
         assert_eq!(
             parse_address("mqtt://127.0.0.1:1884?client_id=c1").unwrap(),
             Address {
+                tls: false,
                 host: "127.0.0.1".into(),
                 port: 1884,
                 client_id: Some("c1".into())
             }
         );
         assert_eq!(parse_address("mqtt://broker.local").unwrap().port, 1883);
+        let tls = parse_address("mqtts://broker").unwrap();
+        assert_eq!((tls.tls, tls.port, tls.scheme()), (true, 8883, "mqtts"));
         assert!(matches!(
-            parse_address("mqtts://broker:8883"),
+            parse_address("ws://broker:8080"),
             Err(Error::InvalidAddress)
         ));
         assert!(matches!(

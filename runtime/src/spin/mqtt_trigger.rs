@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet, QoS};
 use wasmpod_oci::spin::app::{MqttBroker, MqttQos, MqttTrigger};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{ComponentExportIndex, InstancePre, Val};
@@ -159,10 +159,14 @@ impl Session {
     ) -> String {
         let address = match parse_address(&self.broker.address) {
             Ok(a) => a,
-            Err(_) => return "not an mqtt://host:port address".into(),
+            Err(_) => return "not an mqtt:// or mqtts:// address".into(),
         };
-        let client_id = address.client_id.unwrap_or_else(generated_client_id);
-        let mut options = MqttOptions::new(client_id, address.host, address.port);
+        let client_id = address
+            .client_id
+            .clone()
+            .unwrap_or_else(generated_client_id);
+        // The trigger's own session: over TLS, the broker's certificate must chain to the web PKI.
+        let mut options = address.options(client_id, |_| super::tls::web_pki());
         options.set_keep_alive(Duration::from_secs(self.broker.keep_alive_secs));
         if !self.broker.username.is_empty() {
             options.set_credentials(&self.broker.username, &self.broker.password);

@@ -5,8 +5,8 @@
 //! `connection-failed` says the address is not permitted, as Spin says it. Parameters and
 //! rows go through one version-free [`Value`] ([`super::pg_types`]); a value a version has
 //! no case for comes back `unsupported`. Connections use TLS when the server offers it
-//! (verified against the web PKI and 4.2's `set-ca-root`), unless the address says
-//! `sslmode=disable`.
+//! (verified as the component's TLS configuration says, [`super::tls`], or against 4.2's
+//! `set-ca-root`), unless the address says `sslmode=disable`.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -104,12 +104,13 @@ fn row_set(columns: Vec<(String, Type)>, rows: &[Row]) -> Result<RowSet, Failure
 }
 
 /// A client connected to `address`, if `host`'s component may reach it (a denial is
-/// logged): over TLS trusting `tls`'s authorities unless the address says `sslmode=disable`
-/// (with the default `prefer`, a server that has no TLS is spoken to in the clear).
+/// logged): over TLS unless the address says `sslmode=disable` (with the default `prefer`,
+/// a server that has no TLS is spoken to in the clear), trusting what `ca_root` does (4.2's
+/// `set-ca-root`), else what the component's TLS configuration says for the first host.
 async fn connect(
     host: &ComponentHost,
     address: &str,
-    tls: Arc<rustls::ClientConfig>,
+    ca_root: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Client, Failure> {
     let denied = || Failure::ConnectionFailed(format!("address {address} is not permitted"));
     let config = Config::from_str(address)
@@ -129,9 +130,10 @@ async fn connect(
             return Err(denied());
         }
     }
-    if config.get_hosts().is_empty() {
+    let Some(PgHost::Tcp(first)) = config.get_hosts().first() else {
         return Err(denied());
-    }
+    };
+    let tls = ca_root.unwrap_or_else(|| host.tls.config(first));
     let failed = |e: tokio_postgres::Error| Failure::ConnectionFailed(with_causes(&e));
     if config.get_ssl_mode() == SslMode::Disable {
         let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
@@ -155,15 +157,6 @@ where
             eprintln!("wasmpod: postgres connection: {e:#}");
         }
     });
-}
-
-/// A client for a 4.2 `connection-builder`: `connect`, trusting its CA root too.
-async fn build(
-    host: &ComponentHost,
-    address: &str,
-    ca_root: Option<Arc<rustls::ClientConfig>>,
-) -> Result<Client, Failure> {
-    connect(host, address, ca_root.unwrap_or_else(tls::web_pki)).await
 }
 
 /// The rows of `statement`, read whole.
@@ -193,7 +186,7 @@ async fn execute(
 
 impl SpinState {
     async fn pg_open(&mut self, address: &str) -> Result<Resource<PgConnection>, Failure> {
-        let client = connect(&self.host, address, tls::web_pki()).await?;
+        let client = connect(&self.host, address, None).await?;
         self.table
             .push(PgConnection(Arc::new(client)))
             .map_err(|e| Failure::ConnectionFailed(e.to_string()))
@@ -568,7 +561,7 @@ impl v4_2::HostConnectionBuilder for SpinState {
     ) -> wasmtime::Result<Result<Resource<PgConnection>, v4_2::Error>> {
         let builder = self.table.get(&builder)?;
         let (address, ca_root) = (builder.address.clone(), builder.ca_root.clone());
-        let opened = build(&self.host, &address, ca_root).await;
+        let opened = connect(&self.host, &address, ca_root).await;
         Ok(match opened {
             Ok(client) => Ok(self.table.push(PgConnection(Arc::new(client)))?),
             Err(failure) => Err(error_v4_2(failure)),
@@ -620,7 +613,7 @@ impl<T> v4_2::HostConnectionBuilderWithStore<T> for HasSelf<SpinState> {
                 builder.ca_root.clone(),
             ))
         })?;
-        let client = build(&host, &address, ca_root).await;
+        let client = connect(&host, &address, ca_root).await;
         pushed(accessor, client)
     }
 }
@@ -634,7 +627,7 @@ impl<T> v4_2::HostConnectionWithStore<T> for HasSelf<SpinState> {
         address: String,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, v4_2::Error>> {
         let host = accessor.with(|mut access| access.get().host.clone());
-        let client = connect(&host, &address, tls::web_pki()).await;
+        let client = connect(&host, &address, None).await;
         pushed(accessor, client)
     }
 

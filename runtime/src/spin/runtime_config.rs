@@ -1,6 +1,7 @@
 //! Spin's runtime configuration file (`/runtime-config.toml` in the container when present):
 //! the state directory, key-value stores and SQLite databases (`type = "spin"` with a
-//! `path`), and variables providers (`static`, `env`). Relative paths are relative to the file's directory. What
+//! `path`), variables providers (`static`, `env`), and `[[client_tls]]` (the authorities and
+//! client certificate of a component's TLS connections to some hosts). Relative paths are relative to the file's directory. What
 //! wasmpod does not implement yet is refused with its name, or (for settings that only tune
 //! a service wasmpod lacks) logged and ignored.
 
@@ -28,6 +29,80 @@ pub struct RuntimeConfig {
     pub sqlite_databases: BTreeMap<String, StoreLocation>,
     /// Variables providers, in order.
     pub providers: Vec<Provider>,
+    /// `[[client_tls]]` tables, in order (the first that names a component and host wins).
+    pub client_tls: Vec<ClientTlsSettings>,
+}
+
+/// One `[[client_tls]]` table: for connections of `component_ids` to `hosts` (names, no
+/// ports), the authorities to trust and the certificate to present. Paths are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTlsSettings {
+    /// The components it applies to.
+    pub component_ids: Vec<String>,
+    /// The hosts it applies to, lower-cased.
+    pub hosts: Vec<String>,
+    /// Whether the web PKI's authorities are trusted (`ca_use_webpki_roots`, or
+    /// `ca_use_platform_roots`: wasmpod's platform roots are the same built-in list).
+    pub web_pki_roots: bool,
+    /// A PEM file of more authorities to trust (`ca_roots_file`).
+    pub ca_roots_file: Option<PathBuf>,
+    /// The client certificate chain and its private key, PEM files (`client_cert_file`,
+    /// `client_private_key_file`).
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientTls {
+    component_ids: Vec<String>,
+    hosts: Vec<String>,
+    ca_use_platform_roots: Option<bool>,
+    ca_use_webpki_roots: Option<bool>,
+    ca_roots_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_private_key_file: Option<String>,
+}
+
+impl RawClientTls {
+    fn settings(self, dir: &Path) -> Result<ClientTlsSettings, String> {
+        if self.component_ids.is_empty() || self.hosts.is_empty() {
+            return Err("'component_ids' and 'hosts' may not be empty".into());
+        }
+        let mut hosts = Vec::new();
+        for host in self.hosts {
+            let bad = || format!("host {host:?} is not a host name (ports are not supported)");
+            let authority: hyper::http::uri::Authority = host.parse().map_err(|_| bad())?;
+            if authority.port().is_some() || authority.as_str().contains('@') {
+                return Err(bad());
+            }
+            hosts.push(
+                authority
+                    .host()
+                    .trim_matches(['[', ']'])
+                    .to_ascii_lowercase(),
+            );
+        }
+        // As Spin decides: platform (here, built-in) roots unless roots of one's own are given.
+        let web_pki_roots = match (self.ca_use_platform_roots, self.ca_use_webpki_roots) {
+            (None, None) => self.ca_roots_file.is_none(),
+            (platform, webpki) => platform.unwrap_or(false) || webpki.unwrap_or(false),
+        };
+        if !web_pki_roots && self.ca_roots_file.is_none() {
+            return Err("it trusts no authority: set ca_roots_file or ca_use_webpki_roots".into());
+        }
+        let client_identity = match (self.client_cert_file, self.client_private_key_file) {
+            (Some(cert), Some(key)) => Some((resolve(dir, &cert), resolve(dir, &key))),
+            (None, None) => None,
+            _ => return Err("client_cert_file and client_private_key_file go together".into()),
+        };
+        Ok(ClientTlsSettings {
+            component_ids: self.component_ids,
+            hosts,
+            web_pki_roots,
+            ca_roots_file: self.ca_roots_file.map(|f| resolve(dir, &f)),
+            client_identity,
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -46,7 +121,7 @@ struct RawConfig {
     sqlite_database: BTreeMap<String, RawStore>,
     llm_compute: Option<toml::Value>,
     #[serde(default)]
-    client_tls: Vec<toml::Value>,
+    client_tls: Vec<RawClientTls>,
     outbound_http: Option<toml::Value>,
     max_instance_memory: Option<u64>,
 }
@@ -83,6 +158,7 @@ impl RuntimeConfig {
             kv_stores: BTreeMap::new(),
             sqlite_databases: BTreeMap::new(),
             providers: Vec::new(),
+            client_tls: Vec::new(),
         })
     }
 
@@ -109,7 +185,6 @@ impl RuntimeConfig {
     fn from_raw(raw: RawConfig, dir: &Path) -> Result<RuntimeConfig, String> {
         let ignored = [
             ("llm_compute", raw.llm_compute.is_some()),
-            ("client_tls", !raw.client_tls.is_empty()),
             ("outbound_http", raw.outbound_http.is_some()),
             ("max_instance_memory", raw.max_instance_memory.is_some()),
         ];
@@ -176,10 +251,17 @@ impl RuntimeConfig {
                 }
             });
         }
+        let client_tls = (raw.client_tls.into_iter().enumerate())
+            .map(|(i, t)| {
+                t.settings(dir)
+                    .map_err(|e| format!("[[client_tls]] #{}: {e}", i + 1))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(RuntimeConfig {
             kv_stores,
             sqlite_databases,
             providers,
+            client_tls,
         })
     }
 }
@@ -292,6 +374,36 @@ dotenv_path = "vars.env"
     }
 
     #[test]
+    fn client_tls_tables_as_spin_reads_them() {
+        let text =
+            "[[client_tls]]\ncomponent_ids = [\"a\", \"b\"]\nhosts = [\"DB.example\", \"[::1]\"]\n\
+                    ca_roots_file = \"certs/ca.pem\"\n\
+                    client_cert_file = \"c.pem\"\nclient_private_key_file = \"/k.pem\"\n\n\
+                    [[client_tls]]\ncomponent_ids = [\"a\"]\nhosts = [\"other\"]\n";
+        let c = RuntimeConfig::parse(text, Path::new("/etc/spin")).unwrap();
+        assert_eq!(
+            c.client_tls,
+            [
+                ClientTlsSettings {
+                    component_ids: vec!["a".into(), "b".into()],
+                    hosts: vec!["db.example".into(), "::1".into()],
+                    // Roots of one's own replace the built-in ones unless asked for.
+                    web_pki_roots: false,
+                    ca_roots_file: Some("/etc/spin/certs/ca.pem".into()),
+                    client_identity: Some(("/etc/spin/c.pem".into(), "/k.pem".into())),
+                },
+                ClientTlsSettings {
+                    component_ids: vec!["a".into()],
+                    hosts: vec!["other".into()],
+                    web_pki_roots: true,
+                    ca_roots_file: None,
+                    client_identity: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn bad_configs_name_the_field() {
         let cases = [
             ("statedir = \"x\"", "statedir"),
@@ -308,6 +420,26 @@ dotenv_path = "vars.env"
             (
                 "[sqlite_database.l]\ntype = \"libsql\"\nurl = \"https://x\"",
                 "SQLite databases of type \"spin\"",
+            ),
+            (
+                "[[client_tls]]\ncomponent_ids = [\"a\"]\nhosts = [\"x:443\"]",
+                "ports are not supported",
+            ),
+            (
+                "[[client_tls]]\ncomponent_ids = []\nhosts = [\"x\"]",
+                "[[client_tls]] #1: 'component_ids' and 'hosts' may not be empty",
+            ),
+            (
+                "[[client_tls]]\ncomponent_ids = [\"a\"]\nhosts = [\"x\"]\nca_use_webpki_roots = false",
+                "trusts no authority",
+            ),
+            (
+                "[[client_tls]]\ncomponent_ids = [\"a\"]\nhosts = [\"x\"]\nclient_cert_file = \"c\"",
+                "go together",
+            ),
+            (
+                "[[client_tls]]\ncomponent_ids = [\"a\"]\nhosts = [\"x\"]\nca_file = \"c\"",
+                "ca_file",
             ),
         ];
         for (text, needle) in cases {

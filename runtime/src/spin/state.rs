@@ -40,6 +40,8 @@ pub struct ComponentHost {
     pub outbound: Arc<AllowedHosts>,
     /// The way to the app's other components (`http://<id>.spin.internal`).
     pub chain: Arc<ServiceChain>,
+    /// The TLS configurations of its connections (`[[client_tls]]`).
+    pub tls: super::tls::ComponentTls,
 }
 
 /// What every instance of one component starts with besides its code: what the instances
@@ -191,8 +193,9 @@ impl Limited for SpinState {
     }
 }
 
-/// Checks each outgoing request against the component's allowed hosts, and sends those to
-/// `*.spin.internal` to the app's own components.
+/// Checks each outgoing request against the component's allowed hosts, sends those to
+/// `*.spin.internal` to the app's own components, and HTTPS to a host the component's
+/// `[[client_tls]]` names over that TLS configuration.
 pub struct OutboundHooks {
     host: Arc<ComponentHost>,
     /// The span the instance runs in: its requests carry it as their `traceparent`.
@@ -245,6 +248,11 @@ impl WasiHttpHooks for OutboundHooks {
                 let response = send.await?;
                 Ok((response, Box::new(async { Ok(()) }) as BoxedIo))
             });
+        }
+        if scheme == "https" {
+            if let Some(config) = self.host.tls.configured(&host) {
+                return Box::new(crate::http::tls_client::send(request, options, config));
+            }
         }
         Box::new(async move {
             use http_body_util::BodyExt;
