@@ -20,6 +20,15 @@ pub struct Mariadb {
 impl Mariadb {
     /// Starts one with a database `app`, or says why the test cannot run (and fails under CI).
     pub fn start() -> Option<Mariadb> {
+        Mariadb::start_with(None)
+    }
+
+    /// Starts one that also serves TLS, with a certificate for 127.0.0.1 that `ca` signs.
+    pub fn start_tls(ca: &crate::tls::TestCa) -> Option<Mariadb> {
+        Mariadb::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&crate::tls::TestCa>) -> Option<Mariadb> {
         if !Path::new(SERVER).exists() || Command::new("mariadb").arg("--version").output().is_err()
         {
             crate::skip::skip(crate::skip::Skip::Missing(
@@ -51,8 +60,18 @@ impl Mariadb {
             String::from_utf8_lossy(&init.stderr)
         );
         let port = crate::ctr::free_port();
-        let child = Command::new(SERVER)
-            .arg("--no-defaults")
+        let mut server = Command::new(SERVER);
+        if let Some(ca) = ca {
+            let issued = ca.server("mariadb");
+            server
+                .arg("--no-defaults")
+                .arg(format!("--ssl-cert={}", issued.cert.display()))
+                .arg(format!("--ssl-key={}", issued.key.display()))
+                .arg(format!("--ssl-ca={}", ca.cert_file().display()));
+        } else {
+            server.arg("--no-defaults");
+        }
+        let child = server
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--port={port}"))

@@ -1,5 +1,6 @@
 //! A private Redis for the Spin Redis tests: Debian's `redis-server` (`make setup-test`) on
 //! a free loopback port, nothing saved, stopped when dropped; `redis-cli` to look inside.
+//! [`Redis::start_tls`] listens for TLS clients too, with a certificate from a test CA.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,11 +10,29 @@ pub struct Redis {
     child: Child,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its TLS port on 127.0.0.1, and the server's certificate, when it has one.
+    pub tls: Option<(u16, crate::tls::Issued, std::path::PathBuf)>,
 }
 
 impl Redis {
     /// Starts one, or says why the test cannot run (and fails under CI).
     pub fn start() -> Option<Redis> {
+        Redis::start_with(None)
+    }
+
+    /// Starts one that also listens for TLS clients on a port of its own
+    /// ([`Redis::tls_port`]), with a certificate for 127.0.0.1 that `ca` signs; clients may
+    /// present a certificate.
+    pub fn start_tls(ca: &crate::tls::TestCa) -> Option<Redis> {
+        Redis::start_with(Some(ca))
+    }
+
+    /// The TLS port.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|t| t.0)
+    }
+
+    fn start_with(ca: Option<&crate::tls::TestCa>) -> Option<Redis> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -25,9 +44,11 @@ impl Redis {
             return None;
         }
         let port = crate::ctr::free_port();
+        let tls = ca.map(|ca| (crate::ctr::free_port(), ca.server("redis"), ca.cert_file()));
         let redis = Redis {
-            child: spawn(port),
+            child: spawn(port, tls.as_ref()),
             port,
+            tls,
         };
         redis.wait_ready();
         Some(redis)
@@ -42,7 +63,7 @@ impl Redis {
     /// Starts it again on the same port (after [`Redis::stop`]), empty.
     pub fn restart(&mut self) {
         self.stop();
-        self.child = spawn(self.port);
+        self.child = spawn(self.port, self.tls.as_ref());
         self.wait_ready();
     }
 
@@ -98,10 +119,27 @@ impl Redis {
     }
 }
 
-fn spawn(port: u16) -> Child {
-    Command::new("redis-server")
+fn spawn(port: u16, tls: Option<&(u16, crate::tls::Issued, std::path::PathBuf)>) -> Child {
+    let mut server = Command::new("redis-server");
+    server
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]);
+    if let Some((tls_port, issued, ca)) = tls {
+        server
+            .args([
+                "--tls-port",
+                &tls_port.to_string(),
+                "--tls-auth-clients",
+                "optional",
+            ])
+            .arg("--tls-cert-file")
+            .arg(&issued.cert)
+            .arg("--tls-key-file")
+            .arg(&issued.key)
+            .arg("--tls-ca-cert-file")
+            .arg(ca);
+    }
+    server
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

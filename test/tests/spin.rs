@@ -428,7 +428,8 @@ fn a_spin4_app_talks_to_postgres_mysql_and_mqtt_and_runs_a_redis_trigger() {
         let got = get(addr, &format!("/mysql?{}", db.url()));
         let expected = "note:STR n:UINT8\n\
             [[DbValue_Str(value='async'), DbValue_Uint8(value=7)]]\n\
-            error Error_QueryFailed\n";
+            error Error_QueryFailed\n\
+            tls ['']\n";
         if got != (200, expected.to_string()) {
             fail("GET /mysql", &got, child);
         }
@@ -476,7 +477,7 @@ component = "untrusted"
 
 [component.py]
 source = "app.wasm"
-allowed_outbound_hosts = ["https://127.0.0.1:*", "postgres://127.0.0.1:*", "mqtts://127.0.0.1:*"]
+allowed_outbound_hosts = ["https://127.0.0.1:*", "postgres://127.0.0.1:*", "mqtts://127.0.0.1:*", "rediss://127.0.0.1:*", "mysql://127.0.0.1:*"]
 
 [component.untrusted]
 source = "app.wasm"
@@ -494,7 +495,8 @@ client_private_key_file = "tls/client.key"
 
 /// The runtime config's `[[client_tls]]`: component `py` trusts a private CA and presents a
 /// client certificate for 127.0.0.1, over HTTPS (a server that demands the certificate),
-/// Postgres (`sslmode=require`) and MQTT (`mqtts://`); component `untrusted`, which no table
+/// Postgres (`sslmode=require`), MQTT (`mqtts://`), Redis (`rediss://`) and MySQL
+/// (`require_ssl=true`); component `untrusted`, which no table
 /// names, trusts only the web PKI and is refused by the same HTTPS server.
 #[test]
 fn client_tls_trusts_a_private_ca_and_presents_a_client_certificate() {
@@ -522,6 +524,8 @@ fn client_tls_trusts_a_private_ca_and_presents_a_client_certificate() {
     let https = wasmpod_e2e::tls::HttpsServer::start(&ca);
     let pg = wasmpod_e2e::postgres::Postgres::start_tls(&ca);
     let broker = wasmpod_e2e::mqtt::Mosquitto::start_tls(&ca);
+    let redis = wasmpod_e2e::redis::Redis::start_tls(&ca);
+    let db = wasmpod_e2e::mysql::Mariadb::start_tls(&ca);
     let id = unique_id("spin-client-tls");
     let (addr, child) = serve(&image, &id, &[]);
     let fail = |what: &str, got: &(u16, String), child| -> ! {
@@ -560,6 +564,22 @@ fn client_tls_trusts_a_private_ca_and_presents_a_client_certificate() {
             fail("GET /mqtt over TLS", &got, child);
         }
         assert_eq!(sub.next_message().as_deref(), Some("events p3 qos 0"));
+    }
+    if let Some(tls_port) = redis.as_ref().and_then(|r| r.tls_port()) {
+        let got = get(addr, &format!("/redis?rediss://127.0.0.1:{tls_port}"));
+        if got != (200, "got=p3 value n=1 members=['a', 'b']\n".to_string()) {
+            fail("GET /redis over TLS", &got, child);
+        }
+    }
+    if let Some(db) = &db {
+        let got = get(addr, &format!("/mysql?{}?require_ssl=true", db.url()));
+        let tls = got.1.lines().last().unwrap_or_default();
+        if got.0 != 200
+            || !got.1.starts_with("note:STR n:UINT8\n")
+            || !tls.starts_with("tls ['TLSv1")
+        {
+            fail("GET /mysql over TLS", &got, child);
+        }
     }
     stop(&id, child);
 }

@@ -1,5 +1,6 @@
 //! `fermyon:spin/mysql@2.0.0` and `spin:mysql/mysql@3.0.0` (Spin 4, async), Spin's outbound
-//! MySQL, served with mysql_async (MySQL and MariaDB, plain TCP): a connection may be opened only to a server the component's
+//! MySQL, served with mysql_async (MySQL and MariaDB, over TCP, or TLS when the address says
+//! `require_ssl=true`, verified as [`super::tls`] says): a connection may be opened only to a server the component's
 //! `allowed_outbound_hosts` lists (`mysql://host:port`), otherwise `connection-failed` says
 //! the address is not permitted. Statements run as prepared statements (the binary
 //! protocol), so each column's value comes back as the column's type says: integers signed
@@ -9,7 +10,7 @@
 
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Column, Conn, Opts, Params, Row, Value};
+use mysql_async::{ClientIdentity, Column, Conn, Opts, OptsBuilder, Params, Row, Value};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
@@ -182,6 +183,22 @@ async fn connect(host: &ComponentHost, address: &str) -> Result<MysqlConnection,
         );
         return Err(denied);
     }
+    // TLS (`require_ssl=true` in the address) to a host the component's `[[client_tls]]`
+    // names: its authorities and client certificate.
+    let opts = match (opts.ssl_opts(), host.tls.pem(&name)) {
+        (Some(ssl), Some(pem)) => {
+            let mut ssl = ssl.clone().with_disable_built_in_roots(!pem.web_pki);
+            if let Some(ca) = &pem.ca {
+                ssl = ssl.with_root_certs(vec![ca.clone().into()]);
+            }
+            if let Some((cert, key)) = &pem.identity {
+                let identity = ClientIdentity::new(cert.clone().into(), key.clone().into());
+                ssl = ssl.with_client_identity(Some(identity));
+            }
+            Opts::from(OptsBuilder::from_opts(opts).ssl_opts(ssl))
+        }
+        _ => opts,
+    };
     match Conn::new(opts).await {
         Ok(conn) => Ok(MysqlConnection(Arc::new(Mutex::new(conn)))),
         Err(e) => Err(Error::ConnectionFailed(e.to_string())),

@@ -1,6 +1,7 @@
 //! `fermyon:spin/redis@2.0.0` and `spin:redis/redis@3.0.0` (Spin 4, async), Spin's outbound
 //! Redis interfaces, served with a real Redis client (the `redis` crate, over tokio): a connection may be opened only to an address
-//! the component's `allowed_outbound_hosts` lists (`redis://host:port`), as Spin gates it
+//! the component's `allowed_outbound_hosts` lists (`redis://host:port`, or `rediss://` for
+//! TLS, verified as [`super::tls`] says), as Spin gates it
 //! (`invalid-address` otherwise, with a line in the log). Redis errors come back as
 //! `other(message)`, a reply of the wrong type as `type-error`.
 
@@ -70,7 +71,29 @@ fn open_client(host: &ComponentHost, address: &str) -> Result<redis::Client, Err
         );
         return Err(Error::InvalidAddress);
     }
-    redis::Client::open(address).map_err(|_| Error::InvalidAddress)
+    // `rediss://` to a host the component's `[[client_tls]]` names: its authorities (then
+    // only those) and client certificate; otherwise the web PKI and the platform's roots.
+    let pem = if scheme == "rediss" {
+        host.tls.pem(&name)
+    } else {
+        None
+    };
+    match pem {
+        Some(pem) => redis::Client::build_with_tls(
+            address,
+            redis::TlsCertificates {
+                client_tls: (pem.identity.clone()).map(|(client_cert, client_key)| {
+                    redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }
+                }),
+                root_cert: pem.ca.clone(),
+            },
+        ),
+        None => redis::Client::open(address),
+    }
+    .map_err(|_| Error::InvalidAddress)
 }
 
 /// Runs `cmd` on the connection `conn`, reading the reply as `R`.

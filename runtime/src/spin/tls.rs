@@ -1,5 +1,5 @@
 //! The TLS client configuration of a component's outbound connections (HTTPS, Postgres,
-//! MQTT): the certificate authorities a server's certificate may chain to, the web PKI's
+//! MQTT, Redis, MySQL): the certificate authorities a server's certificate may chain to, the web PKI's
 //! (Mozilla's list, built in, so nothing depends on the node's files) unless the runtime
 //! config's `[[client_tls]]` says otherwise for the host, with the authorities and client
 //! certificate it names; and any a guest adds (Postgres 4.2's `set-ca-root`). rustls with its
@@ -17,7 +17,26 @@ use super::runtime_config::ClientTlsSettings;
 /// The TLS configurations of one component's connections, by host.
 #[derive(Debug, Clone, Default)]
 pub struct ComponentTls {
-    by_host: BTreeMap<String, Arc<ClientConfig>>,
+    by_host: BTreeMap<String, HostTls>,
+}
+
+/// What a `[[client_tls]]` table says for a host: as a rustls configuration, and as the PEM
+/// it was made from (for clients that take PEM: Redis, MySQL).
+#[derive(Debug, Clone)]
+struct HostTls {
+    config: Arc<ClientConfig>,
+    pem: Arc<TlsPem>,
+}
+
+/// A `[[client_tls]]` table's files, read.
+#[derive(Debug)]
+pub struct TlsPem {
+    /// Whether the web PKI's authorities are trusted too.
+    pub web_pki: bool,
+    /// The authorities of `ca_roots_file`.
+    pub ca: Option<Vec<u8>>,
+    /// The client certificate chain and key.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl ComponentTls {
@@ -29,12 +48,16 @@ impl ComponentTls {
             if !table.component_ids.iter().any(|c| c == id) {
                 continue;
             }
-            let config = built(table).map_err(|e| format!("[[client_tls]] #{}: {e}", i + 1))?;
+            let named = |e| format!("[[client_tls]] #{}: {e}", i + 1);
+            let host_tls = HostTls {
+                config: built(table).map_err(named)?,
+                pem: Arc::new(read(table).map_err(named)?),
+            };
             for host in &table.hosts {
                 // The first table that names the host wins.
                 by_host
                     .entry(host.clone())
-                    .or_insert_with(|| config.clone());
+                    .or_insert_with(|| host_tls.clone());
             }
         }
         Ok(ComponentTls { by_host })
@@ -42,8 +65,17 @@ impl ComponentTls {
 
     /// The configuration `[[client_tls]]` gives connections to `host`, if any.
     pub fn configured(&self, host: &str) -> Option<Arc<ClientConfig>> {
+        self.entry(host).map(|h| h.config.clone())
+    }
+
+    /// The files of the `[[client_tls]]` table for `host`, if any.
+    pub fn pem(&self, host: &str) -> Option<Arc<TlsPem>> {
+        self.entry(host).map(|h| h.pem.clone())
+    }
+
+    fn entry(&self, host: &str) -> Option<&HostTls> {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        self.by_host.get(&host).cloned()
+        self.by_host.get(&host)
     }
 
     /// The configuration for connections to `host`: its `[[client_tls]]`'s, else the web
@@ -51,6 +83,20 @@ impl ComponentTls {
     pub fn config(&self, host: &str) -> Arc<ClientConfig> {
         self.configured(host).unwrap_or_else(web_pki)
     }
+}
+
+fn read(table: &ClientTlsSettings) -> Result<TlsPem, String> {
+    let file = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    };
+    Ok(TlsPem {
+        web_pki: table.web_pki_roots,
+        ca: table.ca_roots_file.as_deref().map(file).transpose()?,
+        identity: match &table.client_identity {
+            Some((cert, key)) => Some((file(cert)?, file(key)?)),
+            None => None,
+        },
+    })
 }
 
 fn built(table: &ClientTlsSettings) -> Result<Arc<ClientConfig>, String> {
