@@ -215,7 +215,7 @@ component = "py"
 source = "app.wasm"
 key_value_stores = ["default"]
 sqlite_databases = ["default"]
-allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}", "redis://127.0.0.1:{{ redis_port }}"]
+allowed_outbound_hosts = ["http://127.0.0.1:{{ port }}", "redis://127.0.0.1:{{ redis_port }}", "http://self"]
 variables = { greeting = "{{ greeting }} from Spin 4" }
 "#;
 
@@ -288,6 +288,11 @@ fn a_spin4_python_app_serves(sdk: fixtures::SpinPySdk, name: &str) {
     assert_eq!((big.0, big.1.len()), (200, 1 << 20));
     assert!(big.1.bytes().all(|b| b == b'x'));
     outbound_is_gated(addr, (allowed_port, server), denied_port);
+    // A self-request (WASIp3's client), by route.
+    assert_eq!(
+        get(addr, "/fetch?/headers"),
+        (200, "fetched 200: path-info=/headers route=/...\n".into())
+    );
     assert_eq!(get(addr, "/trap").0, 500);
     assert_eq!(get(addr, "/hello").0, 200);
 
@@ -808,7 +813,7 @@ fn components_chain_through_spin_internal_hosts() {
     let manifest = PY_MANIFEST
         .replace(
             "allowed_outbound_hosts = [\"http://127.0.0.1:{{ port }}\"]",
-            "allowed_outbound_hosts = [\"http://back.spin.internal\", \"http://ghost.spin.internal\"]",
+            "allowed_outbound_hosts = [\"http://back.spin.internal\", \"http://ghost.spin.internal\", \"http://self\"]",
         )
         .replace(
             "[[trigger.http]]\nroute = \"/static-route\"",
@@ -843,10 +848,36 @@ fn components_chain_through_spin_internal_hosts() {
     assert_eq!(get(addr, "/fetch?http://ghost.spin.internal/").0, 502);
     assert_eq!(get(addr, "/").0, 200);
 
+    // Self-requests, by route: to `self.alt`, and to a relative URL.
+    for (url, route, info) in [
+        (
+            "http://self.alt/other/headers?q=2",
+            "/other/...",
+            "/headers",
+        ),
+        ("/headers", "/...", "/headers"),
+    ] {
+        let (status, body) = get(addr, &format!("/fetch?{url}"));
+        assert_eq!(status, 200, "{url}: {body}");
+        for line in [
+            "spin-client-addr: 127.0.0.1:0".to_string(),
+            format!("spin-matched-route: {route}"),
+            format!("spin-path-info: {info}"),
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "{url}: no {line:?} in {body}"
+            );
+        }
+    }
+    // `other` may not send requests to its own app.
+    assert_eq!(get(addr, "/other/fetch?http://self.alt/headers").0, 502);
+
     let ran = stop(&id, child);
     for needle in [
         "component py may not reach http://other.spin.internal:80",
         "no component ghost with an HTTP trigger",
+        "component other may not send requests to its own app (/headers)",
     ] {
         assert!(
             ran.stderr.contains(needle),

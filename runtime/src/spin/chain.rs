@@ -5,6 +5,11 @@
 //! or `http://*.spin.internal`); the target needs an HTTP trigger, and a private route
 //! (`route = { private = true }`) makes it reachable only this way.
 //!
+//! Self-requests (Spin's intra-application requests by route) take the same way: a request
+//! to a relative URL (`/path`, no host) or to `http://self.alt/path` is routed by its path
+//! as a request from outside would be, in-process; the caller needs `http://self` (or
+//! `https://self`) in its `allowed_outbound_hosts`.
+//!
 //! The components' shared state is built before the server, so it holds a [`ServiceChain`]
 //! that the server connects itself to once it exists (a weak reference: the server owns the
 //! components, not the other way round).
@@ -18,6 +23,14 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 /// The domain of the components' own hosts.
 pub const INTERNAL_DOMAIN: &str = ".spin.internal";
+
+/// The host a self-request may name (some SDKs cannot send a URL without one).
+pub const SELF_HOST: &str = "self.alt";
+
+/// Whether a request to `host` (empty for a relative URL) is a self-request.
+pub fn is_self(host: &str) -> bool {
+    host.is_empty() || host.eq_ignore_ascii_case(SELF_HOST)
+}
 
 /// The component that `host` names, if it is `<component>.spin.internal`.
 pub fn target(host: &str) -> Option<&str> {
@@ -34,6 +47,9 @@ pub type Chained = Pin<Box<dyn Future<Output = Result<Response<WasiBody>, HttpEr
 pub trait Dispatch: Send + Sync {
     /// The response of `component` to `req`.
     fn dispatch(self: Arc<Self>, component: &str, req: Request<WasiBody>) -> Chained;
+
+    /// The app's response to `req`, routed by its path (a self-request).
+    fn dispatch_self(self: Arc<Self>, req: Request<WasiBody>) -> Chained;
 }
 
 /// The way from a component to the app's HTTP server, once there is one.
@@ -61,15 +77,22 @@ impl ServiceChain {
     pub fn send(&self, component: &str, req: Request<WasiBody>) -> Chained {
         match self.server.get().and_then(Weak::upgrade) {
             Some(server) => server.dispatch(component, req),
-            None => {
-                eprintln!(
-                    "wasmpod: no HTTP trigger serves component {component}: the app has no \
-                     HTTP server to chain to"
-                );
-                Box::pin(async { Err(HttpError::DestinationNotFound) })
-            }
+            None => no_server(&format!("serves component {component}")),
         }
     }
+
+    /// Sends the self-request `req` to the app's HTTP server.
+    pub fn send_self(&self, req: Request<WasiBody>) -> Chained {
+        match self.server.get().and_then(Weak::upgrade) {
+            Some(server) => server.dispatch_self(req),
+            None => no_server(&format!("answers {}", req.uri().path())),
+        }
+    }
+}
+
+fn no_server(what: &str) -> Chained {
+    eprintln!("wasmpod: no HTTP trigger {what}: the app has no HTTP server to send it to");
+    Box::pin(async { Err(HttpError::DestinationNotFound) })
 }
 
 /// A chain no server is connected to yet (an app without HTTP triggers keeps it so).
@@ -82,6 +105,14 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use http_body_util::{BodyExt, Empty, Full};
+
+    #[test]
+    fn self_requests_have_no_host_or_self_alt() {
+        assert!(is_self(""));
+        assert!(is_self("Self.Alt"));
+        assert!(!is_self("self"));
+        assert!(!is_self("example.com"));
+    }
 
     #[test]
     fn internal_hosts_name_a_component() {
@@ -106,6 +137,10 @@ mod tests {
                         .boxed_unsync(),
                 ))
             })
+        }
+
+        fn dispatch_self(self: Arc<Self>, req: Request<WasiBody>) -> Chained {
+            self.dispatch("self", req)
         }
     }
 
@@ -135,6 +170,9 @@ mod tests {
             .unwrap()
             .to_bytes();
         assert_eq!(body, "b /x");
+        let response = chain.send_self(request()).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "self /x");
         drop(server);
         assert!(chain.send("b", request()).await.is_err());
     }

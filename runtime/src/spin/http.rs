@@ -37,6 +37,10 @@ const RESERVED: [&str; 7] = [
 /// The client address of a chained request, as Spin gives it.
 const CHAINED_CLIENT: &str = "0.0.0.0:0";
 
+/// The client address of a self-request (it comes from the app itself).
+const SELF_CLIENT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
 /// What answers a route.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -119,12 +123,16 @@ type AnsweredBy = Option<(String, Option<String>)>;
 impl SpinHandler {
     /// Answers a request from outside: the runtime's own routes, static responses, or the
     /// routed component (run inside the span `trace`).
-    async fn answer(
+    async fn answer<B>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         client: SocketAddr,
         trace: Option<SpanContext>,
-    ) -> (Response<HyperOutgoingBody>, AnsweredBy) {
+    ) -> (Response<HyperOutgoingBody>, AnsweredBy)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let path = req.uri().path().to_string();
         if let Some(own) = path.strip_prefix(WELL_KNOWN_PREFIX) {
             let response = match own {
@@ -204,6 +212,28 @@ impl Dispatch for SpinHandler {
             .and_then(|v| v.to_str().ok())
             .and_then(SpanContext::from_traceparent);
         Box::pin(async move { Ok(self.run(index, req, headers, trace).await) })
+    }
+
+    /// A self-request: routed by its path as a request from outside is (private routes
+    /// are not reachable), from `127.0.0.1:0`, with `Host: self.alt` unless it names one.
+    fn dispatch_self(self: Arc<Self>, mut req: Request<WasiBody>) -> Chained {
+        let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        match path_and_query.parse() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => {
+                return Box::pin(async { Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid) })
+            }
+        }
+        if !req.headers().contains_key(HOST) {
+            req.headers_mut()
+                .insert(HOST, HeaderValue::from_static(super::chain::SELF_HOST));
+        }
+        let trace = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(SpanContext::from_traceparent);
+        Box::pin(async move { Ok(self.answer(req, SELF_CLIENT, trace).await.0) })
     }
 }
 

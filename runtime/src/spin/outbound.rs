@@ -241,6 +241,14 @@ mod tests {
     }
 
     #[test]
+    fn self_is_a_host_of_its_own() {
+        let a = allowed(&["http://self"]);
+        assert!(a.allows("http", "self", 80));
+        assert!(!a.allows("https", "self", 443));
+        assert!(allowed(&["https://self"]).allows("https", "self", 443));
+    }
+
+    #[test]
     fn sockets_match_addresses() {
         let a = allowed(&["*://localhost:6379", "*://192.168.1.2:*"]);
         assert!(a.allows_socket("127.0.0.1:6379".parse().unwrap()));

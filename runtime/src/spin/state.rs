@@ -194,7 +194,7 @@ impl Limited for SpinState {
 }
 
 /// Checks each outgoing request against the component's allowed hosts, sends those to
-/// `*.spin.internal` to the app's own components, and HTTPS to a host the component's
+/// `*.spin.internal` to the app's own components and self-requests to its routes, and HTTPS to a host the component's
 /// `[[client_tls]]` names over that TLS configuration.
 pub struct OutboundHooks {
     host: Arc<ComponentHost>,
@@ -204,23 +204,60 @@ pub struct OutboundHooks {
 
 type BoxedIo = Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
+/// What sending an outgoing request gives: the response, and its connection's I/O.
+type Sent = Box<
+    dyn std::future::Future<
+            Output = Result<
+                (hyper::http::Response<wasmtime_wasi_http::WasiBody>, BoxedIo),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl OutboundHooks {
+    /// A self-request (a relative URL, or `self.alt`): to the app's own routes, if the
+    /// component may (`http://self` or `https://self` in its `allowed_outbound_hosts`).
+    fn send_self(&self, mut request: hyper::http::Request<wasmtime_wasi_http::WasiBody>) -> Sent {
+        let outbound = &self.host.outbound;
+        if !(outbound.allows("http", "self", 80) || outbound.allows("https", "self", 443)) {
+            eprintln!(
+                "wasmpod: component {} may not send requests to its own app ({}): add \
+                 \"http://self\" to the component's allowed_outbound_hosts",
+                self.host.id,
+                request.uri().path()
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        self.carry_trace(&mut request);
+        let send = self.host.chain.send_self(request);
+        Box::new(async move { Ok((send.await?, Box::new(async { Ok(()) }) as BoxedIo)) })
+    }
+
+    /// Adds the instance's span to `request` as its `traceparent`, unless it has one.
+    fn carry_trace(&self, request: &mut hyper::http::Request<wasmtime_wasi_http::WasiBody>) {
+        if let Some(trace) = self.trace {
+            if !request.headers().contains_key("traceparent") {
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&trace.traceparent()) {
+                    request.headers_mut().insert("traceparent", value);
+                }
+            }
+        }
+    }
+}
+
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
         request: hyper::http::Request<wasmtime_wasi_http::WasiBody>,
         options: Option<wasmtime_wasi_http::RequestOptions>,
         fut: BoxedIo,
-    ) -> Box<
-        dyn std::future::Future<
-                Output = Result<
-                    (hyper::http::Response<wasmtime_wasi_http::WasiBody>, BoxedIo),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
+    ) -> Sent {
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
         let host = uri.host().unwrap_or("").to_string();
+        if chain::is_self(&host) {
+            return self.send_self(request);
+        }
         let port = uri
             .port_u16()
             .or_else(|| default_port(&scheme))
@@ -235,13 +272,7 @@ impl WasiHttpHooks for OutboundHooks {
         }
         _ = fut;
         let mut request = request;
-        if let Some(trace) = self.trace {
-            if !request.headers().contains_key("traceparent") {
-                if let Ok(value) = hyper::header::HeaderValue::from_str(&trace.traceparent()) {
-                    request.headers_mut().insert("traceparent", value);
-                }
-            }
-        }
+        self.carry_trace(&mut request);
         if let Some(target) = chain::target(&host) {
             let send = self.host.chain.send(target, request);
             return Box::new(async move {
