@@ -1158,6 +1158,52 @@ fn a_spin_js_sdk_app_says_hello_and_counts() {
     stop(&id, child);
 }
 
+/// The runtime config's `max_instance_memory`: 8 MiB is too little for the Python
+/// interpreter, so each request's instance fails to start (500, and the log says which limit
+/// refused the growth) while the app serves on; `SPIN_MAX_INSTANCE_MEMORY` in the
+/// container's environment wins over the file.
+#[test]
+fn max_instance_memory_caps_each_instance() {
+    let image = py_image("docker.io/wasmpod/spin-py-memory:e2e", PY_MANIFEST);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(&config, "max_instance_memory = 8388608\n").unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/runtime-config.toml,options=rbind:ro",
+        config.display()
+    );
+    let id = unique_id("spin-memory");
+    let (addr, child) = serve(
+        &image,
+        &id,
+        &["--mount", &mount, "--env", "SPIN_VARIABLE_TOKEN=t"],
+    );
+    assert_eq!(get(addr, "/hello").0, 500);
+    assert_eq!(get(addr, "/.well-known/spin/health").0, 200);
+    let ran = stop(&id, child);
+    assert!(
+        ran.stderr.contains("past its limit of 8 MiB")
+            && ran.stderr.contains("the per-instance memory limit"),
+        "{ran:?}"
+    );
+
+    let id = unique_id("spin-memory-env");
+    let (addr, child) = serve(
+        &image,
+        &id,
+        &[
+            "--mount",
+            &mount,
+            "--env",
+            "SPIN_VARIABLE_TOKEN=t",
+            "--env",
+            "SPIN_MAX_INSTANCE_MEMORY=1Gi",
+        ],
+    );
+    assert_eq!(get(addr, "/hello").0, 200);
+    stop(&id, child);
+}
+
 /// `/runtime-config.toml` (here a bind mount, as a Kubernetes secret with `subPath` is): a
 /// `static` variables provider that beats the container's environment, and a second
 /// key-value store and a second SQLite database the component may open because it lists

@@ -111,6 +111,9 @@ struct Started {
     mqtt_triggers: Vec<MqttTrigger>,
     /// The components' way to the HTTP server, for service chaining.
     chain: Arc<ServiceChain>,
+    /// Bytes one instance may use (`SPIN_MAX_INSTANCE_MEMORY` and the like, else the runtime
+    /// config's `max_instance_memory`), below the container's own cap.
+    instance_memory: Option<u64>,
 }
 
 fn app_error(app: &SpinApp, reason: impl Into<String>) -> RuntimeError {
@@ -251,6 +254,7 @@ impl SpinTriggers {
         let sqlite = Arc::new(SqliteDatabases::new(config.sqlite_databases));
         let chain = chain::unconnected();
         let client_tls = config.client_tls;
+        let max_instance_memory = config.max_instance_memory;
         let mut hosts = Vec::new();
         for c in &app.components {
             let kv_label = unknown_label(&c.key_value_stores, |l| kv.contains(l));
@@ -315,11 +319,15 @@ impl SpinTriggers {
             t.broker.password = expand("password", &t.broker.password)?;
             mqtt_triggers.push(t);
         }
+        let instance_memory = HttpLimits::from_env(env)?
+            .instance_memory
+            .or(max_instance_memory);
         Ok(Started {
             hosts,
             redis_addresses,
             mqtt_triggers,
             chain,
+            instance_memory,
         })
     }
 }
@@ -428,6 +436,7 @@ impl Trigger for SpinTriggers {
             redis_addresses,
             mqtt_triggers,
             chain,
+            instance_memory,
         } = match this.started.clone() {
             Some(started) => started,
             None => this.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?,
@@ -452,7 +461,8 @@ impl Trigger for SpinTriggers {
             })
             .collect();
         let serves_http = !this.app.http_triggers.is_empty();
-        let memory_limit = setup.memory_limit;
+        let guest_limits =
+            GuestLimits::for_container(setup.memory_limit).with_instance_cap(instance_memory);
         let mut http = this.http.into_iter();
         let components: Vec<ServedComponent> = envs
             .iter()
@@ -475,7 +485,7 @@ impl Trigger for SpinTriggers {
                     engine.clone(),
                     watch.clone(),
                     env,
-                    GuestLimits::for_container(memory_limit),
+                    guest_limits.clone(),
                 )));
             }
             // One subscription per Redis server, for all its triggers.
@@ -494,7 +504,7 @@ impl Trigger for SpinTriggers {
                 jobs.push(tokio::spawn(subscription.run(
                     engine.clone(),
                     watch.clone(),
-                    GuestLimits::for_container(memory_limit),
+                    guest_limits.clone(),
                 )));
             }
             // One session per MQTT broker, for all its triggers.
@@ -518,7 +528,7 @@ impl Trigger for SpinTriggers {
                 jobs.push(tokio::spawn(session.run(
                     engine.clone(),
                     watch.clone(),
-                    GuestLimits::for_container(memory_limit),
+                    guest_limits.clone(),
                 )));
             }
             let http = async {
@@ -528,6 +538,7 @@ impl Trigger for SpinTriggers {
                         components,
                         chain,
                         tracer,
+                        instance_memory,
                     };
                     serve_http(&app, served, engine, setup, watch).await
                 } else {
@@ -537,7 +548,16 @@ impl Trigger for SpinTriggers {
             let command = async {
                 match this.command {
                     Some((id, i, pre)) => {
-                        run_command(&id, &envs[i], pre, engine, setup, watch).await
+                        run_command(
+                            &id,
+                            &envs[i],
+                            pre,
+                            engine,
+                            guest_limits.clone(),
+                            setup,
+                            watch,
+                        )
+                        .await
                     }
                     None => std::future::pending().await,
                 }
@@ -570,6 +590,8 @@ struct ServedApp {
     /// Connected to the server once it is made.
     chain: Arc<ServiceChain>,
     tracer: Tracer,
+    /// Bytes one instance may use, when set.
+    instance_memory: Option<u64>,
 }
 
 /// Serves the HTTP triggers until a stop signal, then drains.
@@ -592,7 +614,8 @@ async fn serve_http(
             "{LISTEN_ADDR_ENV}={value:?} is not an address: {e}"
         ))
     })?;
-    let limits = HttpLimits::from_env(&setup.env)?;
+    let mut limits = HttpLimits::from_env(&setup.env)?;
+    limits.instance_memory = limits.instance_memory.or(served.instance_memory);
     let info = serde_json::json!({
         "name": app.name,
         "version": app.version,
@@ -635,6 +658,7 @@ async fn run_command(
     env: &ComponentEnv,
     pre: CommandPre<SpinState>,
     engine: &Engine,
+    limits: GuestLimits,
     setup: &GuestSetup,
     watch: &TerminationWatch,
 ) -> Result<GuestOutcome, RuntimeError> {
@@ -644,11 +668,7 @@ async fn run_command(
     let mut argv = vec![env.host.id.clone()];
     argv.extend(setup.args.iter().skip(1).cloned());
     wasi.inherit_stdin().args(&argv);
-    let state = SpinState::new(
-        wasi,
-        GuestLimits::for_container(setup.memory_limit),
-        env.host.clone(),
-    );
+    let state = SpinState::new(wasi, limits, env.host.clone());
     let mut store = state.into_store(engine, watch);
     let span = env.span(format!("command {trigger}"), SpanKind::Internal, trigger);
     let run = async {

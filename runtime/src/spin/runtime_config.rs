@@ -1,7 +1,8 @@
 //! Spin's runtime configuration file (`/runtime-config.toml` in the container when present):
 //! the state directory, key-value stores and SQLite databases (`type = "spin"` with a
-//! `path`), variables providers (`static`, `env`), and `[[client_tls]]` (the authorities and
-//! client certificate of a component's TLS connections to some hosts). Relative paths are relative to the file's directory. What
+//! `path`), variables providers (`static`, `env`), `[[client_tls]]` (the authorities and
+//! client certificate of a component's TLS connections to some hosts) and
+//! `max_instance_memory`. Relative paths are relative to the file's directory. What
 //! wasmpod does not implement yet is refused with its name, or (for settings that only tune
 //! a service wasmpod lacks) logged and ignored.
 
@@ -31,6 +32,8 @@ pub struct RuntimeConfig {
     pub providers: Vec<Provider>,
     /// `[[client_tls]]` tables, in order (the first that names a component and host wins).
     pub client_tls: Vec<ClientTlsSettings>,
+    /// `max_instance_memory`: bytes one instance may use.
+    pub max_instance_memory: Option<u64>,
 }
 
 /// One `[[client_tls]]` table: for connections of `component_ids` to `hosts` (names, no
@@ -159,6 +162,7 @@ impl RuntimeConfig {
             sqlite_databases: BTreeMap::new(),
             providers: Vec::new(),
             client_tls: Vec::new(),
+            max_instance_memory: None,
         })
     }
 
@@ -186,7 +190,6 @@ impl RuntimeConfig {
         let ignored = [
             ("llm_compute", raw.llm_compute.is_some()),
             ("outbound_http", raw.outbound_http.is_some()),
-            ("max_instance_memory", raw.max_instance_memory.is_some()),
         ];
         for (name, set) in ignored {
             if set {
@@ -262,6 +265,7 @@ impl RuntimeConfig {
             sqlite_databases,
             providers,
             client_tls,
+            max_instance_memory: raw.max_instance_memory,
         })
     }
 }
