@@ -514,17 +514,45 @@ pub fn componentized(module: &[u8]) -> Vec<u8> {
 }
 
 fn spin_rust_build(kv: bool) -> Vec<u8> {
+    let variant = if kv { "kv" } else { "hello" };
+    rust_wasm_build("spin-rust", "spin_rust_hello", variant, !kv)
+}
+
+/// A release of Spin's Rust SDK for Spin 4 (an async handler and async Spin calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpinRustSdk {
+    /// spin-sdk 6 (`test/fixtures/spin-rust6`).
+    V6,
+    /// spin-sdk 7 (`test/fixtures/spin-rust7`, the same source).
+    V7,
+}
+
+/// The Spin 4 Rust app built with `sdk` for `wasm32-wasip1`, as [`spin_rust_module`] is
+/// built: a core module the host componentizes.
+pub fn spin_rust_p3_module(sdk: SpinRustSdk) -> Vec<u8> {
+    match sdk {
+        SpinRustSdk::V6 => rust_wasm_build("spin-rust6", "spin_rust6_hello", "hello", false),
+        SpinRustSdk::V7 => rust_wasm_build("spin-rust7", "spin_rust7_hello", "hello", false),
+    }
+}
+
+/// The `wasm32-wasip1` build of the crate `test/fixtures/<fixture>` (its library `lib`),
+/// without its default features if `no_default_features`; `variant` names that build.
+/// Built with the toolchain `make setup` installs under `.work/rust-wasm` (or
+/// `$WASMPOD_RUST_WASM`, a directory holding its `env` script), once per source.
+fn rust_wasm_build(fixture: &str, lib: &str, variant: &str, no_default_features: bool) -> Vec<u8> {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/spin-rust");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(fixture);
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     for file in ["Cargo.toml", "Cargo.lock", "src/lib.rs"] {
         let bytes = std::fs::read(src.join(file)).expect("fixture source");
         sha2::Digest::update(&mut hasher, &bytes);
     }
     let digest = hex::encode(sha2::Digest::finalize(hasher));
-    let variant = if kv { "kv" } else { "hello" };
-    let out = dir().join(format!("spin-rust-{variant}-{}.wasm", &digest[..16]));
+    let out = dir().join(format!("{fixture}-{variant}-{}.wasm", &digest[..16]));
     if let Ok(bytes) = std::fs::read(&out) {
         return bytes;
     }
@@ -534,7 +562,7 @@ fn spin_rust_build(kv: bool) -> Vec<u8> {
     let target_dir = toolchain.join("target");
     let mut cargo = Command::new(toolchain.join("env"));
     cargo.args(["cargo", "build", "--quiet", "--release", "--locked"]);
-    if !kv {
+    if no_default_features {
         cargo.arg("--no-default-features");
     }
     let status = cargo
@@ -551,8 +579,8 @@ fn spin_rust_build(kv: bool) -> Vec<u8> {
                 toolchain.display()
             )
         });
-    assert!(status.success(), "cargo failed on the Spin Rust app");
-    let built = target_dir.join("wasm32-wasip1/release/spin_rust_hello.wasm");
+    assert!(status.success(), "cargo failed on {fixture}");
+    let built = target_dir.join(format!("wasm32-wasip1/release/{lib}.wasm"));
     let bytes = std::fs::read(&built).expect("read the built module");
     std::fs::write(&out, &bytes).expect("keep the built module");
     bytes

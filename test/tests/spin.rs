@@ -1138,6 +1138,67 @@ fn the_spin_rust_sdk_hello_and_key_value_counter() {
     stop(&id, child);
 }
 
+const RUST_P3_MANIFEST: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "rust6-hello"
+
+[variables]
+greeting = { default = "hi" }
+
+[[trigger.http]]
+route = "/..."
+component = "rust"
+
+[component.rust]
+source = "app.wasm"
+key_value_stores = ["default"]
+variables = { greeting = "{{ greeting }} from Rust" }
+"#;
+
+/// A Spin 4 app built with Spin's Rust SDK `sdk` (`wasm32-wasip1`, componentized at load):
+/// its async handler answers through WASIp3, counts with the async key-value interface,
+/// reads a variable, and gets `access-denied` for a store it does not list.
+fn a_spin4_rust_app_serves(sdk: fixtures::SpinRustSdk, name: &str) {
+    let image = spin_image(
+        &format!("docker.io/wasmpod/{name}:e2e"),
+        RUST_P3_MANIFEST,
+        &[("/app.wasm", fixtures::spin_rust_p3_module(sdk))],
+    );
+    let id = unique_id(name);
+    let (addr, child) = serve(&image, &id, &["--env", "SPIN_VARIABLE_GREETING=hello"]);
+    let hello = get(addr, "/hi");
+    if hello != (200, "hello from a Spin 4 Rust app: /hi\n".to_string()) {
+        let ran = stop(&id, child);
+        panic!("GET /hi: {hello:?}; the app's log: {}", ran.stderr);
+    }
+    assert_eq!(get(addr, "/count"), (200, "count=1\n".into()));
+    assert_eq!(get(addr, "/count"), (200, "count=2\n".into()));
+    assert_eq!(
+        get(addr, "/var"),
+        (200, "greeting=hello from Rust\n".into())
+    );
+    let denied = get(addr, "/denied");
+    assert!(
+        denied.0 == 200 && denied.1.starts_with("denied: "),
+        "{denied:?}"
+    );
+    stop(&id, child);
+}
+
+/// Spin's Rust SDK 6.
+#[test]
+fn a_spin4_rust_sdk6_app_serves_through_wasip3() {
+    a_spin4_rust_app_serves(fixtures::SpinRustSdk::V6, "spin-rust6");
+}
+
+/// Spin's Rust SDK 7.
+#[test]
+fn a_spin4_rust_sdk7_app_serves_through_wasip3() {
+    a_spin4_rust_app_serves(fixtures::SpinRustSdk::V7, "spin-rust7");
+}
+
 /// A Spin app built with Spin's JS build tools (componentize-js): hello and a counter in the
 /// default store, through `fermyon:spin/key-value`.
 #[test]
