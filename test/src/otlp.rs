@@ -1,5 +1,7 @@
-//! A small OTLP/HTTP traces receiver of our own, on loopback: it answers `POST /v1/traces`
-//! with 200 and keeps the spans it was sent, read from the protobuf with a wire-format reader
+//! A small OTLP traces receiver of our own, on loopback: over HTTP ([`Receiver::start`]) it
+//! answers `POST /v1/traces` with 200, over gRPC ([`Receiver::start_grpc`], HTTP/2 with the
+//! `h2` crate) it answers `TraceService/Export` with `grpc-status: 0`; it keeps the spans it
+//! was sent, read from the protobuf with a wire-format reader
 //! written here (field numbers from opentelemetry-proto's `trace.proto`), not with the shim's
 //! own message types, so a wrong field number in the shim shows up as a missing field here.
 
@@ -49,6 +51,31 @@ impl Receiver {
                 let kept = kept.clone();
                 std::thread::spawn(move || serve(stream, &kept));
             }
+        });
+        Receiver { addr, spans }
+    }
+
+    /// Starts one that speaks OTLP/gRPC (HTTP/2 without TLS) on a free loopback port.
+    pub fn start_grpc() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the OTLP receiver");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let addr = listener.local_addr().expect("its address");
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let kept = spans.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the receiver");
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve_grpc(stream, kept.clone()));
+                }
+            });
         });
         Receiver { addr, spans }
     }
@@ -121,6 +148,60 @@ fn serve(stream: std::net::TcpStream, spans: &Mutex<Vec<ReceivedSpan>>) {
         if writer.write_all(reply.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// The gRPC method an OTLP exporter calls.
+const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Answers the calls of one HTTP/2 connection.
+async fn serve_grpc(stream: tokio::net::TcpStream, spans: Arc<Mutex<Vec<ReceivedSpan>>>) {
+    let Ok(mut connection) = h2::server::handshake(stream).await else {
+        return;
+    };
+    while let Some(Ok((request, mut respond))) = connection.accept().await {
+        let spans = spans.clone();
+        tokio::spawn(async move {
+            let grpc = request.uri().path() == GRPC_EXPORT
+                && request
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            let mut body = request.into_body();
+            let mut bytes = Vec::new();
+            while let Some(Ok(chunk)) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            // One uncompressed frame: a zero flag, the length, the message.
+            let message = match bytes.split_first() {
+                Some((0, rest)) if rest.len() >= 4 => {
+                    let length = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                    rest.get(4..4 + length as usize)
+                }
+                _ => None,
+            };
+            let status = match message {
+                Some(message) if grpc => {
+                    spans.lock().expect("the span list").extend(decode(message));
+                    "0"
+                }
+                _ => "12",
+            };
+            let response = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc")
+                .body(())
+                .expect("a response");
+            let Ok(mut send) = respond.send_response(response, false) else {
+                return;
+            };
+            // An empty `ExportTraceServiceResponse`, then the status.
+            let _ = send.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), false);
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+            let _ = send.send_trailers(trailers);
+        });
     }
 }
 

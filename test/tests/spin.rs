@@ -592,6 +592,7 @@ fn client_tls_trusts_a_private_ca_and_presents_a_client_certificate() {
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` set: each request is a server span sent to an OTLP
 /// receiver (ours, on loopback) in protobuf, named after its route, a child of the request's
 /// `traceparent`, failed when the answer is a 5xx; the last spans are flushed on SIGTERM.
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` sends them over OTLP/gRPC instead.
 /// `OTEL_SDK_DISABLED=true` sends nothing; a bad endpoint is said in the log, and the app
 /// serves on.
 #[test]
@@ -601,25 +602,25 @@ fn requests_are_spans_exported_over_otlp() {
     let endpoint = format!("OTEL_EXPORTER_OTLP_ENDPOINT={}", receiver.endpoint());
     let (upstream_port, upstream) = upstream_once();
     let upstream_var = format!("SPIN_VARIABLE_PORT={upstream_port}");
-    // The app with `TOKEN` (it needs one), the upstream it may fetch from, and `env`.
-    let serve_with = |name: &str, env: &str| {
+    // The app with `TOKEN` (it needs one), the upstream it may fetch from, and `envs` (which
+    // win over those).
+    let serve_with_all = |name: &str, envs: &[&str]| {
         let id = unique_id(name);
-        let (addr, child) = serve(
-            &image,
-            &id,
-            &[
-                "--env",
-                "TOKEN=t",
-                "--env",
-                &endpoint,
-                "--env",
-                &upstream_var,
-                "--env",
-                env,
-            ],
-        );
+        let mut flags = vec![
+            "--env",
+            "TOKEN=t",
+            "--env",
+            &endpoint,
+            "--env",
+            &upstream_var,
+        ];
+        for env in envs {
+            flags.extend(["--env", env]);
+        }
+        let (addr, child) = serve(&image, &id, &flags);
         (id, addr, child)
     };
+    let serve_with = |name: &str, env: &str| serve_with_all(name, &[env]);
     let (id, addr, child) = serve_with("spin-otel", "OTEL_SERVICE_NAME=shop");
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent = "00f067aa0ba902b7";
@@ -700,6 +701,23 @@ fn requests_are_spans_exported_over_otlp() {
         receiver.spans().len(),
         before,
         "spans sent with OTEL_SDK_DISABLED=true"
+    );
+
+    // OTLP/gRPC (the later endpoint wins): the same spans, to a gRPC receiver.
+    let grpc = otlp::Receiver::start_grpc();
+    let grpc_endpoint = format!("OTEL_EXPORTER_OTLP_ENDPOINT={}", grpc.endpoint());
+    let (id, addr, child) = serve_with_all(
+        "spin-otel-grpc",
+        &[&grpc_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"],
+    );
+    assert_eq!(get(addr, "/count").0, 200);
+    let ran = stop(&id, child);
+    let spans = grpc.wait_for(Duration::from_secs(10), |s| !s.is_empty());
+    assert!(
+        spans.iter().any(|s| s.name == "GET /..."
+            && s.attributes.get("url.path").map(String::as_str) == Some("/count")),
+        "no span over gRPC: {spans:#?}; the app's log: {}",
+        ran.stderr
     );
 
     // A bad endpoint: telemetry is off, said in the log, and the app serves.

@@ -1,7 +1,8 @@
 //! Where spans go, from the container's environment, as the OpenTelemetry SDKs (and Spin) read
 //! it: export is on when `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as it is) or
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (plus `/v1/traces`) is set, and `OTEL_SDK_DISABLED` is not
-//! `true`. `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` must be `http/protobuf` (the default);
+//! `true`. `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` is `http/protobuf` (the default) or
+//! `grpc` (OTLP/gRPC: the endpoint's scheme and authority, the `TraceService/Export` method);
 //! `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` (`k=v,k=v`, values percent-decoded) and
 //! `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` (milliseconds, default 10000) are honoured;
 //! `OTEL_SERVICE_NAME` (default `spin`) and `OTEL_RESOURCE_ATTRIBUTES` describe the resource.
@@ -19,11 +20,25 @@ pub enum TelemetryConfig {
     Otlp(OtlpConfig),
 }
 
-/// An OTLP/HTTP traces endpoint and what to send it.
+/// How spans travel to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/HTTP, a protobuf body (`http/protobuf`).
+    HttpProtobuf,
+    /// OTLP/gRPC over HTTP/2 (`grpc`): cleartext for `http://`, TLS for `https://`.
+    Grpc,
+}
+
+/// The gRPC method spans are exported with.
+pub const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// An OTLP traces endpoint and what to send it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpConfig {
-    /// Where batches are POSTed (`.../v1/traces`).
+    /// Where batches are POSTed (`.../v1/traces`, or the gRPC method).
     pub endpoint: Uri,
+    /// How.
+    pub protocol: Protocol,
     /// Extra request headers.
     pub headers: Vec<(String, String)>,
     /// How long one export may take.
@@ -56,16 +71,28 @@ impl TelemetryConfig {
         if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Ok(TelemetryConfig::Off);
         }
+        let protocol = match traces("OTEL_EXPORTER_OTLP_PROTOCOL") {
+            None => Protocol::HttpProtobuf,
+            Some((_, p)) if p == "http/protobuf" => Protocol::HttpProtobuf,
+            Some((_, p)) if p == "grpc" => Protocol::Grpc,
+            Some((name, protocol)) => {
+                return Err(format!(
+                    "{name}={protocol:?}: wasmpod exports spans with OTLP over HTTP in \
+                     protobuf (http/protobuf) or over gRPC (grpc)"
+                ))
+            }
+        };
         // (the variable, its value, the URL spans go to)
         let (name, value, url) = match (
             var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             var("OTEL_EXPORTER_OTLP_ENDPOINT"),
         ) {
             (Some(full), _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", full.clone(), full),
-            (None, Some(base)) => {
+            (None, Some(base)) if protocol == Protocol::HttpProtobuf => {
                 let url = format!("{}/v1/traces", base.trim_end_matches('/'));
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", base, url)
             }
+            (None, Some(base)) => ("OTEL_EXPORTER_OTLP_ENDPOINT", base.clone(), base),
             (None, None) => return Ok(TelemetryConfig::Off),
         };
         let uri: Uri = url
@@ -76,14 +103,15 @@ impl TelemetryConfig {
                 "{name}={value:?} is not an http:// or https:// URL"
             ));
         }
-        if let Some((name, protocol)) = traces("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            if protocol != "http/protobuf" {
-                return Err(format!(
-                    "{name}={protocol:?}: wasmpod exports spans with OTLP over HTTP in \
-                     protobuf (http/protobuf) only"
-                ));
+        // gRPC calls one method at the endpoint's authority, whatever its path.
+        let uri = match protocol {
+            Protocol::HttpProtobuf => uri,
+            Protocol::Grpc => {
+                let mut parts = uri.into_parts();
+                parts.path_and_query = Some(GRPC_EXPORT_PATH.parse().expect("a path"));
+                Uri::from_parts(parts).map_err(|e| format!("{name}={value:?}: {e}"))?
             }
-        }
+        };
         let headers = match traces("OTEL_EXPORTER_OTLP_HEADERS") {
             Some((name, list)) => {
                 parse_pairs(&list).map_err(|e| format!("{name}={list:?}: {e}"))?
@@ -115,6 +143,7 @@ impl TelemetryConfig {
         resource.insert(0, ("service.name".to_string(), service));
         Ok(TelemetryConfig::Otlp(OtlpConfig {
             endpoint: uri,
+            protocol,
             headers,
             timeout,
             resource,
@@ -224,6 +253,32 @@ mod tests {
     }
 
     #[test]
+    fn grpc_calls_the_export_method_at_the_endpoint() {
+        let c = otlp(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]);
+        assert_eq!(c.protocol, Protocol::Grpc);
+        assert_eq!(
+            c.endpoint,
+            format!("http://collector:4317{GRPC_EXPORT_PATH}").as_str()
+        );
+        let c = otlp(&[
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://x.example:443/ignored",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+        ]);
+        assert_eq!(
+            c.endpoint,
+            format!("https://x.example:443{GRPC_EXPORT_PATH}").as_str()
+        );
+        let c = otlp(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]);
+        assert_eq!(c.protocol, Protocol::HttpProtobuf);
+    }
+
+    #[test]
     fn bad_values_are_named() {
         for (pairs, needle) in [
             (
@@ -233,9 +288,9 @@ mod tests {
             (
                 vec![
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
                 ],
-                "http/protobuf",
+                "(grpc)",
             ),
             (
                 vec![

@@ -1,7 +1,7 @@
 //! OpenTelemetry traces of a Spin app: one span per HTTP request (a `server` span named
 //! `METHOD route`, a child of the request's W3C `traceparent` when it has one) and one per
-//! trigger run (cron tick, Redis or MQTT message), exported in batches to an OTLP/HTTP
-//! endpoint ([`config`], [`otlp`]) by a task of the app's runtime. Spans are queued without
+//! trigger run (cron tick, Redis or MQTT message), exported in batches to an OTLP endpoint
+//! over HTTP or gRPC ([`config`], [`otlp`], [`grpc`]) by a task of the app's runtime. Spans are queued without
 //! waiting; a full queue drops spans (said once in the log) rather than slowing requests. On
 //! stop the queue is flushed, within a bound.
 
@@ -12,9 +12,10 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::mpsc;
 
 pub mod config;
+pub mod grpc;
 pub mod otlp;
 
-pub use config::{OtlpConfig, TelemetryConfig};
+pub use config::{OtlpConfig, Protocol, TelemetryConfig};
 
 /// Spans waiting to be exported, at most.
 const QUEUE: usize = 2048;
@@ -355,8 +356,18 @@ async fn export(
     }
 }
 
-/// POSTs one encoded request to the endpoint.
+/// Sends one encoded request to the endpoint, as its protocol says.
 async fn send(config: &OtlpConfig, body: Vec<u8>) -> Result<(), String> {
+    match config.protocol {
+        Protocol::HttpProtobuf => post(config, body).await,
+        Protocol::Grpc => tokio::time::timeout(config.timeout, grpc::export(config, &body))
+            .await
+            .map_err(|_| format!("no answer within {:?}", config.timeout))?,
+    }
+}
+
+/// POSTs one encoded request to the endpoint (OTLP/HTTP).
+async fn post(config: &OtlpConfig, body: Vec<u8>) -> Result<(), String> {
     let mut request = hyper::Request::post(config.endpoint.clone())
         .header(hyper::header::CONTENT_TYPE, "application/x-protobuf");
     for (name, value) in &config.headers {
