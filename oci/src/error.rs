@@ -35,6 +35,22 @@ pub enum OciError {
         /// What it is instead.
         what: &'static str,
     },
+    /// A `#!` script whose interpreter is not in the container.
+    #[error("entrypoint {script} is a script for {interpreter}, which is not in the container")]
+    MissingInterpreter {
+        /// The script, as the container sees it.
+        script: String,
+        /// The interpreter its first line names.
+        interpreter: String,
+    },
+    /// The process's working directory cannot be made.
+    #[error("working directory {cwd:?}: {reason}")]
+    Cwd {
+        /// The working directory, as the spec gives it.
+        cwd: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A symlink loop or a chain too long to follow.
     #[error("too many levels of symbolic links while resolving {0:?}")]
     SymlinkLoop(String),

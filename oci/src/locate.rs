@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{EntrypointKind, WasmKind};
-use crate::resolve::resolve_entrypoint;
+use crate::classify::{EntrypointKind, NativeKind, WasmKind};
+use crate::resolve::{host_path, resolve_entrypoint, resolve_in_root};
 use crate::spin::{rootfs as spin_rootfs, SpinApp};
 use crate::workload::{env_and_cwd, Confinement, WorkloadSpec};
 use crate::OciError;
@@ -253,14 +253,49 @@ fn program_in(
             path: entry.in_container,
             host_path: entry.on_host,
         }),
-        EntrypointKind::Native(_) => Ok(Program::Native {
-            path: entry.in_container,
-            host_path: entry.on_host,
-        }),
+        EntrypointKind::Native(kind) => {
+            if kind == NativeKind::Script {
+                check_interpreter(rootfs, &entry.in_container, &entry.on_host)?;
+            }
+            Ok(Program::Native {
+                path: entry.in_container,
+                host_path: entry.on_host,
+            })
+        }
         EntrypointKind::Unknown => Err(OciError::NotRunnable {
             path: entry.in_container.display().to_string(),
             what: EntrypointKind::Unknown.describe(),
         }),
+    }
+}
+
+/// The interpreter a `#!` script names (an absolute path) must be a file in the container:
+/// the kernel's `execve` would fail with a bare "No such file or directory" otherwise.
+fn check_interpreter(rootfs: &Path, script: &Path, on_host: &Path) -> Result<(), OciError> {
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(on_host)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(OciError::io("read", on_host))?;
+    let line = head[..n].strip_prefix(b"#!").unwrap_or(&head[..n]);
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let Some(interpreter) = line
+        .split_whitespace()
+        .next()
+        .filter(|i| i.starts_with('/'))
+    else {
+        return Ok(());
+    };
+    let found = resolve_in_root(rootfs, Path::new(interpreter))
+        .map(|p| host_path(rootfs, &p))
+        .is_ok_and(|p| p.is_file());
+    if found {
+        Ok(())
+    } else {
+        Err(OciError::MissingInterpreter {
+            script: script.display().to_string(),
+            interpreter: interpreter.to_string(),
+        })
     }
 }
 
@@ -335,6 +370,25 @@ mod tests {
             }
         );
         assert_eq!(w.program.wasm_kind(), None);
+    }
+
+    #[test]
+    fn a_script_needs_its_interpreter_in_the_container() {
+        let root = rootfs();
+        std::fs::write(root.path().join("ok.sh"), b"#! /bin/sh -e\necho hi\n").unwrap();
+        std::fs::write(root.path().join("bad.sh"), b"#!/usr/bin/nope\n").unwrap();
+        std::fs::write(root.path().join("env.sh"), b"#!env\n").unwrap();
+        assert!(matches!(
+            locate(&spec_in(root.path(), &["/ok.sh"])),
+            Ok(Located::Found(_))
+        ));
+        let err = locate(&spec_in(root.path(), &["/bad.sh"])).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "entrypoint /bad.sh is a script for /usr/bin/nope, which is not in the container"
+        );
+        // A relative interpreter is left to the kernel.
+        assert!(locate(&spec_in(root.path(), &["/env.sh"])).is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! an absolute path, a path relative to the working directory, or a bare name looked up in
 //! `PATH`. Symlinks are followed with the rootfs as `/`, so a link can never escape it.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::OciError;
@@ -128,6 +129,39 @@ pub fn resolve_in_root(rootfs: &Path, path: &Path) -> Result<PathBuf, OciError> 
     Ok(resolved)
 }
 
+/// Makes sure the directory `dir` (absolute, in-container) exists in `rootfs`, creating what
+/// is missing (mode 0755), as runc does for a container's working directory; symlinks are
+/// followed inside the root. The error says which part is not a directory.
+pub fn ensure_dir(rootfs: &Path, dir: &Path) -> Result<PathBuf, OciError> {
+    let not_a_dir = |reason: String| OciError::Cwd {
+        cwd: dir.display().to_string(),
+        reason,
+    };
+    let mut current = PathBuf::from("/");
+    for part in components_of(dir) {
+        let resolved = resolve_in_root(rootfs, &current.join(&part))?;
+        let on_host = host_path(rootfs, &resolved);
+        match std::fs::metadata(&on_host) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(not_a_dir(format!(
+                    "{} is not a directory",
+                    resolved.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&on_host)
+                    .map_err(|e| not_a_dir(format!("cannot create {}: {e}", resolved.display())))?;
+            }
+            Err(e) => return Err(OciError::io("stat", on_host)(e)),
+        }
+        current = resolved;
+    }
+    Ok(current)
+}
+
 fn components_of(path: &Path) -> Vec<std::ffi::OsString> {
     path.components()
         .filter_map(|c| match c {
@@ -157,6 +191,30 @@ mod tests {
         symlink("loop2", r.join("app/loop1")).unwrap();
         symlink("loop1", r.join("app/loop2")).unwrap();
         dir
+    }
+
+    #[test]
+    fn working_directories_are_made_inside_the_root() {
+        let root = rootfs();
+        let r = root.path();
+        assert_eq!(
+            ensure_dir(r, Path::new("/app/sub")).unwrap(),
+            Path::new("/app/sub")
+        );
+        assert_eq!(
+            ensure_dir(r, Path::new("/work/a/b")).unwrap(),
+            Path::new("/work/a/b")
+        );
+        assert!(r.join("work/a/b").is_dir());
+        // Through a symlink, still inside the root.
+        symlink("/srv", r.join("app/srv-link")).unwrap();
+        ensure_dir(r, Path::new("/app/srv-link/x")).unwrap();
+        assert!(r.join("srv/x").is_dir());
+        let err = ensure_dir(r, Path::new("/hello.wasm/x")).unwrap_err();
+        assert!(
+            err.to_string().contains("/hello.wasm is not a directory"),
+            "{err}"
+        );
     }
 
     #[test]

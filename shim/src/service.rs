@@ -195,6 +195,10 @@ impl TaskService {
             .map(|p| ContainerCgroup::new(p, driver))
             .transpose()
             .map_err(ShimError::InvalidArgument)?;
+        // A working directory the image lacks is made, as runc makes it.
+        if spec.cwd.starts_with('/') {
+            wasmpod_oci::resolve::ensure_dir(&spec.rootfs, Path::new(&spec.cwd))?;
+        }
         let workload = match locate(&spec)? {
             Located::Found(workload) => workload,
             // Not a file in the rootfs: the image may carry the Wasm as a layer.

@@ -375,6 +375,20 @@ fn bad_input_fails_with_a_clear_message_and_leaks_nothing() {
         dir.path(),
     );
     expect_create_error(&noargs, &[], "process.args is empty");
+    // A native script whose interpreter the image lacks is named at Create.
+    let dir = tempfile::tempdir().unwrap();
+    let script = import(
+        &ImageBuilder::new("docker.io/wasmpod/noshell:e2e")
+            .platform("linux", "amd64")
+            .file("/run.sh", b"#!/bin/nope\necho hi\n".to_vec(), 0o755),
+        "docker.io/wasmpod/noshell:e2e",
+        dir.path(),
+    );
+    expect_create_error(
+        &script,
+        &["/run.sh"],
+        "entrypoint /run.sh is a script for /bin/nope, which is not in the container",
+    );
 
     // A shim serving a pod keeps serving it after a bad container.
     let group = format!("io.kubernetes.cri.sandbox-id={}", unique_id("grp"));
@@ -702,6 +716,34 @@ fn a_memory_bomb_fails_inside_the_guest() {
         "the bomb traps when memory.grow fails: {ran:?}"
     );
     assert!(ran.stderr.contains("past its limit of 48 MiB"), "{ran:?}");
+}
+
+/// A working directory the image lacks is made, as runc makes it; one that a file is in the
+/// way of fails Create saying so.
+#[test]
+fn a_missing_working_directory_is_made() {
+    let busybox = busybox_image();
+    let ran = run_with(
+        &["--cwd", "/not/there/yet"],
+        &busybox,
+        &["/bin/busybox", "pwd"],
+    );
+    assert_eq!(
+        (ran.code, ran.stdout.trim()),
+        (0, "/not/there/yet"),
+        "{ran:?}"
+    );
+    let ran = run_with(
+        &["--cwd", "/bin/busybox/x"],
+        &busybox,
+        &["/bin/busybox", "pwd"],
+    );
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("working directory \"/bin/busybox/x\": /bin/busybox is not a directory"),
+        "{ran:?}"
+    );
 }
 
 /// A native process that outgrows its container's memory limit is OOM-killed by the cgroup:
