@@ -111,9 +111,10 @@ struct Started {
     mqtt_triggers: Vec<MqttTrigger>,
     /// The components' way to the HTTP server, for service chaining.
     chain: Arc<ServiceChain>,
-    /// Bytes one instance may use (`SPIN_MAX_INSTANCE_MEMORY` and the like, else the runtime
-    /// config's `max_instance_memory`), below the container's own cap.
-    instance_memory: Option<u64>,
+    /// The HTTP limits from the environment; their `instance_memory` (bytes one instance of
+    /// any trigger may use, below the container's own cap) falls back to the runtime
+    /// config's `max_instance_memory`.
+    limits: HttpLimits,
 }
 
 fn app_error(app: &SpinApp, reason: impl Into<String>) -> RuntimeError {
@@ -319,15 +320,14 @@ impl SpinTriggers {
             t.broker.password = expand("password", &t.broker.password)?;
             mqtt_triggers.push(t);
         }
-        let instance_memory = HttpLimits::from_env(env)?
-            .instance_memory
-            .or(max_instance_memory);
+        let mut limits = HttpLimits::from_env(env)?;
+        limits.instance_memory = limits.instance_memory.or(max_instance_memory);
         Ok(Started {
             hosts,
             redis_addresses,
             mqtt_triggers,
             chain,
-            instance_memory,
+            limits,
         })
     }
 }
@@ -436,7 +436,7 @@ impl Trigger for SpinTriggers {
             redis_addresses,
             mqtt_triggers,
             chain,
-            instance_memory,
+            limits,
         } = match this.started.clone() {
             Some(started) => started,
             None => this.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?,
@@ -462,7 +462,7 @@ impl Trigger for SpinTriggers {
             .collect();
         let serves_http = !this.app.http_triggers.is_empty();
         let guest_limits =
-            GuestLimits::for_container(setup.memory_limit).with_instance_cap(instance_memory);
+            GuestLimits::for_container(setup.memory_limit).with_instance_cap(limits.instance_memory);
         let mut http = this.http.into_iter();
         let components: Vec<ServedComponent> = envs
             .iter()
@@ -538,7 +538,7 @@ impl Trigger for SpinTriggers {
                         components,
                         chain,
                         tracer,
-                        instance_memory,
+                        limits,
                     };
                     serve_http(&app, served, engine, setup, watch).await
                 } else {
@@ -590,8 +590,8 @@ struct ServedApp {
     /// Connected to the server once it is made.
     chain: Arc<ServiceChain>,
     tracer: Tracer,
-    /// Bytes one instance may use, when set.
-    instance_memory: Option<u64>,
+    /// The server's limits.
+    limits: HttpLimits,
 }
 
 /// Serves the HTTP triggers until a stop signal, then drains.
@@ -614,8 +614,7 @@ async fn serve_http(
             "{LISTEN_ADDR_ENV}={value:?} is not an address: {e}"
         ))
     })?;
-    let mut limits = HttpLimits::from_env(&setup.env)?;
-    limits.instance_memory = limits.instance_memory.or(served.instance_memory);
+    let limits = served.limits;
     let info = serde_json::json!({
         "name": app.name,
         "version": app.version,
