@@ -461,8 +461,8 @@ impl Trigger for SpinTriggers {
             })
             .collect();
         let serves_http = !this.app.http_triggers.is_empty();
-        let guest_limits =
-            GuestLimits::for_container(setup.memory_limit).with_instance_cap(limits.instance_memory);
+        let guest_limits = GuestLimits::for_container(setup.memory_limit)
+            .with_instance_cap(limits.instance_memory);
         let mut http = this.http.into_iter();
         let components: Vec<ServedComponent> = envs
             .iter()

@@ -156,18 +156,7 @@ async fn open(
     keep_alive_interval_in_secs: u64,
 ) -> Result<MqttConnection, Error> {
     let parsed = parse_address(address)?;
-    if !host
-        .outbound
-        .allows(parsed.scheme(), &parsed.host, parsed.port)
-    {
-        eprintln!(
-            "wasmpod: component {} may not reach {}://{}:{}: it is not in the \
-             component's allowed_outbound_hosts",
-            host.id,
-            parsed.scheme(),
-            parsed.host,
-            parsed.port
-        );
+    if !host.may_reach(parsed.scheme(), &parsed.host, parsed.port) {
         return Err(Error::ConnectionFailed(format!(
             "address {address} is not permitted"
         )));

@@ -175,12 +175,11 @@ async fn connect(host: &ComponentHost, address: &str) -> Result<MysqlConnection,
     let opts = Opts::from_url(address)
         .map_err(|e| Error::ConnectionFailed(format!("invalid address: {e}")))?;
     let (name, port) = (opts.ip_or_hostname().to_string(), opts.tcp_port());
-    if opts.socket().is_some() || !host.outbound.allows("mysql", &name, port) {
-        eprintln!(
-            "wasmpod: component {} may not reach mysql://{name}:{port}: it is not in the \
-             component's allowed_outbound_hosts",
-            host.id
-        );
+    if opts.socket().is_some() {
+        host.log_denied("mysql", &name, port);
+        return Err(denied);
+    }
+    if !host.may_reach("mysql", &name, port) {
         return Err(denied);
     }
     // TLS (`require_ssl=true` in the address) to a host the component's `[[client_tls]]`

@@ -121,12 +121,7 @@ async fn connect(
         let PgHost::Tcp(name) = name else {
             return Err(denied());
         };
-        if !host.outbound.allows("postgres", name, port) {
-            eprintln!(
-                "wasmpod: component {} may not reach postgres://{name}:{port}: it is not in \
-                 the component's allowed_outbound_hosts",
-                host.id
-            );
+        if !host.may_reach("postgres", name, port) {
             return Err(denied());
         }
     }

@@ -63,12 +63,7 @@ fn open_client(host: &ComponentHost, address: &str) -> Result<redis::Client, Err
     let Some((scheme, name, port)) = endpoint(address) else {
         return Err(Error::InvalidAddress);
     };
-    if !host.outbound.allows(&scheme, &name, port) {
-        eprintln!(
-            "wasmpod: component {} may not reach {scheme}://{name}:{port}: it is not in the \
-             component's allowed_outbound_hosts",
-            host.id
-        );
+    if !host.may_reach(&scheme, &name, port) {
         return Err(Error::InvalidAddress);
     }
     // `rediss://` to a host the component's `[[client_tls]]` names: its authorities (then

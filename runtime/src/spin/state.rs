@@ -44,6 +44,27 @@ pub struct ComponentHost {
     pub tls: super::tls::ComponentTls,
 }
 
+impl ComponentHost {
+    /// Whether the component may reach `scheme://host:port` (its `allowed_outbound_hosts`);
+    /// a denial is a line in the log.
+    pub fn may_reach(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let allowed = self.outbound.allows(scheme, host, port);
+        if !allowed {
+            self.log_denied(scheme, host, port);
+        }
+        allowed
+    }
+
+    /// Says in the log that the component may not reach `scheme://host:port`.
+    pub fn log_denied(&self, scheme: &str, host: &str, port: u16) {
+        eprintln!(
+            "wasmpod: component {} may not reach {scheme}://{host}:{port}: it is not in the \
+             component's allowed_outbound_hosts",
+            self.id
+        );
+    }
+}
+
 /// What every instance of one component starts with besides its code: what the instances
 /// share, the component's `environment`, and its `files` (read-only).
 #[derive(Clone)]
@@ -262,12 +283,7 @@ impl WasiHttpHooks for OutboundHooks {
             .port_u16()
             .or_else(|| default_port(&scheme))
             .unwrap_or(0);
-        if !self.host.outbound.allows(&scheme, &host, port) {
-            eprintln!(
-                "wasmpod: component {} may not reach {scheme}://{host}:{port}: it is not in \
-                 the component's allowed_outbound_hosts",
-                self.host.id
-            );
+        if !self.host.may_reach(&scheme, &host, port) {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         _ = fut;
