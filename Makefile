@@ -2,6 +2,7 @@
 #   make demo    set up this machine, start a private containerd, run Wasm containers on it
 #   make test    set up, build once, run the unit tests and the end-to-end tests
 #   make bench   benchmarks against baselines in the same run (release build; see test/bench.sh)
+#   make stress  container lifecycles under load, counting leaks (release build; see test/stress.sh)
 
 PREFIX ?= /usr/local
 CARGO ?= cargo
@@ -29,7 +30,7 @@ SPIN_PY_SDK := spin-sdk==3.4.1 componentize-py==0.17.2
 # Helm (its SDK v4, from PyPI) and the Kubernetes schemas that test the chart, under $(WORK)/chart-tools.
 CHART_TOOLS := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
 
-.PHONY: all setup setup-test build install install-local unit chart-test manifests installer-image e2e e2e-containerd-1.7 e2e-containerd-2.1 test demo bench bench-run fmt clippy clean
+.PHONY: all setup setup-test build install install-local unit chart-test manifests installer-image e2e e2e-containerd-1.7 e2e-containerd-2.1 test demo bench bench-run stress stress-run fmt clippy clean
 
 all: build
 
@@ -99,7 +100,7 @@ test: setup-test build unit chart-test e2e e2e-containerd-1.7 e2e-containerd-2.1
 
 # In `make test` the Spin suite runs on containerd 2.1 only: the Spin host does not depend on
 # the containerd version, and its content-store tests need >= 1.7.7.
-test: E2E_SUITES = cri ctr docker node
+test: E2E_SUITES = cri ctr docker node stress
 
 # The Helm chart: lint, render, Kubernetes 1.28 and 1.35 schemas, the rendered installer
 # command run against a node tree, and deploy/kubernetes/wasmpod.yaml up to date.
@@ -138,6 +139,17 @@ bench-run:
 	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)
 	$(MAKE) --no-print-directory install-local
 	WORK=$(WORK) TARGET=$(TARGET) test/bench.sh
+
+# The stress run: STRESS_CYCLES (1000) cycles at STRESS_PARALLEL (10), STRESS_SOAK=SECONDS
+# for a soak (see test/stress.sh), on the release build unless STRESS_PROFILE=debug.
+STRESS_PROFILE ?= release
+stress: setup-test
+	$(MAKE) --no-print-directory PROFILE=$(STRESS_PROFILE) stress-run
+
+stress-run:
+	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)
+	$(MAKE) --no-print-directory install-local
+	WORK=$(WORK) TARGET=$(TARGET) test/stress.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -163,8 +163,13 @@ pub fn leak_counts() -> (usize, usize, usize, usize) {
 
 /// Shims exit asynchronously after their last Delete; wait for that.
 pub fn wait_for_quiet(address: &str) {
+    wait_for_quiet_except(address, 0);
+}
+
+/// [`wait_for_quiet`] while `keep` shims are meant to stay (they serve a pod that lives on).
+pub fn wait_for_quiet_except(address: &str, keep: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while crate::leaks::shim_processes(address) > 0 && Instant::now() < deadline {
+    while crate::leaks::shim_processes(address) > keep && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -19,4 +19,5 @@ pub mod process;
 pub mod redis;
 pub mod registry;
 pub mod skip;
+pub mod stress;
 pub mod tls;
