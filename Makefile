@@ -100,7 +100,7 @@ test: setup-test build unit chart-test e2e e2e-containerd-1.7 e2e-containerd-2.1
 
 # In `make test` the Spin suite runs on containerd 2.1 only: the Spin host does not depend on
 # the containerd version, and its content-store tests need >= 1.7.7.
-test: E2E_SUITES = cri ctr docker node stress
+test: E2E_SUITES = cri ctr docker node stress faults
 
 # The Helm chart: lint, render, Kubernetes 1.28 and 1.35 schemas, the rendered installer
 # command run against a node tree, and deploy/kubernetes/wasmpod.yaml up to date.

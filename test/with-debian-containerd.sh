@@ -6,7 +6,7 @@
 #
 #   with-debian-containerd.sh trixie   containerd 1.7.24, dockerd 26.1.5: the suites whose
 #                                      behaviour depends on the containerd or dockerd version
-#                                      (cri, docker, node); the ctr suite, which tests the
+#                                      (cri, docker, node, faults); the ctr suite, which tests the
 #                                      shim's task API, runs on 1.6 and 2.1, and the spin
 #                                      suite, whose content-store tests need >= 1.7.7, on 2.1
 #                                      (E2E_TESTS overrides)
@@ -51,7 +51,7 @@ fi
 "$docker_root/usr/sbin/dockerd" --version
 # Its ctr too: ctr unpacks images on the client side, and 1.6's refuses Wasm layers.
 if [ "$release" = trixie ]; then
-  export E2E_TESTS="${E2E_TESTS:-cri docker node}"
+  export E2E_TESTS="${E2E_TESTS:-cri docker node faults}"
 fi
 PATH="$dest/usr/bin:$PATH" CONTAINERD="$dest/usr/bin/containerd" DOCKER_ROOT="$docker_root" WORK="$work" \
   "$here/e2e.sh"

@@ -306,8 +306,9 @@ async fn serve_tasks(flags: &Flags, zygote: Option<Arc<Zygote>>) -> Result<(), S
 
     let (sink, queue) = EventSink::new();
     let forwarder = tokio::spawn(events::forward(
-        ttrpc_address,
+        events::TtrpcPublisher::new(ttrpc_address),
         flags.namespace.clone(),
+        events::DeliveryPolicy::default(),
         queue,
     ));
     let exit = Arc::new(ExitSignal::default());

@@ -38,6 +38,11 @@ fn subdirs(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// The first process (pid) for which `matches(pid, args)` holds.
+pub fn processes_matching(matches: &dyn Fn(i32, &[String]) -> bool) -> Option<i32> {
+    processes().find_map(|(pid, args)| matches(pid, &args).then_some(pid))
+}
+
 /// Every process's pid and command line.
 fn processes() -> impl Iterator<Item = (i32, Vec<String>)> {
     std::fs::read_dir("/proc")
@@ -124,8 +129,8 @@ pub struct NodeSnapshot {
     /// Cgroup directories, every v1 controller and the unified hierarchy, below the ctr
     /// namespace's directory and below the CRI pods' parent.
     pub cgroup_dirs: usize,
-    /// Shim processes of any of the three names, zygotes, and every process in those cgroups
-    /// (container inits and what they run).
+    /// Shim processes of any of the three names, zygotes, their workers and compiles, and
+    /// every process in those cgroups (container inits and what they run).
     pub processes: usize,
     /// containerd's open file descriptors.
     pub containerd_fds: usize,
@@ -266,14 +271,19 @@ fn walk_dirs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// Whether process `pid` with `args` is a wasmpod shim (any name) or a shim's zygote.
+/// Whether process `pid` with `args` is a wasmpod shim (any name), a shim's zygote, one of
+/// its workers or exec'd helpers (`__wasmpod-container`), or a compile (`__wasmpod-compile`).
 fn is_shim_or_zygote(pid: i32, args: &[String]) -> bool {
     let named = args.first().is_some_and(|a| {
         a.contains("containerd-shim-wasmpod")
             || a.contains("containerd-shim-spin")
             || a.contains("containerd-shim-wasmtime")
     });
+    let helper = args
+        .iter()
+        .any(|a| a == "__wasmpod-container" || a == "__wasmpod-compile");
     named
+        || helper
         || std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .is_ok_and(|c| c.trim() == "wasmpod-zygote")
 }

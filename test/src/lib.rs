@@ -6,6 +6,7 @@
 pub mod cri;
 pub mod ctr;
 pub mod docker;
+pub mod faults;
 pub mod fixtures;
 pub mod http;
 pub mod leaks;

@@ -1,0 +1,386 @@
+//! Faults under running workloads, each on the containerd under test (1.6, 1.7 and 2.1 in
+//! `make test`): containerd restarted under a serving shim and while a task's exit waits to be
+//! forwarded, the shim SIGKILLed during Create and during Delete, the zygote killed while a
+//! Create is in flight. Each ends with the node counted as before (no mount, cgroup, process,
+//! fd, `/run/wasmpod` entry or cache growth beyond what the test meant to leave).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1::ContainerState;
+use wasmpod_e2e::cri::{ContainerSpec, Cri, PodSpec};
+use wasmpod_e2e::ctr::{self, run_ctr, unique_id, Ran, WASMPOD};
+use wasmpod_e2e::faults::{self, restart_containerd};
+use wasmpod_e2e::leaks::{self, NodeSnapshot};
+use wasmpod_e2e::{cri, fixtures, http, stress};
+
+fn import(name: &str, wasm: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ctr::import(&ctr::wasm_image(name, wasm), name, dir.path())
+}
+
+/// A module no cache has seen that takes a while to compile (a few seconds in a debug build).
+fn slow_module() -> Vec<u8> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    fixtures::big_module(20_000, seed)
+}
+
+fn wait_serving(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http::get(addr, "/hello") {
+            Ok(reply) if reply.status == 200 => return,
+            other => assert!(Instant::now() < deadline, "{addr} not serving: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The status column of `ctr tasks ls` for `id` (`RUNNING`, `STOPPED`, ...), if listed.
+fn task_status(id: &str) -> Option<(i32, String)> {
+    let ran = run_ctr(&["tasks", "ls"]);
+    ran.stdout.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.first() == Some(&id)).then(|| {
+            (
+                cols.get(1).and_then(|p| p.parse().ok()).unwrap_or(0),
+                cols.get(2).unwrap_or(&"").to_string(),
+            )
+        })
+    })
+}
+
+fn assert_no_leak(before: &NodeSnapshot) {
+    // Every fault test compiles modules of its own: the cache grows by design.
+    let before = NodeSnapshot {
+        cache_bytes: u64::MAX,
+        ..*before
+    };
+    let (after, grown) = stress::settle(&before, None);
+    assert!(
+        grown.is_empty(),
+        "leaked: {grown:?}\nbefore: {before}\nafter:  {after}\ncontainerd's fds: {:?}",
+        faults::containerd_fds()
+    );
+}
+
+fn remove(id: &str) {
+    run_ctr(&["tasks", "delete", "--force", id]);
+    run_ctr(&["containers", "delete", id]);
+}
+
+/// A hello runs (the node still works after a fault).
+fn assert_hello_runs() {
+    let image = import(
+        "docker.io/wasmpod/fault-hello:e2e",
+        &fixtures::wat(fixtures::HELLO_WAT),
+    );
+    let ran = ctr::run_image(WASMPOD, &image, &[]);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "hello from wasmpod\n"),
+        "{ran:?}"
+    );
+}
+
+/// containerd stopped and started again under a serving `wasi:http` service: the service
+/// answers while containerd is down, containerd finds the task running when it is back, and a
+/// task that exits while containerd is down has its exit forwarded once it is back: once.
+#[test]
+fn containerd_restarted_under_a_serving_shim_loses_and_repeats_no_event() {
+    let before = stress::quiet_snapshot(None);
+    let image = import(
+        "docker.io/wasmpod/fault-http:e2e",
+        &fixtures::c_proxy_component(),
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], ctr::free_port()).into();
+    let id = unique_id("fault-http");
+    let listen = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
+    let ran = run_ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        WASMPOD,
+        "--net-host",
+        "--env",
+        &listen,
+        &image,
+        &id,
+    ]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    wait_serving(addr);
+    let (pid, status) = task_status(&id).expect("the task is listed");
+    assert_eq!(status, "RUNNING");
+
+    let offset = faults::containerd_log_offset();
+    restart_containerd(Duration::from_secs(2), || wait_serving(addr));
+    assert_eq!(
+        task_status(&id).map(|(_, s)| s),
+        Some("RUNNING".into()),
+        "after the restart"
+    );
+    wait_serving(addr);
+
+    // Down for longer than a quick retry loop would wait: the exit must still arrive.
+    restart_containerd(Duration::from_secs(4), || {
+        faults::signal(pid, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(Instant::now() < deadline, "the guest ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    // containerd 1.6 logs each event it is forwarded: there the exit must arrive, once.
+    let counted = faults::logs_forwarded_events();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counted && faults::forwarded_since(offset, "/tasks/exit") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no /tasks/exit forwarded after containerd came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    match task_status(&id).map(|(_, s)| s) {
+        Some(status) => {
+            assert_eq!(status, "STOPPED");
+            let deleted = run_ctr(&["tasks", "delete", &id]);
+            assert_eq!(deleted.code, 0, "{deleted:?}");
+            assert!(
+                deleted.stdout.contains("143") || deleted.stderr.contains("143"),
+                "exit status: {deleted:?}"
+            );
+        }
+        // containerd 2.x, reloading a shim whose task has no live process, deletes it
+        // ("cleaning leaked shim process"): the task is gone and so is its shim.
+        None => {
+            assert!(!counted, "containerd 1.6 lost the task");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while leaks::shim_pid(&ctr::address(), &id).is_some() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the task is gone but its shim is not"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    run_ctr(&["containers", "delete", &id]);
+    std::thread::sleep(Duration::from_secs(1));
+    let counts: &[(&str, usize)] = if counted {
+        &[
+            ("/tasks/exit", 1),
+            ("/tasks/delete", 1),
+            ("/tasks/create", 0),
+        ]
+    } else {
+        &[]
+    };
+    for &(topic, times) in counts {
+        assert_eq!(
+            faults::forwarded_since(offset, topic),
+            times,
+            "{topic} forwarded since the first restart"
+        );
+    }
+    assert_no_leak(&before);
+}
+
+/// containerd stopped while a Create compiles a new module: the client's call fails, the
+/// shim carries on, and once containerd is back the task is in a state it can report and
+/// remove, the container starts again (from the cache the interrupted Create filled), and
+/// nothing is left.
+#[test]
+fn containerd_restarted_during_create_leaves_a_task_it_can_remove() {
+    let before = stress::quiet_snapshot(None);
+    let image = import("docker.io/wasmpod/fault-slow:e2e", &slow_module());
+    let id = unique_id("fault-cd-create");
+    let made = run_ctr(&["containers", "create", "--runtime", WASMPOD, &image, &id]);
+    assert_eq!(made.code, 0, "{made:?}");
+    let start = ctr::ctr()
+        .args(["tasks", "start", "--null-io", &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctr tasks start");
+    let compile =
+        faults::wait_for_process(Duration::from_secs(60), |_, args| faults::is_compile(args))
+            .expect("a compile while Create runs");
+    restart_containerd(Duration::from_secs(2), || {});
+    let interrupted: Ran = start.wait_with_output().expect("ctr tasks start").into();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::path::Path::new(&format!("/proc/{compile}")).exists() {
+        assert!(Instant::now() < deadline, "the compile never ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some((_, status)) = task_status(&id) {
+        assert!(
+            ["CREATED", "RUNNING", "STOPPED"].contains(&status.as_str()),
+            "task {id} is {status} after the restart (ctr said {interrupted:?})"
+        );
+        let deleted = run_ctr(&["tasks", "delete", "--force", &id]);
+        assert_eq!(deleted.code, 0, "{deleted:?}");
+    }
+    let again = run_ctr(&["tasks", "start", "--null-io", &id]);
+    assert_eq!(again.code, 0, "start after the restart: {again:?}");
+    remove(&id);
+    assert_no_leak(&before);
+}
+
+/// The shim SIGKILLed while a Create compiles: `ctr run` fails, containerd's cleanup
+/// (`shim delete`) leaves nothing, the compile it was waiting for does not outlive it, and
+/// the next container runs.
+#[test]
+fn the_shim_killed_during_create_leaves_nothing() {
+    let before = stress::quiet_snapshot(None);
+    let image = import("docker.io/wasmpod/fault-slow:e2e", &slow_module());
+    let id = unique_id("fault-create");
+    let child = ctr::spawn(WASMPOD, &id, &[], &image, &[]);
+    let compile =
+        faults::wait_for_process(Duration::from_secs(60), |_, args| faults::is_compile(args))
+            .expect("a compile while Create runs");
+    let shim = leaks::shim_pid(&ctr::address(), &id).expect("the container's shim");
+    faults::signal(shim, libc::SIGKILL);
+    let (ran, _) = ctr::finish(child);
+    assert_ne!(ran.code, 0, "{ran:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{compile}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the compile outlived its shim by 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    remove(&id);
+    assert_no_leak(&before);
+    assert_hello_runs();
+}
+
+/// The shim SIGKILLed at moments during and around a Delete: containerd's cleanup leaves
+/// nothing whichever side of the kill the Delete was on.
+#[test]
+fn the_shim_killed_during_delete_leaves_nothing() {
+    let image = import(
+        "docker.io/wasmpod/fault-hello:e2e",
+        &fixtures::wat(fixtures::HELLO_WAT),
+    );
+    let before = stress::quiet_snapshot(None);
+    for delay_ms in [0u64, 1, 3, 10] {
+        let id = unique_id("fault-delete");
+        let ran = run_ctr(&["run", "-d", "--null-io", "--runtime", WASMPOD, &image, &id]);
+        assert_eq!(ran.code, 0, "{ran:?}");
+        let shim = leaks::shim_pid(&ctr::address(), &id).expect("the container's shim");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while task_status(&id).map(|(_, s)| s) != Some("STOPPED".into()) {
+            assert!(Instant::now() < deadline, "{id} never stopped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let delete = ctr::ctr()
+            .args(["tasks", "delete", &id])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ctr tasks delete");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        faults::signal(shim, libc::SIGKILL);
+        let _ = delete.wait_with_output();
+        remove(&id);
+        assert!(
+            task_status(&id).is_none(),
+            "the task is still listed (kill after {delay_ms} ms)"
+        );
+        assert_no_leak(&before);
+    }
+    assert_hello_runs();
+}
+
+/// The zygote killed while a Create it forked a worker for compiles: that Create still
+/// completes or fails with a message, and the pod's shim runs its next container without the
+/// zygote (an exec'd helper).
+#[test]
+fn the_zygote_killed_mid_create_costs_the_pod_nothing() {
+    let slow = "docker.io/wasmpod/fault-slow:e2e";
+    let hello = "docker.io/wasmpod/fault-hello:e2e";
+    cri::import_k8s(&ctr::wasm_image(slow, &slow_module()), slow);
+    cri::import_k8s(
+        &ctr::wasm_image(hello, &fixtures::wat(fixtures::HELLO_WAT)),
+        hello,
+    );
+    cri::ensure_pause_image();
+    let before = stress::quiet_snapshot(None);
+    let mut cri = Cri::connect();
+    let pod = cri
+        .run_pod("wasmpod", &PodSpec::default())
+        .expect("RunPodSandbox");
+    let shim = leaks::shim_pid(&ctr::address(), &pod.id).expect("the pod's shim");
+    let zygote = faults::zygote_of(shim).expect("the shim's zygote");
+
+    let spec = |name: &str, image: &str| ContainerSpec {
+        name: name.into(),
+        image: image.into(),
+        ..Default::default()
+    };
+    // CRI's CreateContainer only records the container: the shim's Create (and the
+    // compile) runs in StartContainer.
+    let slow_id = cri
+        .create_container(&pod, &spec("slow", slow))
+        .expect("CreateContainer (slow)");
+    let (started, killed) = std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let compile = faults::wait_for_process(Duration::from_secs(60), |_, args| {
+                faults::is_compile(args)
+            });
+            faults::signal(zygote, libc::SIGKILL);
+            compile.is_some()
+        });
+        let started = cri.start_container(&slow_id);
+        (started, killer.join().expect("killer"))
+    });
+    assert!(killed, "no compile seen while the Create ran");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{zygote}")).exists()
+            || std::fs::read_to_string(format!("/proc/{zygote}/stat"))
+                .unwrap_or_default()
+                .contains(") Z"),
+        "the zygote is still alive"
+    );
+    match started {
+        Ok(()) => wait_exited(&mut cri, &slow_id),
+        Err(e) => assert!(!e.message().is_empty(), "an empty error"),
+    }
+    cri.remove_container(&slow_id)
+        .expect("RemoveContainer (slow)");
+    // The same shim serves the next container, without a zygote.
+    let id = cri
+        .create_container(&pod, &spec("hello", hello))
+        .expect("CreateContainer after the zygote died");
+    cri.start_container(&id).expect("StartContainer");
+    wait_exited(&mut cri, &id);
+    cri.remove_container(&id).expect("RemoveContainer");
+    assert_eq!(
+        leaks::shim_pid(&ctr::address(), &pod.id),
+        Some(shim),
+        "the pod's shim survived"
+    );
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    // The CRI connection is containerd's fd, not a leak.
+    drop(cri);
+    assert_no_leak(&before);
+}
+
+fn wait_exited(cri: &mut Cri, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = cri.container_status(id).expect("ContainerStatus");
+        if status.state == ContainerState::ContainerExited as i32 {
+            assert_eq!(status.exit_code, 0, "{} {}", status.reason, status.message);
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} still {:?}", status.state);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
