@@ -231,7 +231,7 @@ fn containerd_restarted_during_create_leaves_a_task_it_can_remove() {
 }
 
 /// The shim SIGKILLed while a Create compiles: `ctr run` fails, containerd's cleanup
-/// (`shim delete`) leaves nothing, the compile it was waiting for does not outlive it, and
+/// (`shim delete`) leaves nothing, the compile it was waiting for ends (it is not left behind), and
 /// the next container runs.
 #[test]
 fn the_shim_killed_during_create_leaves_nothing() {
