@@ -151,6 +151,20 @@ pub fn wait_for_process(
     }
 }
 
+/// Whether process `pid` is gone (exited and reaped) within `timeout`.
+pub fn exits_within(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whether `args` is a compile of a new Wasm file (`wasmpod-compile __wasmpod-compile`).
 pub fn is_compile(args: &[String]) -> bool {
     args.iter().any(|a| a == "__wasmpod-compile")

@@ -127,11 +127,10 @@ fn containerd_restarted_under_a_serving_shim_loses_and_repeats_no_event() {
     // Down for longer than a quick retry loop would wait: the exit must still arrive.
     restart_containerd(Duration::from_secs(4), || {
         faults::signal(pid, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(Instant::now() < deadline, "the guest ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert!(
+            faults::exits_within(pid, Duration::from_secs(10)),
+            "the guest ignored SIGTERM"
+        );
     });
     // containerd 1.6 logs each event it is forwarded: there the exit must arrive, once.
     let counted = faults::logs_forwarded_events();
@@ -211,11 +210,10 @@ fn containerd_restarted_during_create_leaves_a_task_it_can_remove() {
             .expect("a compile while Create runs");
     restart_containerd(Duration::from_secs(2), || {});
     let interrupted: Ran = start.wait_with_output().expect("ctr tasks start").into();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::path::Path::new(&format!("/proc/{compile}")).exists() {
-        assert!(Instant::now() < deadline, "the compile never ended");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        faults::exits_within(compile, Duration::from_secs(120)),
+        "the compile never ended"
+    );
     if let Some((_, status)) = task_status(&id) {
         assert!(
             ["CREATED", "RUNNING", "STOPPED"].contains(&status.as_str()),
@@ -246,14 +244,10 @@ fn the_shim_killed_during_create_leaves_nothing() {
     faults::signal(shim, libc::SIGKILL);
     let (ran, _) = ctr::finish(child);
     assert_ne!(ran.code, 0, "{ran:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::path::Path::new(&format!("/proc/{compile}")).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the compile outlived its shim by 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        faults::exits_within(compile, Duration::from_secs(10)),
+        "the compile outlived its shim by 10 s"
+    );
     remove(&id);
     assert_no_leak(&before);
     assert_hello_runs();
