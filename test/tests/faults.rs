@@ -189,7 +189,7 @@ fn containerd_restarted_under_a_serving_shim_loses_and_repeats_no_event() {
 
 /// containerd stopped while a Create compiles a new module: the client's call fails, the
 /// shim carries on, and once containerd is back the task is in a state it can report and
-/// remove, the container starts again (from the cache the interrupted Create filled), and
+/// remove, the container starts again, and
 /// nothing is left.
 #[test]
 fn containerd_restarted_during_create_leaves_a_task_it_can_remove() {
