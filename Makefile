@@ -18,8 +18,9 @@ APT_PACKAGES := containerd runc busybox-static curl \
 	protobuf-compiler libseccomp-dev pkg-config \
 	clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc
 # ... and those only the tests need (CNI for CRI pods, a registry for pulls, the servers the
-# Spin tests talk to, openssl for their TLS certificates).
-APT_TEST_PACKAGES := containernetworking-plugins skopeo docker-registry redis-server postgresql mosquitto mosquitto-clients mariadb-server openssl
+# Spin tests talk to, openssl for their TLS certificates, iproute2's ss to name the peer of a
+# socket containerd holds).
+APT_TEST_PACKAGES := containernetworking-plugins skopeo docker-registry redis-server postgresql mosquitto mosquitto-clients mariadb-server openssl iproute2
 
 # componentize-py (PyPI) builds the tests' Python components; it goes under $(WORK)/pytools.
 COMPONENTIZE_PY := componentize-py==0.25.1

@@ -4,6 +4,7 @@
 //! created the container, and the container process then maps the cached code.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -16,6 +17,7 @@ use wasmpod_runtime::{engine, RuntimeError};
 
 use crate::sandbox::client::self_command;
 use crate::sandbox::protocol::{HelperResponse, COMPILE_ARG};
+use crate::sandbox::requester;
 
 /// What to compile.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,13 +69,23 @@ fn compile(req: &CompileRequest) -> Result<(), RuntimeError> {
 }
 
 /// Runs compile mode as a child process and waits for it (for the helper, which has no
-/// other children running and may wait directly).
+/// other children running and may wait directly). The child dies with the helper, and is
+/// killed when the shim gives the request up (see `sandbox::requester`).
 pub fn compile_in_child(req: &CompileRequest) -> Result<(), RuntimeError> {
     let input = serde_json::to_vec(req).map_err(|e| RuntimeError::Cache(e.to_string()))?;
-    let mut child = self_command(Path::new("/proc/self/exe"), "wasmpod-compile", COMPILE_ARG)
+    let mut command = self_command(Path::new("/proc/self/exe"), "wasmpod-compile", COMPILE_ARG);
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // SAFETY: prctl with constant arguments, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| RuntimeError::Cache(format!("start the compiler: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -81,7 +93,11 @@ pub fn compile_in_child(req: &CompileRequest) -> Result<(), RuntimeError> {
     }
     let mut out = Vec::new();
     if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_end(&mut out);
+        if let Err(gone) = requester::read_to_end_unless_gone(&mut stdout, &mut out) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RuntimeError::Cache(format!("compile stopped: {gone}")));
+        }
     }
     let status = child
         .wait()

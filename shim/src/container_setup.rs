@@ -21,6 +21,7 @@ use wasmpod_runtime::Prepared;
 use crate::compile_cmd::{compile_in_child, CompileRequest};
 use crate::executor::WasmpodExecutor;
 use crate::sandbox::protocol::{HelperRequest, HelperResponse, Launch};
+use crate::sandbox::requester;
 
 /// Entry point of helper mode (an exec'd helper): the request comes on stdin; never returns.
 pub fn main() -> ! {
@@ -158,6 +159,12 @@ fn prepare_spin(launch: &Launch, app: &SpinApp) -> Result<Prepared, String> {
 /// stdio (containerd's FIFOs, or a terminal sent to the console socket).
 fn builder(id: String, root: &Path, launch: Launch) -> Result<ContainerBuilder, String> {
     let prepared = prepare(&launch)?;
+    // A shim that gave the request up while the Wasm compiled gets no container; one that
+    // gives it up from here on gets the container in the answer, and removes it.
+    if requester::gone() {
+        return Err(requester::Gone.to_string());
+    }
+    requester::release();
     let Launch {
         workload,
         stdin,

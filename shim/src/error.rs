@@ -29,6 +29,10 @@ pub enum ShimError {
     /// with an error.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller gave the operation up (containerd deleted the task being created, or
+    /// dropped the call).
+    #[error("{0}")]
+    Cancelled(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -44,6 +48,7 @@ impl ShimError {
             ShimError::Lifecycle(_) | ShimError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
             ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
             ShimError::Unavailable(_) => Code::UNAVAILABLE,
+            ShimError::Cancelled(_) => Code::CANCELLED,
             ShimError::Internal(_) => Code::INTERNAL,
         }
     }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use containerd_shim::protos::api::Mount;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ShimResult;
 use crate::sandbox::client::HelperRunner;
@@ -25,6 +26,16 @@ pub trait ContainerOps: Send + Sync + 'static {
     fn unmount_rootfs(&self, target: &Path);
     /// Runs one container operation; the new process's pid for Create and Exec.
     async fn helper(&self, request: &HelperRequest) -> Result<Option<i32>, String>;
+    /// [`ContainerOps::helper`], told to stop early (a compile in flight) once `give_up` is
+    /// cancelled; what the helper made before it noticed is still in the answer.
+    async fn helper_unless_given_up(
+        &self,
+        request: &HelperRequest,
+        give_up: &CancellationToken,
+    ) -> Result<Option<i32>, String> {
+        let _ = give_up;
+        self.helper(request).await
+    }
     /// Lets the created init whose libcontainer state is in `container_dir` run its payload.
     async fn release(&self, container_dir: &Path) -> Result<(), String>;
     /// Sends `signal` to `pid`.
@@ -55,6 +66,14 @@ impl ContainerOps for HostOps {
 
     async fn helper(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
         self.helper.run(request).await
+    }
+
+    async fn helper_unless_given_up(
+        &self,
+        request: &HelperRequest,
+        give_up: &CancellationToken,
+    ) -> Result<Option<i32>, String> {
+        self.helper.run_unless_given_up(request, give_up).await
     }
 
     async fn release(&self, container_dir: &Path) -> Result<(), String> {

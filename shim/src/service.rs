@@ -30,6 +30,7 @@ use containerd_shim::protos::types::task::Status;
 use containerd_shim::ExitSignal;
 use libcontainer::oci_spec;
 use nix::sys::signal::Signal;
+use tokio_util::sync::CancellationToken;
 use wasmpod_oci::locate::{locate, locate_exec, Located};
 use wasmpod_oci::{Program, Workload, WorkloadSpec};
 
@@ -56,10 +57,25 @@ const START_WAIT: Duration = Duration::from_secs(5);
 /// How long Delete waits for a created-but-never-started init to die after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// A Create in progress, as a Delete of the same id finds it.
+#[derive(Clone)]
+struct InFlight {
+    /// Cancelled to give the Create up (it stops its compile and removes what it made).
+    give_up: CancellationToken,
+    /// Cancelled once the Create has ended (succeeded, failed, or rolled back).
+    done: CancellationToken,
+}
+
+/// How long a shim that serves nothing after a given-up Create waits for new work before it
+/// exits on its own (containerd, stopping, may never send the Shutdown it would otherwise).
+const IDLE_AFTER_GIVE_UP: Duration = Duration::from_secs(1);
+
 /// An id whose Create is in progress; released when dropped.
 struct Reservation<'a> {
     service: &'a TaskService,
     id: String,
+    give_up: CancellationToken,
+    done: CancellationToken,
 }
 
 impl Drop for Reservation<'_> {
@@ -72,11 +88,14 @@ impl Drop for Reservation<'_> {
         creating.remove(&self.id);
         let idle = creating.is_empty() && self.service.table().is_empty();
         drop(creating);
+        self.done.cancel();
         // A Shutdown that came while this Create was in flight is honoured once nothing is
         // left (a failed Create leaves no task for a later Delete and Shutdown).
         if idle && self.service.shutdown_requested.load(Ordering::SeqCst) {
             log::info!("no tasks left after a Create: shutting down");
             self.service.exit.signal();
+        } else if idle && self.give_up.is_cancelled() {
+            self.service.exit_if_still_idle();
         }
     }
 }
@@ -86,7 +105,7 @@ pub struct TaskService {
     /// Guards the task table (id -> task).
     tasks: Mutex<HashMap<String, Arc<Task>>>,
     /// Guards the ids whose Create is in progress.
-    creating: Mutex<std::collections::HashSet<String>>,
+    creating: Mutex<HashMap<String, InFlight>>,
     /// Set by a Shutdown that found Creates in flight.
     shutdown_requested: AtomicBool,
     events: EventSink,
@@ -97,6 +116,8 @@ pub struct TaskService {
     exit: Arc<ExitSignal>,
     /// containerd's image and content services, for Wasm carried in image layers.
     content: ContentStore,
+    /// This service, for the work a handler hands to a task of its own.
+    me: std::sync::Weak<TaskService>,
 }
 
 impl TaskService {
@@ -108,8 +129,8 @@ impl TaskService {
         state_root: PathBuf,
         exit: Arc<ExitSignal>,
         content: ContentStore,
-    ) -> TaskService {
-        TaskService {
+    ) -> Arc<TaskService> {
+        Arc::new_cyclic(|me| TaskService {
             tasks: Mutex::new(HashMap::new()),
             creating: Mutex::new(Default::default()),
             shutdown_requested: AtomicBool::new(false),
@@ -119,22 +140,65 @@ impl TaskService {
             state_root,
             exit,
             content,
-        }
+            me: me.clone(),
+        })
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Task>>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn reserve(&self, id: &str) -> ShimResult<Reservation<'_>> {
+    fn reserve(&self, id: &str, give_up: &CancellationToken) -> ShimResult<Reservation<'_>> {
         let mut creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
-        if self.table().contains_key(id) || !creating.insert(id.to_string()) {
+        if self.table().contains_key(id) || creating.contains_key(id) {
             return Err(ShimError::AlreadyExists(id.to_string()));
         }
+        let done = CancellationToken::new();
+        creating.insert(
+            id.to_string(),
+            InFlight {
+                give_up: give_up.clone(),
+                done: done.clone(),
+            },
+        );
         Ok(Reservation {
             service: self,
             id: id.to_string(),
+            give_up: give_up.clone(),
+            done,
         })
+    }
+
+    /// Exits the shim if it still serves no task and creates none after
+    /// [`IDLE_AFTER_GIVE_UP`] (the Delete that gave the Create up has been answered by then).
+    fn exit_if_still_idle(&self) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(IDLE_AFTER_GIVE_UP).await;
+            let creating = me.creating.lock().unwrap_or_else(|e| e.into_inner());
+            if creating.is_empty() && me.table().is_empty() {
+                log::info!("a given-up Create left nothing to serve: shutting down");
+                me.exit.signal();
+            }
+        });
+    }
+
+    /// Gives up the Create of `id` in flight, if there is one, and waits until it has ended
+    /// (with what it made removed).
+    async fn give_up_create(&self, id: &str) {
+        let in_flight = self
+            .creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned();
+        if let Some(in_flight) = in_flight {
+            log::warn!("{id}: deleted while its Create is in flight: giving the Create up");
+            in_flight.give_up.cancel();
+            in_flight.done.cancelled().await;
+        }
     }
 
     fn get(&self, id: &str) -> ShimResult<Arc<Task>> {
@@ -145,17 +209,53 @@ impl TaskService {
     }
 
     /// Create: mount the rootfs, find and classify the entrypoint, create the container.
+    #[cfg(test)]
     pub async fn task_create(&self, req: CreateTaskRequest) -> ShimResult<CreateTaskResponse> {
+        self.task_create_unless_given_up(req, CancellationToken::new())
+            .await
+    }
+
+    /// Create as the ttrpc handler runs it: in a task of its own, to its end or its roll-back,
+    /// even when containerd drops the call (it closed the connection: it is stopping, or
+    /// gave up). Dropping this future gives the Create up instead of leaving it half done:
+    /// a mounted rootfs, a compile running for nobody, a container no one will delete.
+    pub async fn task_create_detached(
+        &self,
+        req: CreateTaskRequest,
+    ) -> ShimResult<CreateTaskResponse> {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| ShimError::Internal("the task service is gone".into()))?;
+        let give_up = CancellationToken::new();
+        let dropped = give_up.clone().drop_guard();
+        let create =
+            tokio::spawn(async move { me.task_create_unless_given_up(req, give_up).await });
+        let result = create.await;
+        dropped.disarm();
+        result.map_err(|e| ShimError::Internal(format!("create: {e}")))?
+    }
+
+    /// [`TaskService::task_create`], given up when `give_up` is cancelled (or a Delete of
+    /// the id comes): a compile in flight stops, and what the Create made is removed.
+    pub async fn task_create_unless_given_up(
+        &self,
+        req: CreateTaskRequest,
+        give_up: CancellationToken,
+    ) -> ShimResult<CreateTaskResponse> {
         let id = req.id.clone();
         if id.is_empty() {
             return Err(ShimError::InvalidArgument("task id is empty".into()));
         }
         // Reserve the id for the whole Create, so a concurrent Create of the same id fails
         // instead of racing this one.
-        let _reservation = self.reserve(&id)?;
+        let _reservation = self.reserve(&id, &give_up)?;
         let bundle = PathBuf::from(&req.bundle);
         let mounted = self.ops.mount_rootfs(&bundle, &req.rootfs)?;
-        match self.create_container(&req, &bundle, mounted.clone()).await {
+        match self
+            .create_container(&req, &bundle, mounted.clone(), &give_up)
+            .await
+        {
             Ok(resp) => Ok(resp),
             Err(e) => {
                 log::warn!("create {id} failed: {e}");
@@ -175,6 +275,7 @@ impl TaskService {
         req: &CreateTaskRequest,
         bundle: &Path,
         mounted: Option<PathBuf>,
+        give_up: &CancellationToken,
     ) -> ShimResult<CreateTaskResponse> {
         let spec = WorkloadSpec::from_bundle(bundle)?;
         let options =
@@ -269,7 +370,16 @@ impl TaskService {
             launch: launch(workload, &stdio, console.as_ref(), &cache),
             systemd_cgroup: driver == CgroupDriver::Systemd,
         };
-        let (pid, console) = self.run_with_console(&request, console, &stdio).await?;
+        let (pid, console) = self
+            .run_with_console(&request, console, &stdio, give_up)
+            .await?;
+        if give_up.is_cancelled() {
+            // The failed Create's clean-up removes the container the helper made.
+            return Err(ShimError::Cancelled(format!(
+                "the Create of {} was given up",
+                req.id
+            )));
+        }
         let task = Arc::new(Task::new(
             TaskConfig {
                 id: req.id.clone(),
@@ -498,7 +608,7 @@ impl TaskService {
             ),
         };
         let result = self
-            .run_with_console(&request, console, &process.stdio)
+            .run_with_console(&request, console, &process.stdio, &CancellationToken::new())
             .await;
         let _ = std::fs::remove_file(&file);
         let (pid, console) = result?;
@@ -527,11 +637,12 @@ impl TaskService {
         request: &HelperRequest,
         console: Option<ConsoleSocket>,
         stdio: &Stdio,
+        give_up: &CancellationToken,
     ) -> ShimResult<(i32, Option<Console>)> {
         let master = console.map(|c| tokio::task::spawn_blocking(move || c.receive_master()));
         let pid = self
             .ops
-            .helper(request)
+            .helper_unless_given_up(request, give_up)
             .await
             .map_err(ShimError::FailedPrecondition)?
             .ok_or_else(|| ShimError::Internal("the container helper returned no pid".into()))?;
@@ -668,6 +779,12 @@ impl TaskService {
 
     /// Delete: remove a stopped (or never started) task and everything it owns on the node.
     pub async fn task_delete(&self, req: DeleteRequest) -> ShimResult<DeleteResponse> {
+        // containerd deletes a task whose Create it gave up (its call timed out, or containerd
+        // is stopping): that Create stops and removes what it made before this answers, so
+        // that containerd removes the bundle only once nothing uses it.
+        if req.exec_id.is_empty() {
+            self.give_up_create(&req.id).await;
+        }
         let task = self.get(&req.id)?;
         if !req.exec_id.is_empty() {
             return self.delete_exec(&task, &req.exec_id);
@@ -798,12 +915,18 @@ impl TaskService {
         })
     }
 
-    /// Connect: the shim's and the task's pids.
+    /// Connect: the shim's and the task's pids; it answers
+    /// for an id it serves no task for, too (task pid 0), as runc's shim does: a containerd
+    /// that reloads a shim whose Create never finished (it was stopped meanwhile) connects,
+    /// finds no pids, and then deletes the task and shuts the shim down. A shim that failed
+    /// Connect would be taken for dead and left running, holding the id's socket.
     pub async fn task_connect(&self, req: ConnectRequest) -> ShimResult<ConnectResponse> {
-        let task = self.get(&req.id)?;
+        let task_pid = self
+            .get(&req.id)
+            .map_or(0, |task| task.init.lifecycle().pid() as u32);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
-            task_pid: task.init.lifecycle().pid() as u32,
+            task_pid,
             ..Default::default()
         })
     }
@@ -889,7 +1012,7 @@ impl TaskApi for TaskService {
         _: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
-        Ok(self.task_create(req).await?)
+        Ok(self.task_create_detached(req).await?)
     }
     async fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
         Ok(self.task_start(req).await?)
@@ -970,8 +1093,11 @@ mod tests {
         next_pid: AtomicI32,
         /// A new init that dies with this code before the helper returns.
         dies_at_once: Mutex<Option<i32>>,
-        /// When set, each Create waits for a permit first.
+        /// When set, each Create (and Exec) waits for a permit of its own first.
         create_gate: Option<Arc<Semaphore>>,
+        /// Whether a gated Create stops when given up (a compile in flight), or goes on
+        /// waiting for its permit (the container was being made when the shim gave up).
+        stops_when_given_up: AtomicBool,
         /// The helper operations and releases, in order.
         calls: Mutex<Vec<String>>,
     }
@@ -983,6 +1109,7 @@ mod tests {
                 next_pid: AtomicI32::new(1000),
                 dies_at_once: Mutex::new(None),
                 create_gate,
+                stops_when_given_up: AtomicBool::new(true),
                 calls: Mutex::new(Vec::new()),
             }
         }
@@ -1003,7 +1130,8 @@ mod tests {
             match request {
                 HelperRequest::Create { .. } | HelperRequest::Exec { .. } => {
                     if let Some(gate) = &self.create_gate {
-                        let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
+                        // Each permit admits one Create.
+                        gate.acquire().await.map_err(|e| e.to_string())?.forget();
                     }
                     let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
                     if let Some(code) = *self.dies_at_once.lock().unwrap() {
@@ -1012,6 +1140,19 @@ mod tests {
                     Ok(Some(pid))
                 }
                 _ => Ok(None),
+            }
+        }
+        async fn helper_unless_given_up(
+            &self,
+            request: &HelperRequest,
+            give_up: &CancellationToken,
+        ) -> Result<Option<i32>, String> {
+            if !self.stops_when_given_up.load(Ordering::SeqCst) {
+                return self.helper(request).await;
+            }
+            tokio::select! {
+                answer = self.helper(request) => answer,
+                () = give_up.cancelled() => Err("compile stopped: given up".into()),
             }
         }
         async fn release(&self, _: &Path) -> Result<(), String> {
@@ -1053,14 +1194,14 @@ mod tests {
                 "root": {"path": "rootfs"}
             });
             std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
-            let service = Arc::new(TaskService::new(
+            let service = TaskService::new(
                 events,
                 reaper,
                 ops.clone(),
                 dir.path().join("state"),
                 Arc::new(ExitSignal::default()),
                 ContentStore::new("/nonexistent/containerd.sock", "default"),
-            ));
+            );
             Harness {
                 service,
                 ops,
@@ -1076,6 +1217,16 @@ mod tests {
                 bundle: self.bundle.display().to_string(),
                 ..Default::default()
             }
+        }
+
+        /// A Create of `id` in a task of its own.
+        fn spawn_create(
+            &self,
+            id: &str,
+        ) -> tokio::task::JoinHandle<ShimResult<CreateTaskResponse>> {
+            let service = self.service.clone();
+            let request = self.create_request(id);
+            tokio::spawn(async move { service.task_create(request).await })
         }
 
         async fn create(&self, id: &str) -> ShimResult<CreateTaskResponse> {
@@ -1144,11 +1295,14 @@ mod tests {
     fn concurrent_creates_of_one_id_conflict() {
         let h = Harness::new(None);
         let s = &h.service;
-        let first = s.reserve("c1").unwrap();
-        assert!(matches!(s.reserve("c1"), Err(ShimError::AlreadyExists(_))));
-        assert!(s.reserve("c2").is_ok());
+        let first = s.reserve("c1", &CancellationToken::new()).unwrap();
+        assert!(matches!(
+            s.reserve("c1", &CancellationToken::new()),
+            Err(ShimError::AlreadyExists(_))
+        ));
+        assert!(s.reserve("c2", &CancellationToken::new()).is_ok());
         drop(first);
-        assert!(s.reserve("c1").is_ok());
+        assert!(s.reserve("c1", &CancellationToken::new()).is_ok());
     }
 
     #[tokio::test]
@@ -1245,9 +1399,7 @@ mod tests {
     async fn shutdown_does_not_cut_off_a_create_in_flight() {
         let gate = Arc::new(Semaphore::new(0));
         let h = Harness::new(Some(gate.clone()));
-        let service = h.service.clone();
-        let request = h.create_request("late");
-        let create = tokio::spawn(async move { service.task_create(request).await });
+        let create = h.spawn_create("late");
         while h.ops.calls().is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -1278,5 +1430,152 @@ mod tests {
             h.exited().await,
             "nothing is left: the deferred Shutdown applies"
         );
+    }
+
+    /// Waits until the Create of `id` is in flight (the fake helper was called for it).
+    async fn until_creating(h: &Harness) {
+        while h.ops.calls().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delete_gives_up_the_create_in_flight_and_answers_once_it_is_undone() {
+        let gate = Arc::new(Semaphore::new(0));
+        let h = Harness::new(Some(gate.clone()));
+        let create = h.spawn_create("slow");
+        until_creating(&h).await;
+        // containerd's Create call timed out: it deletes the task and shuts the shim down.
+        let deleted = h.delete("slow").await;
+        assert!(
+            matches!(deleted, Err(ShimError::NotFound(_))),
+            "{deleted:?}"
+        );
+        assert!(
+            create.is_finished(),
+            "Delete answered before the Create it gave up had ended"
+        );
+        assert!(create.await.unwrap().is_err());
+        assert_eq!(h.ops.calls(), ["create", "delete"]);
+        h.shutdown().await;
+        assert!(h.exited().await);
+    }
+
+    #[tokio::test]
+    async fn a_container_made_after_the_give_up_is_removed() {
+        let gate = Arc::new(Semaphore::new(0));
+        let h = Harness::new(Some(gate.clone()));
+        h.ops.stops_when_given_up.store(false, Ordering::SeqCst);
+        let create = h.spawn_create("late");
+        until_creating(&h).await;
+        let service = h.service.clone();
+        let delete = tokio::spawn(async move {
+            service
+                .task_delete(DeleteRequest {
+                    id: "late".into(),
+                    ..Default::default()
+                })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!delete.is_finished(), "Delete must wait for the Create");
+        // The helper made the container before it noticed.
+        gate.add_permits(1);
+        assert!(matches!(
+            create.await.unwrap(),
+            Err(ShimError::Cancelled(_))
+        ));
+        assert!(matches!(delete.await.unwrap(), Err(ShimError::NotFound(_))));
+        assert_eq!(h.ops.calls(), ["create", "delete"]);
+        assert!(h.state("late").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_create_call_is_given_up_and_undone() {
+        let gate = Arc::new(Semaphore::new(0));
+        let h = Harness::new(Some(gate.clone()));
+        let service = h.service.clone();
+        let request = h.create_request("dropped");
+        let call = tokio::spawn(async move { service.task_create_detached(request).await });
+        until_creating(&h).await;
+        // containerd closed the connection: ttrpc drops the handler's future.
+        call.abort();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while h.ops.calls().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "{:?}", h.ops.calls());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(h.ops.calls(), ["create", "delete"]);
+        assert!(h.state("dropped").await.is_err());
+        // The id is free again.
+        gate.add_permits(1);
+        h.create("dropped").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_create_call_that_is_answered_is_not_given_up() {
+        let h = Harness::new(None);
+        h.service
+            .task_create_detached(h.create_request("kept"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(h.status("kept").await, Status::CREATED);
+        assert_eq!(h.ops.calls(), ["create"]);
+    }
+
+    #[tokio::test]
+    async fn connect_answers_for_an_id_with_no_task_and_pids_says_not_found() {
+        let h = Harness::new(None);
+        let connected = h
+            .service
+            .task_connect(ConnectRequest {
+                id: "never-created".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (connected.shim_pid, connected.task_pid),
+            (std::process::id(), 0)
+        );
+        let pids = h
+            .service
+            .task_pids(PidsRequest {
+                id: "never-created".into(),
+                ..Default::default()
+            })
+            .await;
+        assert!(matches!(pids, Err(ShimError::NotFound(_))), "{pids:?}");
+    }
+
+    #[tokio::test]
+    async fn a_shim_left_with_nothing_by_a_given_up_create_exits_on_its_own() {
+        let gate = Arc::new(Semaphore::new(0));
+        let h = Harness::new(Some(gate.clone()));
+        let create = h.spawn_create("given-up");
+        until_creating(&h).await;
+        // containerd stops after its Delete, and never sends Shutdown.
+        assert!(h.delete("given-up").await.is_err());
+        assert!(create.await.unwrap().is_err());
+        assert!(!h.exited().await, "the Delete's answer goes out first");
+        tokio::time::sleep(IDLE_AFTER_GIVE_UP).await;
+        assert!(h.exited().await);
+    }
+
+    #[tokio::test]
+    async fn a_given_up_create_leaves_a_shim_with_other_tasks_serving() {
+        let gate = Arc::new(Semaphore::new(1));
+        let h = Harness::new(Some(gate.clone()));
+        h.create("pause").await.unwrap();
+        let create = h.spawn_create("given-up");
+        while h.ops.calls().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(h.delete("given-up").await.is_err());
+        assert!(create.await.unwrap().is_err());
+        tokio::time::sleep(IDLE_AFTER_GIVE_UP).await;
+        assert!(!h.exited().await, "the pod's other task is still served");
+        assert_eq!(h.status("pause").await, Status::CREATED);
     }
 }

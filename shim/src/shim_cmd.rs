@@ -312,7 +312,7 @@ async fn serve_tasks(flags: &Flags, zygote: Option<Arc<Zygote>>) -> Result<(), S
         queue,
     ));
     let exit = Arc::new(ExitSignal::default());
-    let service: Arc<dyn TaskApi + Send + Sync> = Arc::new(TaskService::new(
+    let service: Arc<dyn TaskApi + Send + Sync> = TaskService::new(
         sink,
         reaper.clone(),
         Arc::new(HostOps::new(
@@ -321,7 +321,7 @@ async fn serve_tasks(flags: &Flags, zygote: Option<Arc<Zygote>>) -> Result<(), S
         root,
         exit.clone(),
         ContentStore::new(&flags.address, &flags.namespace),
-    ));
+    );
     let listener = Listener::try_from(listener).map_err(|e| format!("ttrpc listener: {e}"))?;
     let mut server = Server::new()
         .add_listener(listener)

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::ctr;
+use crate::leaks;
 
 fn containerd_dir() -> PathBuf {
     PathBuf::from(ctr::state_dir())
@@ -190,9 +191,11 @@ pub fn signal(pid: i32, signal: libc::c_int) {
     unsafe { libc::kill(pid, signal) };
 }
 
-/// What each of containerd's open fds points at (to name a leaked one).
+/// What each of containerd's open fds points at (to name a leaked one); a unix socket is
+/// followed by its path and its peer's owner as `ss` reports them, where `ss` is installed.
 pub fn containerd_fds() -> Vec<String> {
     let dir = format!("/proc/{}/fd", containerd_pid());
+    let sockets = leaks::unix_sockets();
     let mut links: Vec<String> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
@@ -201,7 +204,22 @@ pub fn containerd_fds() -> Vec<String> {
             let target = std::fs::read_link(entry.path())
                 .map(|t| t.display().to_string())
                 .unwrap_or_else(|e| e.to_string());
-            format!("{}={target}", entry.file_name().to_string_lossy())
+            let about = target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|inode| sockets.iter().find(|s| s.inode == inode))
+                .map(|s| {
+                    let peer = sockets.iter().find(|p| p.inode == s.peer);
+                    format!(
+                        " ({} {} -> peer {} {})",
+                        s.state,
+                        s.path,
+                        s.peer,
+                        peer.map_or("not listed", |p| p.users.as_str())
+                    )
+                })
+                .unwrap_or_default();
+            format!("{}={target}{about}", entry.file_name().to_string_lossy())
         })
         .collect();
     links.sort();

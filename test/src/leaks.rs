@@ -132,7 +132,8 @@ pub struct NodeSnapshot {
     /// Shim processes of any of the three names, zygotes, their workers and compiles, and
     /// every process in those cgroups (container inits and what they run).
     pub processes: usize,
-    /// containerd's open file descriptors.
+    /// containerd's open file descriptors (but its long-lived clients' connections, see
+    /// [`containerd_fd_count`]).
     pub containerd_fds: usize,
     /// The watched shim's open file descriptors (0 without one).
     pub shim_fds: usize,
@@ -185,7 +186,7 @@ impl NodeSnapshot {
             mounts: mounts_containing(state_dir) + mounts_containing("/run/wasmpod"),
             cgroup_dirs: dirs.len() - cgroup_roots.iter().filter(|r| r.is_dir()).count(),
             processes: pids.len(),
-            containerd_fds: containerd.map(fd_count).unwrap_or(0),
+            containerd_fds: containerd.map(containerd_fd_count).unwrap_or(0),
             shim_fds: shim.map(fd_count).unwrap_or(0),
             shim_rss_kb: shim.map(rss_kb).unwrap_or(0),
             run_wasmpod_entries: tree_entries(Path::new("/run/wasmpod")),
@@ -286,6 +287,70 @@ fn is_shim_or_zygote(pid: i32, args: &[String]) -> bool {
         || helper
         || std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .is_ok_and(|c| c.trim() == "wasmpod-zygote")
+}
+
+/// One row of `ss -xpan`.
+pub struct UnixSocket {
+    /// `ESTAB`, `LISTEN`, ...
+    pub state: String,
+    /// The bound path, or `*`.
+    pub path: String,
+    /// The socket's inode (as in `socket:[inode]`).
+    pub inode: String,
+    /// The peer's inode.
+    pub peer: String,
+    /// The processes holding it, as `ss` shows them.
+    pub users: String,
+}
+
+/// The node's unix sockets, from `ss` (empty where iproute2 is missing).
+pub fn unix_sockets() -> Vec<UnixSocket> {
+    let Ok(out) = std::process::Command::new("ss").arg("-xpan").output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            // Netid State Recv-Q Send-Q Local Inode Peer PeerInode [Process]
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            Some(UnixSocket {
+                state: cols.get(1)?.to_string(),
+                path: cols.get(4)?.to_string(),
+                inode: cols.get(5)?.to_string(),
+                peer: cols.get(7)?.to_string(),
+                users: cols.get(8).unwrap_or(&"").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// containerd's descriptors, but for the connections its long-lived clients hold (dockerd
+/// reconnects after a containerd restart with as many connections as it likes): what is
+/// left is what containerd itself keeps open (files, FIFOs, its shims' sockets, listeners).
+pub fn containerd_fd_count(pid: i32) -> usize {
+    let sockets = unix_sockets();
+    let clients: std::collections::HashSet<&str> = sockets
+        .iter()
+        .filter(|s| s.users.contains("((\"dockerd\""))
+        .map(|s| s.inode.as_str())
+        .collect();
+    let held_by_clients = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .filter_map(|target| {
+            let inode = target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .to_string();
+            sockets.iter().find(|s| s.inode == inode)
+        })
+        .filter(|s| clients.contains(s.peer.as_str()))
+        .count();
+    fd_count(pid) - held_by_clients
 }
 
 /// How many descriptors process `pid` has open.

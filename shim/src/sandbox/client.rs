@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use super::protocol::{HelperRequest, HelperResponse, HELPER_ARG};
 use super::zygote::Zygote;
 use crate::reaper::Reaper;
@@ -56,16 +58,32 @@ impl HelperRunner {
 
     /// Runs one request to completion.
     pub async fn run(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
+        self.run_unless_given_up(request, &CancellationToken::new())
+            .await
+    }
+
+    /// Runs one request; once `give_up` is cancelled, a zygote worker still compiling for it
+    /// stops (an exec'd helper runs to its end). Either way the answer is awaited: a container
+    /// the helper made before it noticed is in the answer, for the caller to remove.
+    pub async fn run_unless_given_up(
+        &self,
+        request: &HelperRequest,
+        give_up: &CancellationToken,
+    ) -> Result<Option<i32>, String> {
         let started = std::time::Instant::now();
-        let result = self.run_inner(request).await;
+        let result = self.run_inner(request, give_up).await;
         log::debug!("container helper {}: {:?}", request.op(), started.elapsed());
         result
     }
 
-    async fn run_inner(&self, request: &HelperRequest) -> Result<Option<i32>, String> {
+    async fn run_inner(
+        &self,
+        request: &HelperRequest,
+        give_up: &CancellationToken,
+    ) -> Result<Option<i32>, String> {
         let input = serde_json::to_vec(request).map_err(|e| format!("encode request: {e}"))?;
         let output = match &self.zygote {
-            Some(zygote) => match run_in_zygote(zygote, &input).await {
+            Some(zygote) => match run_in_zygote(zygote, &input, give_up).await {
                 Ok(output) => output,
                 Err(e) => {
                     log::warn!("{e}; running an exec'd helper instead");
@@ -136,16 +154,24 @@ impl HelperRunner {
 }
 
 /// Runs the request in a worker of the zygote: sends it with the write ends of two pipes and
-/// reads both to their end (the worker and the processes it forks close them).
-async fn run_in_zygote(zygote: &Zygote, input: &[u8]) -> Result<HelperOutput, String> {
+/// reads both to their end (the worker and the processes it forks close them). The write end
+/// of the requester pipe is held until the answer is read, or closed when `give_up` is
+/// cancelled.
+async fn run_in_zygote(
+    zygote: &Zygote,
+    input: &[u8],
+    give_up: &CancellationToken,
+) -> Result<HelperOutput, String> {
     let pipe =
         || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
     let (response_r, response_w) = pipe()?;
     let (diagnostics_r, diagnostics_w) = pipe()?;
-    zygote.send(input, &response_w, &diagnostics_w)?;
+    let (requester_r, requester_w) = pipe()?;
+    zygote.send(input, &response_w, &diagnostics_w, &requester_r)?;
     drop(response_w);
     drop(diagnostics_w);
-    tokio::task::spawn_blocking(move || {
+    drop(requester_r);
+    let mut answer = tokio::task::spawn_blocking(move || {
         let (response, diagnostics) = read_to_end_both(
             std::fs::File::from(response_r),
             std::fs::File::from(diagnostics_r),
@@ -155,9 +181,15 @@ async fn run_in_zygote(zygote: &Zygote, input: &[u8]) -> Result<HelperOutput, St
             diagnostics,
             status: None,
         }
-    })
-    .await
-    .map_err(|e| format!("helper I/O: {e}"))
+    });
+    let answer = tokio::select! {
+        answer = &mut answer => answer,
+        () = give_up.cancelled() => {
+            drop(requester_w);
+            answer.await
+        }
+    };
+    answer.map_err(|e| format!("helper I/O: {e}"))
 }
 
 /// Reads a helper's response and diagnostics to their ends at once (the diagnostics on a

@@ -8,11 +8,12 @@
 //! of one each, and a helper request skips an `exec` and the dynamic loader.
 //!
 //! Protocol: the shim sends one request per `SOCK_SEQPACKET` message (the JSON of a
-//! [`super::protocol::HelperRequest`]) with two descriptors attached: the write ends of a
-//! pipe for the JSON response and of a pipe for the worker's diagnostics. A worker runs the
-//! [`Worker`] function the zygote was forked with (the container helper) with those pipes as
-//! its stdout and stderr; the shim reads both to their end. When the shim's end of the
-//! socket closes (the shim exited), the zygote exits.
+//! [`super::protocol::HelperRequest`]) with three descriptors attached: the write ends of a
+//! pipe for the JSON response and of a pipe for the worker's diagnostics, and the read end of
+//! the requester pipe (see [`super::requester`]). A worker runs the [`Worker`] function the
+//! zygote was forked with (the container helper) with the first two as its stdout and stderr;
+//! the shim reads both to their end. When the shim's end of the socket closes (the shim
+//! exited), the zygote exits.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -91,18 +92,24 @@ impl Zygote {
         log::warn!("the zygote (pid {}) did not exit", self.pid);
     }
 
-    /// Sends `request` with the write ends of the response and diagnostics pipes.
+    /// Sends `request` with the write ends of the response and diagnostics pipes and the read
+    /// end of the requester pipe.
     pub fn send(
         &self,
         request: &[u8],
         response: &OwnedFd,
         diagnostics: &OwnedFd,
+        requester: &OwnedFd,
     ) -> Result<(), String> {
         let socket = self
             .socket
             .lock()
             .map_err(|_| "the zygote's socket lock is poisoned".to_string())?;
-        let fds = [response.as_raw_fd(), diagnostics.as_raw_fd()];
+        let fds = [
+            response.as_raw_fd(),
+            diagnostics.as_raw_fd(),
+            requester.as_raw_fd(),
+        ];
         let cmsg = [ControlMessage::ScmRights(&fds)];
         sendmsg::<()>(
             socket.as_raw_fd(),
@@ -137,14 +144,19 @@ fn serve(socket: OwnedFd, work: Worker) -> ! {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => std::process::exit(1),
         };
-        let [response, diagnostics] = match <[OwnedFd; 2]>::try_from(fds) {
-            Ok(pair) => pair,
+        let [response, diagnostics, requester] = match <[OwnedFd; 3]>::try_from(fds) {
+            Ok(fds) => fds,
             Err(_) => continue,
         };
         // SAFETY: the zygote is single-threaded. A failed fork drops the pipes: the shim
         // reads an empty response and says so.
         if unsafe { libc::fork() } == 0 {
-            run_worker(&socket, &buf[..len], response, diagnostics, work)
+            run_worker(
+                &socket,
+                &buf[..len],
+                [response, diagnostics, requester],
+                work,
+            )
         }
     }
 }
@@ -155,7 +167,7 @@ fn receive(
     buf: &mut [u8],
 ) -> Result<Option<(usize, Vec<OwnedFd>)>, nix::errno::Errno> {
     let mut iov = [std::io::IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let mut space = nix::cmsg_space!([RawFd; 3]);
     let msg = recvmsg::<()>(
         socket,
         &mut iov,
@@ -191,12 +203,11 @@ fn thread_count() -> Option<usize> {
         .ok()
 }
 
-/// A worker: `work` with the shim's pipes as stdout and stderr.
+/// A worker: `work` with the shim's pipes as stdout and stderr, watching the requester pipe.
 fn run_worker(
     socket: &OwnedFd,
     request: &[u8],
-    response: OwnedFd,
-    diagnostics: OwnedFd,
+    [response, diagnostics, requester]: [OwnedFd; 3],
     work: Worker,
 ) -> ! {
     // SAFETY: plain syscalls on descriptors this process owns, in a single-threaded child.
@@ -208,6 +219,7 @@ fn run_worker(
     }
     drop(response);
     drop(diagnostics);
+    super::requester::watch(requester);
     // The container's processes are forks of this one: show them as the helper's were.
     set_process_title(
         "wasmpod-init",
@@ -320,8 +332,11 @@ mod tests {
         use std::io::Read;
         let (response_r, response_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let (diag_r, diag_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        zygote.send(request, &response_w, &diag_w).unwrap();
-        drop((response_w, diag_w));
+        let (requester_r, _requester_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        zygote
+            .send(request, &response_w, &diag_w, &requester_r)
+            .unwrap();
+        drop((response_w, diag_w, requester_r));
         let mut response = Vec::new();
         std::fs::File::from(response_r)
             .read_to_end(&mut response)
