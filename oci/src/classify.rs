@@ -31,6 +31,9 @@ pub enum EntrypointKind {
     Wasm(WasmKind),
     /// A native Linux program, to be executed as an ordinary container.
     Native(NativeKind),
+    /// The Wasm magic with a version wasmpod does not know (a future binary format, or a
+    /// damaged header).
+    UnknownWasmVersion,
     /// Neither: the container cannot run.
     Unknown,
 }
@@ -47,7 +50,7 @@ impl EntrypointKind {
             return match version {
                 CORE_VERSION => EntrypointKind::Wasm(WasmKind::CoreModule),
                 COMPONENT_VERSION => EntrypointKind::Wasm(WasmKind::Component),
-                _ => EntrypointKind::Unknown,
+                _ => EntrypointKind::UnknownWasmVersion,
             };
         }
         if head.len() >= 4 && &head[..4] == b"\x7fELF" {
@@ -83,8 +86,58 @@ impl EntrypointKind {
             EntrypointKind::Wasm(WasmKind::Component) => "Wasm component",
             EntrypointKind::Native(NativeKind::Elf) => "native ELF executable",
             EntrypointKind::Native(NativeKind::Script) => "native script",
+            EntrypointKind::UnknownWasmVersion => {
+                "Wasm of a version wasmpod does not know (it runs core modules, version 1, and \
+                 components, version 0x0d)"
+            }
             EntrypointKind::Unknown => "neither Wasm nor a native executable",
         }
+    }
+}
+
+/// The machine an ELF file is built for (`e_machine`, bytes 18-19, in the file's byte order),
+/// if `path` is an ELF file with a header.
+pub fn elf_machine(path: &Path) -> Option<u16> {
+    let mut head = [0u8; 20];
+    let mut file = std::fs::File::open(path).ok()?;
+    file.read_exact(&mut head).ok()?;
+    if &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let bytes = [head[18], head[19]];
+    Some(match head[5] {
+        2 => u16::from_be_bytes(bytes),
+        _ => u16::from_le_bytes(bytes),
+    })
+}
+
+/// The name of an ELF machine number, for the ones a node may meet.
+pub fn machine_name(machine: u16) -> String {
+    match machine {
+        3 => "x86 (32-bit)".into(),
+        8 => "mips".into(),
+        20 => "ppc".into(),
+        21 => "ppc64".into(),
+        22 => "s390x".into(),
+        40 => "arm (32-bit)".into(),
+        62 => "x86_64".into(),
+        183 => "aarch64".into(),
+        243 => "riscv64".into(),
+        258 => "loongarch64".into(),
+        other => format!("machine {other}"),
+    }
+}
+
+/// This build's own ELF machine number, when it is one [`machine_name`] knows.
+pub fn host_machine() -> Option<u16> {
+    match std::env::consts::ARCH {
+        "x86_64" => Some(62),
+        "aarch64" => Some(183),
+        "riscv64" => Some(243),
+        "s390x" => Some(22),
+        "powerpc64" => Some(21),
+        "loongarch64" => Some(258),
+        _ => None,
     }
 }
 
@@ -104,7 +157,7 @@ mod tests {
         );
         assert_eq!(
             EntrypointKind::of_bytes(b"\0asm\x02\0\0\0"),
-            EntrypointKind::Unknown
+            EntrypointKind::UnknownWasmVersion
         );
         assert_eq!(
             EntrypointKind::of_bytes(b"\x7fELF\x02\x01\x01\0"),

@@ -35,6 +35,19 @@ pub enum OciError {
         /// What it is instead.
         what: &'static str,
     },
+    /// A native program built for another machine than the node's.
+    #[error(
+        "entrypoint {program} is a native program for {machine}, and this node is {host}: \
+         use the image built for {host}"
+    )]
+    ForeignMachine {
+        /// The program, as the container sees it.
+        program: String,
+        /// The machine it is built for.
+        machine: String,
+        /// The node's machine.
+        host: String,
+    },
     /// A `#!` script whose interpreter is not in the container.
     #[error("entrypoint {script} is a script for {interpreter}, which is not in the container")]
     MissingInterpreter {

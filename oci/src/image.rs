@@ -29,8 +29,16 @@ pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 #[derive(Debug, Clone)]
 struct LayerFile {
     path: String,
-    bytes: Vec<u8>,
-    mode: u32,
+    content: Content,
+}
+
+/// What a layer entry is.
+#[derive(Debug, Clone)]
+enum Content {
+    /// A regular file with its permission bits.
+    File { bytes: Vec<u8>, mode: u32 },
+    /// A symbolic link to the target, as written.
+    Symlink(String),
 }
 
 /// Where an image carries its Wasm.
@@ -149,8 +157,20 @@ impl ImageBuilder {
     pub fn file(mut self, path: &str, bytes: impl Into<Vec<u8>>, mode: u32) -> Self {
         self.files.push(LayerFile {
             path: path.trim_start_matches('/').to_string(),
-            bytes: bytes.into(),
-            mode,
+            content: Content::File {
+                bytes: bytes.into(),
+                mode,
+            },
+        });
+        self
+    }
+
+    /// Adds a symbolic link at absolute `path` pointing at `target` (kept as written:
+    /// relative, absolute, or leading nowhere).
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        self.files.push(LayerFile {
+            path: path.trim_start_matches('/').to_string(),
+            content: Content::Symlink(target.to_string()),
         });
         self
     }
@@ -342,7 +362,10 @@ impl ImageBuilder {
                     append_dir(&mut layer, &parent)?;
                 }
             }
-            append(&mut layer, &file.path, &file.bytes, file.mode)?;
+            match &file.content {
+                Content::File { bytes, mode } => append(&mut layer, &file.path, bytes, *mode)?,
+                Content::Symlink(target) => append_symlink(&mut layer, &file.path, target)?,
+            }
         }
         layer
             .into_inner()
@@ -374,6 +397,16 @@ fn append<W: Write>(
     let mut h = header(data.len() as u64, mode, tar::EntryType::Regular);
     b.append_data(&mut h, path, data)
         .map_err(|e| OciError::Image(format!("tar {path}: {e}")))
+}
+
+fn append_symlink<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &str,
+    target: &str,
+) -> Result<(), OciError> {
+    let mut h = header(0, 0o777, tar::EntryType::Symlink);
+    b.append_link(&mut h, path, target)
+        .map_err(|e| OciError::Image(format!("tar {path} -> {target}: {e}")))
 }
 
 fn append_dir<W: Write>(b: &mut tar::Builder<W>, path: &str) -> Result<(), OciError> {

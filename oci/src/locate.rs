@@ -222,7 +222,7 @@ pub fn locate_exec(
         .first()
         .filter(|a| !a.is_empty())
         .ok_or(OciError::NoArgs)?;
-    let (env, cwd) = env_and_cwd(process);
+    let (env, cwd) = env_and_cwd(process)?;
     let program = program_in(rootfs, arg0, &cwd, &env)?;
     Ok(Workload {
         program,
@@ -254,19 +254,58 @@ fn program_in(
             host_path: entry.on_host,
         }),
         EntrypointKind::Native(kind) => {
-            if kind == NativeKind::Script {
-                check_interpreter(rootfs, &entry.in_container, &entry.on_host)?;
+            match kind {
+                NativeKind::Script => {
+                    check_interpreter(rootfs, &entry.in_container, &entry.on_host)?
+                }
+                NativeKind::Elf => check_machine(&entry.in_container, &entry.on_host)?,
             }
             Ok(Program::Native {
                 path: entry.in_container,
                 host_path: entry.on_host,
             })
         }
-        EntrypointKind::Unknown => Err(OciError::NotRunnable {
-            path: entry.in_container.display().to_string(),
-            what: EntrypointKind::Unknown.describe(),
-        }),
+        other @ (EntrypointKind::Unknown | EntrypointKind::UnknownWasmVersion) => {
+            Err(OciError::NotRunnable {
+                path: entry.in_container.display().to_string(),
+                what: other.describe(),
+            })
+        }
     }
+}
+
+/// A native program must be built for this node's machine: the kernel's `execve` would fail
+/// with a bare "exec format error" in the container's init otherwise.
+fn check_machine(program: &Path, on_host: &Path) -> Result<(), OciError> {
+    let (Some(machine), Some(host)) = (
+        crate::classify::elf_machine(on_host),
+        crate::classify::host_machine(),
+    ) else {
+        return Ok(());
+    };
+    // The 32-bit sibling runs in compat mode; a binfmt_misc handler (qemu-user) may run
+    // anything else: then the kernel decides.
+    let compat = matches!((host, machine), (62, 3) | (183, 40));
+    if machine == host || compat || foreign_binaries_handled() {
+        return Ok(());
+    }
+    Err(OciError::ForeignMachine {
+        program: program.display().to_string(),
+        machine: crate::classify::machine_name(machine),
+        host: crate::classify::machine_name(host),
+    })
+}
+
+/// Whether the node has binfmt_misc handlers registered (as qemu-user installs), which may
+/// run programs built for other machines.
+fn foreign_binaries_handled() -> bool {
+    std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| !matches!(e.file_name().to_str(), Some("register" | "status")))
+        })
+        .unwrap_or(false)
 }
 
 /// The interpreter a `#!` script names (an absolute path) must be a file in the container:

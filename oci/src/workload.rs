@@ -97,7 +97,7 @@ impl WorkloadSpec {
         if args.is_empty() || args[0].is_empty() {
             return Err(OciError::NoArgs);
         }
-        let (env, cwd) = env_and_cwd(process);
+        let (env, cwd) = env_and_cwd(process)?;
         let rootfs = match spec.root() {
             Some(root) if root.path().is_absolute() => root.path().clone(),
             Some(root) => bundle.join(root.path()),
@@ -141,21 +141,26 @@ pub fn load_spec(bundle: &Path) -> Result<Spec, OciError> {
     })
 }
 
-/// A process's environment (split at the first `=`) and working directory (`/` unless
-/// absolute).
-pub(crate) fn env_and_cwd(process: &Process) -> (Vec<(String, String)>, String) {
+/// A process's environment (split at the first `=`) and working directory (`/` when unset;
+/// a relative one is an error, as runc makes it).
+pub(crate) fn env_and_cwd(process: &Process) -> Result<(Vec<(String, String)>, String), OciError> {
     let env = process
         .env()
         .as_ref()
         .map(|vars| vars.iter().map(|kv| split_env(kv)).collect())
         .unwrap_or_default();
     let cwd = process.cwd().to_string_lossy().into_owned();
-    let cwd = if cwd.starts_with('/') {
+    let cwd = if cwd.is_empty() {
+        "/".to_string()
+    } else if cwd.starts_with('/') {
         cwd
     } else {
-        "/".to_string()
+        return Err(OciError::Cwd {
+            cwd,
+            reason: "not an absolute path (a container's working directory starts with /)".into(),
+        });
     };
-    (env, cwd)
+    Ok((env, cwd))
 }
 
 fn split_env(kv: &str) -> (String, String) {

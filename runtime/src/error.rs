@@ -26,6 +26,12 @@ pub enum RuntimeError {
     /// A core module without a `_start` export.
     #[error("the Wasm module has no `_start` function to run (is it a WASI command?)")]
     NoStart,
+    /// The module's `_start` is not a `() -> ()` function.
+    #[error(
+        "the Wasm module's `_start` has the type {0}; a WASI command's `_start` takes no \
+         parameters and returns nothing"
+    )]
+    BadStart(String),
     /// A component that does not export `wasi:cli/run`.
     #[error("the Wasm component does not export wasi:cli/run: {0}")]
     NotACommand(String),

@@ -161,7 +161,11 @@ impl Prepared {
                         reason: format!("{e:#}"),
                     })?;
                 match module.get_export("_start") {
-                    Some(wasmtime::ExternType::Func(_)) => {}
+                    Some(wasmtime::ExternType::Func(f))
+                        if f.params().len() == 0 && f.results().len() == 0 => {}
+                    Some(wasmtime::ExternType::Func(f)) => {
+                        return Err(RuntimeError::BadStart(f.to_string()))
+                    }
                     _ => return Err(RuntimeError::NoStart),
                 }
                 Box::new(CommandModule(pre)) as Box<dyn Trigger>

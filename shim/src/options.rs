@@ -9,6 +9,9 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::oci::Options as RuncOptions;
 
+/// The keys of the handler's `options` table that wasmpod reads; any other fails the Create.
+const KNOWN: [&str; 4] = ["ConfigPath", "SystemdCgroup", "CacheDir", "CacheMaxBytes"];
+
 /// The options wasmpod understands.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeOptions {
@@ -36,7 +39,8 @@ impl RuntimeOptions {
                 if !config_path.is_empty() {
                     let text = std::fs::read_to_string(&config_path)
                         .map_err(|e| format!("runtime options file {config_path}: {e}"))?;
-                    return RuntimeOptions::from_toml(&text);
+                    return RuntimeOptions::from_toml(&text)
+                        .map_err(|e| format!("runtime options file {config_path}: {e}"));
                 }
                 Ok(RuntimeOptions::default())
             }
@@ -72,6 +76,12 @@ impl RuntimeOptions {
                 table = base;
             }
             Some(other) => return Err(format!("ConfigPath must be a path, not {other}")),
+        }
+        if let Some(unknown) = table.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(format!(
+                "runtime option {unknown:?} is not one wasmpod reads (it reads {})",
+                KNOWN.join(", ")
+            ));
         }
         let systemd_cgroup = match table.get("SystemdCgroup") {
             None => false,
@@ -234,10 +244,11 @@ mod tests {
         assert!(RuntimeOptions::from_toml("SystemdCgroup = \"yes\"").is_err());
         assert!(RuntimeOptions::from_toml("not toml = = =").is_err());
         assert!(RuntimeOptions::from_any(Some(&any("something.Else", vec![]))).is_err());
+        let unknown =
+            RuntimeOptions::from_toml("SystemdCgroup = true\nSystemdCgrup = true").unwrap_err();
         assert!(
-            !RuntimeOptions::from_toml("Other = 1")
-                .unwrap()
-                .systemd_cgroup
+            unknown.contains("\"SystemdCgrup\" is not one wasmpod reads"),
+            "{unknown}"
         );
     }
 }

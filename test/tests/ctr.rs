@@ -1325,3 +1325,263 @@ fn a_wasm_layer_image_runs_from_the_content_store() {
     assert_ne!(ran.code, 0);
     assert!(ran.stderr.contains("precompiled Wasm (.cwasm)"), "{ran:?}");
 }
+
+/// One bad input of the table in docs/behaviour.md ("Errors at create time"): the files of
+/// an image (its entrypoint `/app.wasm` unless `args` say otherwise), `ctr run` flags, and
+/// what the failing `ctr run` must print.
+struct BadInput {
+    what: &'static str,
+    name: String,
+    image: ImageBuilder,
+    flags: Vec<String>,
+    args: Vec<&'static str>,
+    says: &'static str,
+}
+
+fn bad(what: &'static str, files: &[(&str, Vec<u8>)], says: &'static str) -> BadInput {
+    let name = format!(
+        "docker.io/wasmpod/bad-{}:e2e",
+        what.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            .to_lowercase()
+    );
+    let mut image = ImageBuilder::new(name.clone())
+        .platform("linux", "amd64")
+        .entrypoint(["/app.wasm"]);
+    for (path, bytes) in files {
+        image = image.file(path, bytes.clone(), 0o755);
+    }
+    BadInput {
+        what,
+        name,
+        image,
+        flags: Vec::new(),
+        args: Vec::new(),
+        says,
+    }
+}
+
+impl BadInput {
+    fn with_image(mut self, edit: impl FnOnce(ImageBuilder) -> ImageBuilder) -> Self {
+        self.image = edit(self.image);
+        self
+    }
+    fn flags(mut self, flags: &[&str]) -> Self {
+        self.flags = flags.iter().map(|f| f.to_string()).collect();
+        self
+    }
+    fn args(mut self, args: &[&'static str]) -> Self {
+        self.args = args.to_vec();
+        self
+    }
+}
+
+/// Bytes no program is made of (a fixed xorshift stream).
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// An ELF header for `machine` (62 is x86-64, 183 is aarch64) and nothing runnable behind it.
+fn elf_header(machine: u16) -> Vec<u8> {
+    let mut h = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    h.resize(16, 0);
+    h.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    h.extend_from_slice(&machine.to_le_bytes());
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h.resize(64, 0);
+    h
+}
+
+#[test]
+fn each_bad_input_of_the_table_fails_create_with_its_message() {
+    let before = leak_counts();
+    let hello = wat(fixtures::HELLO_WAT);
+    let options = tempfile::tempdir().unwrap();
+    let option_file = |name: &str, text: &str| {
+        let path = options.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        format!("--runtime-config-path={}", path.display())
+    };
+    let not_toml = option_file("not-toml.toml", "SystemdCgroup = = true\n");
+    let misspelt = option_file("misspelt.toml", "SystemdCgrup = true\n");
+    let relative_cache = option_file("relative.toml", "CacheDir = \"cache\"\n");
+    let wrong_kind = option_file("kind.toml", "CacheMaxBytes = \"lots\"\n");
+    let missing_file = format!(
+        "--runtime-config-path={}",
+        options.path().join("absent.toml").display()
+    );
+    let mut corrupt_section = b"\0asm\x01\0\0\0".to_vec();
+    corrupt_section.extend_from_slice(&[1, 0x7f, 0x60]); // a type section longer than the file
+    let mut bad_component = b"\0asm\x0d\0\x01\0".to_vec();
+    bad_component.extend_from_slice(&[0x2a, 0x05, 1, 2]); // an unknown section id
+    let cases = vec![
+        bad(
+            "an empty file",
+            &[("/app.wasm", Vec::new())],
+            "is neither Wasm nor a native executable",
+        ),
+        bad(
+            "random bytes",
+            &[("/app.wasm", random_bytes(4096))],
+            "is neither Wasm nor a native executable",
+        ),
+        bad(
+            "a wrong magic number",
+            &[("/app.wasm", b"\0asn\x01\0\0\0".to_vec())],
+            "is neither Wasm nor a native executable",
+        ),
+        bad(
+            "an unknown Wasm version",
+            &[("/app.wasm", b"\0asm\x02\0\0\0".to_vec())],
+            "is Wasm of a version wasmpod does not know",
+        ),
+        bad(
+            "a section running past the end",
+            &[("/app.wasm", corrupt_section)],
+            "invalid Wasm module",
+        ),
+        bad(
+            "a component with an unknown section",
+            &[("/app.wasm", bad_component)],
+            "invalid Wasm component",
+        ),
+        bad(
+            "a component that exports nothing",
+            &[("/app.wasm", wat("(component)"))],
+            "does not export wasi:cli/run",
+        ),
+        bad(
+            "a module importing a memory",
+            &[(
+                "/app.wasm",
+                wat(r#"(module (import "env" "memory" (memory 1)) (func (export "_start")))"#),
+            )],
+            "cannot link the Wasm module: unknown import: `env::memory`",
+        ),
+        bad(
+            "a `_start` that takes parameters",
+            &[(
+                "/app.wasm",
+                wat(r#"(module (func (export "_start") (param i32)))"#),
+            )],
+            "a WASI command's `_start` takes no parameters",
+        ),
+        bad("a symlink loop", &[], "too many levels of symbolic links").with_image(|i| {
+            i.symlink("/app.wasm", "/loop.wasm")
+                .symlink("/loop.wasm", "/app.wasm")
+        }),
+        bad(
+            "a symlink out of the rootfs",
+            &[],
+            "not found in the container's rootfs",
+        )
+        .with_image(|i| i.symlink("/app.wasm", "../../../../../../usr/bin/ctr")),
+        bad(
+            "a dangling symlink",
+            &[],
+            "not found in the container's rootfs",
+        )
+        .with_image(|i| i.symlink("/app.wasm", "/nowhere.wasm")),
+        bad(
+            "a directory as entrypoint",
+            &[("/data/in.txt", b"x".to_vec())],
+            "is not a regular file",
+        )
+        .args(&["/data"]),
+        bad(
+            "a relative entrypoint not on PATH",
+            &[("/app.wasm", hello.clone())],
+            "not found",
+        )
+        .args(&["nope.wasm"]),
+        bad(
+            "a native program for another architecture",
+            &[("/app", elf_header(183))],
+            "is a native program for aarch64, and this node is x86_64",
+        )
+        .args(&["/app"]),
+        bad(
+            "a relative working directory",
+            &[("/app.wasm", hello.clone())],
+            "working directory \"relative/dir\": not an absolute path",
+        )
+        .flags(&["--cwd", "relative/dir"]),
+        bad(
+            "runtime options that are not TOML",
+            &[("/app.wasm", hello.clone())],
+            "runtime options are not TOML: TOML parse error at line 1",
+        )
+        .flags(&[&not_toml]),
+        bad(
+            "a runtime option wasmpod does not read",
+            &[("/app.wasm", hello.clone())],
+            "\"SystemdCgrup\" is not one wasmpod reads",
+        )
+        .flags(&[&misspelt]),
+        bad(
+            "a relative CacheDir",
+            &[("/app.wasm", hello.clone())],
+            "CacheDir must be an absolute path",
+        )
+        .flags(&[&relative_cache]),
+        bad(
+            "a CacheMaxBytes that is not a number",
+            &[("/app.wasm", hello.clone())],
+            "CacheMaxBytes must be a positive number",
+        )
+        .flags(&[&wrong_kind]),
+        bad(
+            "a runtime options file that does not exist",
+            &[("/app.wasm", hello.clone())],
+            "absent.toml",
+        )
+        .flags(&[&missing_file]),
+    ];
+    let mut cases = cases;
+    // containerd 1.6 cannot import images with Wasm layers.
+    if ctr::imports_wasm_layers() {
+        let two = bad(
+            "an image with two Wasm layers",
+            &[],
+            "has 2 Wasm layers; wasmpod runs images with one",
+        )
+        .with_image(|i| {
+            i.platform("wasi", "wasm")
+                .shape(ImageShape::WasmLayer)
+                .wasm_layer(hello.clone())
+                .wasm_layer(wat(fixtures::EXIT42_WAT))
+        });
+        cases.push(two);
+    }
+    let mut wrong = Vec::new();
+    for case in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let image = import(&case.image, &case.name, dir.path());
+        let flags: Vec<&str> = case.flags.iter().map(String::as_str).collect();
+        let ran = run_with(&flags, &image, &case.args);
+        if ran.code == 0 || !ran.stderr.contains(case.says) {
+            wrong.push(format!(
+                "{}: wanted {:?}, got exit {} {:?}",
+                case.what,
+                case.says,
+                ran.code,
+                ran.stderr.trim()
+            ));
+        } else {
+            println!("{} | {}", case.what, ran.stderr.trim());
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(
+        leak_counts(),
+        before,
+        "(mounts, cgroup dirs, shims, shim sockets)"
+    );
+}
