@@ -7,20 +7,20 @@ use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
 
 use wasmpod_oci::spin::SpinApp;
-use wasmpod_oci::Program;
+use wasmpod_oci::{Program, WasmKind};
 use wasmpod_runtime::cache::CompileCache;
 use wasmpod_runtime::Prepared;
 
 use crate::compile_cmd::{compile_in_child, CompileRequest};
 use crate::executor::WasmpodExecutor;
-use crate::sandbox::protocol::{HelperRequest, HelperResponse, Launch};
+use crate::sandbox::protocol::{HelperRequest, HelperResponse, Launch, WARNING_PREFIX};
 use crate::sandbox::requester;
 
 /// Entry point of helper mode (an exec'd helper): the request comes on stdin; never returns.
@@ -109,47 +109,84 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
 /// Loads a Wasm program's compiled code (compiling it into the node's cache first, in a
 /// child process, when needed) and links it, before the container process is cloned from
 /// this one: the container maps the cached code instead of compiling it.
+///
+/// A cache that cannot be used (its directory read-only, full, or not a directory) does not
+/// stop the container: the code is compiled into a scratch cache of this container's own
+/// under `/run/wasmpod`, mapped, and the scratch files removed at once, with a warning in the
+/// shim's log naming the cache's error.
 fn prepare(launch: &Launch) -> Result<Option<Prepared>, String> {
-    let (kind, host_path) = match &launch.workload.program {
-        Program::Native { .. } => return Ok(None),
-        Program::Spin(app) => return prepare_spin(launch, app).map(Some),
-        Program::Wasm {
-            kind, host_path, ..
-        } => (kind, host_path),
+    if matches!(launch.workload.program, Program::Native { .. }) {
+        return Ok(None);
+    }
+    let node_cache = (launch.cache.dir.as_path(), launch.cache.max_bytes);
+    let cache_error = match prepare_with(launch, node_cache) {
+        Ok(prepared) => return Ok(Some(prepared)),
+        Err(e) => e,
     };
-    let kind = *kind;
-    let shown = host_path.display().to_string();
-    let bytes = std::fs::read(host_path).map_err(|e| format!("read {shown}: {e}"))?;
-    let cache =
-        CompileCache::open(&launch.cache.dir, launch.cache.max_bytes).map_err(|e| e.to_string())?;
-    let request = CompileRequest {
-        cache_dir: launch.cache.dir.clone(),
-        cache_max_bytes: launch.cache.max_bytes,
-        wasm: host_path.clone(),
-        kind,
-        spin: false,
-    };
-    Prepared::from_cache(&cache, &bytes, kind, || compile_in_child(&request))
-        .map(Some)
-        .map_err(|e| e.to_string())
+    if requester::gone() {
+        return Err(cache_error);
+    }
+    let scratch = scratch_dir();
+    let prepared = prepare_with(launch, (&scratch, u64::MAX));
+    let _ = std::fs::remove_dir_all(&scratch);
+    match prepared {
+        Ok(prepared) => {
+            eprintln!(
+                "{WARNING_PREFIX}the compile cache {} cannot be used ({cache_error}); compiled for \
+                 this container only",
+                launch.cache.dir.display()
+            );
+            Ok(Some(prepared))
+        }
+        // The same failure without the node's cache (invalid Wasm, say): its first message.
+        Err(_) => Err(cache_error),
+    }
 }
 
-/// [`prepare`] for a Spin app: each component compiled (componentized first if it is a core
-/// module) through the cache, in a child process when needed, then the app linked.
-fn prepare_spin(launch: &Launch, app: &SpinApp) -> Result<Prepared, String> {
-    let cache =
-        CompileCache::open(&launch.cache.dir, launch.cache.max_bytes).map_err(|e| e.to_string())?;
-    Prepared::spin(app.clone(), &cache, |component| {
-        compile_in_child(&CompileRequest {
-            cache_dir: launch.cache.dir.clone(),
-            cache_max_bytes: launch.cache.max_bytes,
-            wasm: component.host_path.clone(),
-            kind: component.kind,
-            spin: true,
-        })
-        .map_err(|e| wasmpod_runtime::RuntimeError::SpinApp {
-            app: app.name.clone(),
-            reason: format!("component {}: {e}", component.id),
+/// A directory of this process's own for a scratch compile cache.
+fn scratch_dir() -> PathBuf {
+    PathBuf::from(format!("/run/wasmpod/scratch-cache-{}", std::process::id()))
+}
+
+/// [`prepare`] through the compile cache at `dir` (bounded to `max_bytes`).
+fn prepare_with(launch: &Launch, (dir, max_bytes): (&Path, u64)) -> Result<Prepared, String> {
+    let cache = CompileCache::open(dir, max_bytes).map_err(|e| e.to_string())?;
+    let request = |wasm: &Path, kind, spin| CompileRequest {
+        cache_dir: dir.to_path_buf(),
+        cache_max_bytes: max_bytes,
+        wasm: wasm.to_path_buf(),
+        kind,
+        spin,
+    };
+    match &launch.workload.program {
+        Program::Spin(app) => prepare_spin(app, &cache, request),
+        Program::Wasm {
+            kind, host_path, ..
+        } => {
+            let shown = host_path.display().to_string();
+            let bytes = std::fs::read(host_path).map_err(|e| format!("read {shown}: {e}"))?;
+            Prepared::from_cache(&cache, &bytes, *kind, || {
+                compile_in_child(&request(host_path, *kind, false))
+            })
+            .map_err(|e| e.to_string())
+        }
+        Program::Native { .. } => Err("a native program has no Wasm to prepare".into()),
+    }
+}
+
+/// [`prepare_with`] for a Spin app: each component compiled (componentized first if it is a
+/// core module) through the cache, in a child process when needed, then the app linked.
+fn prepare_spin(
+    app: &SpinApp,
+    cache: &CompileCache,
+    request: impl Fn(&Path, WasmKind, bool) -> CompileRequest,
+) -> Result<Prepared, String> {
+    Prepared::spin(app.clone(), cache, |component| {
+        compile_in_child(&request(&component.host_path, component.kind, true)).map_err(|e| {
+            wasmpod_runtime::RuntimeError::SpinApp {
+                app: app.name.clone(),
+                reason: format!("component {}: {e}", component.id),
+            }
         })
     })
     .map_err(|e| e.to_string())

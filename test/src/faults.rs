@@ -111,6 +111,62 @@ pub fn containerd_log_offset() -> u64 {
         .unwrap_or(0)
 }
 
+/// containerd's log (where the shims' logs go too) from `offset` on.
+pub fn containerd_log_since(offset: u64) -> String {
+    let log = std::fs::read(containerd_dir().join("containerd.log")).unwrap_or_default();
+    String::from_utf8_lossy(log.get(offset as usize..).unwrap_or_default()).into_owned()
+}
+
+/// A tmpfs mounted on a new directory for the test's life (unmounted when dropped).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// A tmpfs of `size` (as `mount -o size=` takes it: `64k`, `1m`).
+    pub fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            status.success(),
+            "mount a tmpfs on {}",
+            dir.path().display()
+        );
+        Tmpfs { dir }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Makes it read-only.
+    pub fn read_only(&self) {
+        let status = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.dir.path())
+            .status()
+            .expect("mount");
+        assert!(status.success(), "remount {} ro", self.dir.path().display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
 /// Whether the containerd under test logs each event a shim forwards to it (1.6 does, at
 /// debug level; 1.7 and 2.x do not), so that [`forwarded_since`] can count them.
 pub fn logs_forwarded_events() -> bool {
@@ -125,8 +181,7 @@ pub fn logs_forwarded_events() -> bool {
 /// How many events of `topic` in the test namespace containerd logged as forwarded to it
 /// (by a shim) since `offset`; the containerd under test logs at debug level.
 pub fn forwarded_since(offset: u64, topic: &str) -> usize {
-    let log = std::fs::read(containerd_dir().join("containerd.log")).unwrap_or_default();
-    let tail = String::from_utf8_lossy(log.get(offset as usize..).unwrap_or_default());
+    let tail = containerd_log_since(offset);
     let ns = format!("ns={}", ctr::namespace());
     let topic = format!("topic={topic}");
     tail.lines()

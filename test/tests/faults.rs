@@ -1,8 +1,9 @@
 //! Faults under running workloads, each on the containerd under test (1.6, 1.7 and 2.1 in
 //! `make test`): containerd restarted under a serving shim and while a task's exit waits to be
-//! forwarded, the shim SIGKILLed during Create and during Delete, the zygote killed while a
-//! Create is in flight. Each ends with the node counted as before (no mount, cgroup, process,
-//! fd, `/run/wasmpod` entry or cache growth beyond what the test meant to leave).
+//! forwarded, and during a Create; the shim SIGKILLed during Create and during Delete; the
+//! zygote killed while a Create is in flight; a compile cache that cannot be written; a guest
+//! flooding stdout; a guest filling a tmpfs past its memory limit. Each ends with the node
+//! counted as before (no mount, cgroup, process, fd or `/run/wasmpod` entry left behind).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -394,4 +395,170 @@ fn wait_exited(cri: &mut Cri, id: &str) {
         assert!(Instant::now() < deadline, "{id} still {:?}", status.state);
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A compile cache that cannot be written (read-only, full, or a file where its directory
+/// should be) costs a warning in the shim's log, not the container: the Wasm is compiled for
+/// that container alone, and the scratch files it used are gone afterwards.
+#[test]
+fn an_unusable_compile_cache_costs_a_warning_not_the_container() {
+    let before = stress::quiet_snapshot(None);
+    let options = tempfile::tempdir().expect("tempdir");
+    let read_only = faults::Tmpfs::new("1m");
+    std::fs::create_dir(read_only.path().join("cache")).expect("mkdir");
+    read_only.read_only();
+    let full = faults::Tmpfs::new("16k");
+    let not_a_dir = options.path().join("cache-file");
+    std::fs::write(&not_a_dir, b"in the way").expect("write");
+    let image = import(
+        "docker.io/wasmpod/fault-cache:e2e",
+        &fixtures::big_module(500, 7),
+    );
+    for (what, dir) in [
+        ("read-only", read_only.path().join("cache")),
+        ("full", full.path().to_path_buf()),
+        ("a file", not_a_dir.clone()),
+    ] {
+        let config = options
+            .path()
+            .join(format!("{}.toml", what.replace(' ', "-")));
+        std::fs::write(
+            &config,
+            format!("CacheDir = {:?}\n", dir.display().to_string()),
+        )
+        .expect("write options");
+        let offset = faults::containerd_log_offset();
+        let id = unique_id("fault-cache");
+        let ran = run_ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            WASMPOD,
+            &format!("--runtime-config-path={}", config.display()),
+            &image,
+            &id,
+        ]);
+        assert_eq!(ran.code, 0, "a {what} cache: {ran:?}");
+        let log = faults::containerd_log_since(offset);
+        assert!(
+            log.contains(&format!(
+                "the compile cache {} cannot be used",
+                dir.display()
+            )) && log.contains("compiled for this container only"),
+            "a {what} cache: no warning in the shim's log"
+        );
+    }
+    let scratch: Vec<_> = std::fs::read_dir("/run/wasmpod")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !scratch
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("scratch-cache-")),
+        "{scratch:?}"
+    );
+    drop((read_only, full));
+    assert_no_leak(&before);
+}
+
+fn probe_image() -> String {
+    import("docker.io/wasmpod/fault-probe:e2e", &fixtures::probe())
+}
+
+/// A guest writing 256 MiB to stdout as fast as it can: containerd's reader (ctr here) takes
+/// it, the pod's shim (which holds none of the stream) keeps answering, and its memory does
+/// not grow with the stream.
+#[test]
+fn a_guest_flooding_stdout_neither_blocks_nor_grows_its_shim() {
+    let image = probe_image();
+    let group = format!("io.kubernetes.cri.sandbox-id={}", unique_id("flood-pod"));
+    let sleeper = unique_id("flood-anchor");
+    let anchor = ctr::spawn(
+        WASMPOD,
+        &sleeper,
+        &["--annotation", &group],
+        &image,
+        &["/app.wasm", "sleep", "300"],
+    );
+    let shim = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(pid) = leaks::shim_pid(&ctr::address(), &sleeper) {
+                if task_status(&sleeper).is_some_and(|(_, s)| s == "RUNNING") {
+                    break pid;
+                }
+            }
+            assert!(Instant::now() < deadline, "{sleeper} never ran");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let rss_before = leaks::rss_kb(shim);
+    let id = unique_id("flood");
+    let mut flood = ctr::ctr()
+        .args(["run", "--rm", "--runtime", WASMPOD, "--annotation", &group])
+        .args([image.as_str(), id.as_str(), "/app.wasm", "flood", "256"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctr run");
+    let mut rss_max = rss_before;
+    let mut answered = 0;
+    let status = loop {
+        if let Some(status) = flood.try_wait().expect("wait") {
+            break status;
+        }
+        rss_max = rss_max.max(leaks::rss_kb(shim));
+        // The shim serves the pod's other task while the stream runs.
+        if task_status(&sleeper).is_some_and(|(_, s)| s == "RUNNING") {
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = flood.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert!(
+        status.success() && stderr.contains("flooded 256 MiB"),
+        "{status:?} {stderr}"
+    );
+    assert!(answered > 0, "the shim never answered during the flood");
+    assert!(
+        rss_max < rss_before + 4096,
+        "the shim's RSS went from {rss_before} KiB to {rss_max} KiB during the flood"
+    );
+    run_ctr(&["tasks", "kill", "--signal", "SIGKILL", &sleeper]);
+    let (ran, _) = ctr::finish(anchor);
+    assert_eq!(ran.code, 137, "{ran:?}");
+}
+
+/// A guest writing 1 GiB into a tmpfs under a 64 MiB memory limit: the tmpfs pages are the
+/// container's, so the container's cgroup OOM-kills the guest (exit 137, an OOM event), and
+/// nothing of it is left on the node.
+#[test]
+fn a_guest_filling_a_tmpfs_past_its_memory_limit_is_oom_killed_alone() {
+    let image = probe_image();
+    let before = stress::quiet_snapshot(None);
+    let id = unique_id("fill");
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--memory-limit",
+        "67108864",
+        "--mount",
+        "type=tmpfs,src=tmpfs,dst=/scratch,options=rw",
+        &image,
+        &id,
+        "/app.wasm",
+        "fill",
+        "/scratch/big",
+        "1024",
+    ]);
+    assert_eq!(ran.code, 137, "{ran:?}");
+    assert!(!ran.stdout.contains("filled 1024 MiB"), "{ran:?}");
+    assert_no_leak(&before);
+    assert_hello_runs();
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{HelperRequest, HelperResponse, HELPER_ARG};
+use super::protocol::{HelperRequest, HelperResponse, HELPER_ARG, WARNING_PREFIX};
 use super::zygote::Zygote;
 use crate::reaper::Reaper;
 
@@ -93,7 +93,10 @@ impl HelperRunner {
             None => self.run_exec(input).await?,
         };
         for line in output.diagnostics.lines().filter(|l| !l.trim().is_empty()) {
-            log::debug!("container helper: {line}");
+            match line.strip_prefix(WARNING_PREFIX) {
+                Some(warning) => log::warn!("container helper: {warning}"),
+                None => log::debug!("container helper: {line}"),
+            }
         }
         let status = output
             .status

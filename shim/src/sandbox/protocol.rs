@@ -9,6 +9,9 @@ use wasmpod_oci::Workload;
 
 /// The first argument that puts the binary in helper mode.
 pub const HELPER_ARG: &str = "__wasmpod-container";
+/// The start of a helper's diagnostics line that the shim logs as a warning (the others it
+/// logs at debug level).
+pub const WARNING_PREFIX: &str = "warning: ";
 /// The first argument that puts the binary in compile mode (see `compile_cmd`).
 pub const COMPILE_ARG: &str = "__wasmpod-compile";
 
