@@ -1,6 +1,6 @@
 //! Faults under running workloads, each on the containerd under test (1.6, 1.7 and 2.1 in
 //! `make test`): containerd restarted under a serving shim and while a task's exit waits to be
-//! forwarded, and during a Create; the shim SIGKILLed during Create and during Delete; the
+//! forwarded, and during a Create (by `ctr`, and in a pod's StartContainer); the shim SIGKILLed during Create and during Delete; the
 //! zygote killed while a Create is in flight; a compile cache that cannot be written; a guest
 //! flooding stdout; a guest filling a tmpfs past its memory limit. Each ends with the node
 //! counted as before (no mount, cgroup, process, fd or `/run/wasmpod` entry left behind).
@@ -561,4 +561,83 @@ fn a_guest_filling_a_tmpfs_past_its_memory_limit_is_oom_killed_alone() {
     assert!(!ran.stdout.contains("filled 1024 MiB"), "{ran:?}");
     assert_no_leak(&before);
     assert_hello_runs();
+}
+
+/// containerd restarted during a pod's StartContainer (where the CRI plugin creates the
+/// task, and the shim compiles): the call fails, the compile stops, the pod's shim keeps its
+/// pause container, and the pod runs its next container.
+#[test]
+fn containerd_restarted_during_a_pods_start_container_keeps_the_pod() {
+    let slow = "docker.io/wasmpod/fault-slow:e2e";
+    let hello = "docker.io/wasmpod/fault-hello:e2e";
+    cri::import_k8s(&ctr::wasm_image(slow, &slow_module()), slow);
+    cri::import_k8s(
+        &ctr::wasm_image(hello, &fixtures::wat(fixtures::HELLO_WAT)),
+        hello,
+    );
+    cri::ensure_pause_image();
+    let before = stress::quiet_snapshot(None);
+    let mut cri = Cri::connect();
+    let pod = cri
+        .run_pod("wasmpod", &PodSpec::default())
+        .expect("RunPodSandbox");
+    let shim = leaks::shim_pid(&ctr::address(), &pod.id).expect("the pod's shim");
+    let spec = |name: &str, image: &str| ContainerSpec {
+        name: name.into(),
+        image: image.into(),
+        ..Default::default()
+    };
+    let slow_id = cri
+        .create_container(&pod, &spec("slow", slow))
+        .expect("CreateContainer (slow)");
+    let (started, compile) = std::thread::scope(|scope| {
+        let restarter = scope.spawn(|| {
+            let compile = faults::wait_for_process(Duration::from_secs(60), |_, args| {
+                faults::is_compile(args)
+            });
+            if compile.is_some() {
+                restart_containerd(Duration::from_secs(2), || {});
+            }
+            compile
+        });
+        let started = cri.start_container(&slow_id);
+        (started, restarter.join().expect("restarter"))
+    });
+    let compile = compile.expect("no compile seen while StartContainer ran");
+    assert!(
+        faults::exits_within(compile, Duration::from_secs(10)),
+        "the compile ran on for 10 s after containerd gave its Create up"
+    );
+    // The call either failed with containerd, or finished just before it went.
+    if let Err(e) = &started {
+        assert!(!e.message().is_empty(), "an empty error");
+    }
+    drop(cri);
+    let mut cri = Cri::connect();
+    assert_eq!(
+        leaks::shim_pid(&ctr::address(), &pod.id),
+        Some(shim),
+        "the pod's shim (and its pause container) survived"
+    );
+    // The CRI plugin answers once it has recovered its state.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cri
+        .container_status(&slow_id)
+        .is_err_and(|e| e.message().contains("not initialized"))
+    {
+        assert!(Instant::now() < deadline, "the CRI plugin never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = cri.stop_container(&slow_id, 5);
+    cri.remove_container(&slow_id)
+        .expect("RemoveContainer (slow)");
+    let id = cri
+        .create_container(&pod, &spec("hello", hello))
+        .expect("CreateContainer after the restart");
+    cri.start_container(&id).expect("StartContainer");
+    wait_exited(&mut cri, &id);
+    cri.remove_container(&id).expect("RemoveContainer");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    drop(cri);
+    assert_no_leak(&before);
 }
