@@ -31,7 +31,7 @@ SPIN_PY_SDK := spin-sdk==3.4.1 componentize-py==0.17.2
 # Helm (its SDK v4, from PyPI) and the Kubernetes schemas that test the chart, under $(WORK)/chart-tools.
 CHART_TOOLS := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
 
-.PHONY: all setup setup-test build install install-local unit chart-test manifests installer-image e2e e2e-containerd-1.7 e2e-containerd-2.1 test demo bench bench-run stress stress-run fmt clippy clean
+.PHONY: all setup setup-test build install install-local unit chart-test manifests installer-image e2e e2e-containerd-1.7 e2e-containerd-2.1 test demo bench bench-run stress stress-run fuzz fmt clippy clean
 
 all: build
 
@@ -125,6 +125,12 @@ e2e-containerd-1.7: install-local
 
 e2e-containerd-2.1: install-local
 	WORK=$(WORK) CARGO="$(CARGO)" CARGO_PROFILE_FLAG="$(CARGO_PROFILE_FLAG)" test/with-debian-containerd.sh sid
+
+# Fuzzing (cargo-fuzz): each target of test/fuzz for FUZZ_SECONDS (default 60) from its seed
+# corpus; FUZZ_TARGETS picks some. Not part of make test.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	WORK=$(WORK) FUZZ_SECONDS=$(FUZZ_SECONDS) test/fuzz.sh
 
 demo: setup
 	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)
