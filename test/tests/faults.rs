@@ -315,31 +315,12 @@ fn the_shim_killed_during_delete_leaves_nothing() {
 /// zygote (an exec'd helper).
 #[test]
 fn the_zygote_killed_mid_create_costs_the_pod_nothing() {
-    let slow = "docker.io/wasmpod/fault-slow:e2e";
-    let hello = "docker.io/wasmpod/fault-hello:e2e";
-    cri::import_k8s(&ctr::wasm_image(slow, &slow_module()), slow);
-    cri::import_k8s(
-        &ctr::wasm_image(hello, &fixtures::wat(fixtures::HELLO_WAT)),
-        hello,
-    );
-    cri::ensure_pause_image();
-    let before = stress::quiet_snapshot(None);
-    let mut cri = Cri::connect();
-    let pod = cri
-        .run_pod("wasmpod", &PodSpec::default())
-        .expect("RunPodSandbox");
-    let shim = leaks::shim_pid(&ctr::address(), &pod.id).expect("the pod's shim");
+    let (mut cri, pod, shim, before) = slow_pod();
     let zygote = faults::zygote_of(shim).expect("the shim's zygote");
-
-    let spec = |name: &str, image: &str| ContainerSpec {
-        name: name.into(),
-        image: image.into(),
-        ..Default::default()
-    };
     // CRI's CreateContainer only records the container: the shim's Create (and the
     // compile) runs in StartContainer.
     let slow_id = cri
-        .create_container(&pod, &spec("slow", slow))
+        .create_container(&pod, &container("slow", SLOW))
         .expect("CreateContainer (slow)");
     let (started, killed) = std::thread::scope(|scope| {
         let killer = scope.spawn(|| {
@@ -367,9 +348,44 @@ fn the_zygote_killed_mid_create_costs_the_pod_nothing() {
     cri.remove_container(&slow_id)
         .expect("RemoveContainer (slow)");
     // The same shim serves the next container, without a zygote.
+    hello_then_no_pod(cri, &pod, shim, &before);
+}
+
+const SLOW: &str = "docker.io/wasmpod/fault-slow:e2e";
+const HELLO: &str = "docker.io/wasmpod/fault-hello:e2e";
+
+/// A CRI pod run by wasmpod, with a slow-compiling image and a hello imported for it: the
+/// CRI client, the pod, its shim's pid, and the node counted before the pod.
+fn slow_pod() -> (Cri, cri::Pod, i32, NodeSnapshot) {
+    cri::import_k8s(&ctr::wasm_image(SLOW, &slow_module()), SLOW);
+    cri::import_k8s(
+        &ctr::wasm_image(HELLO, &fixtures::wat(fixtures::HELLO_WAT)),
+        HELLO,
+    );
+    cri::ensure_pause_image();
+    let before = stress::quiet_snapshot(None);
+    let mut cri = Cri::connect();
+    let pod = cri
+        .run_pod("wasmpod", &PodSpec::default())
+        .expect("RunPodSandbox");
+    let shim = leaks::shim_pid(&ctr::address(), &pod.id).expect("the pod's shim");
+    (cri, pod, shim, before)
+}
+
+fn container(name: &str, image: &str) -> ContainerSpec {
+    ContainerSpec {
+        name: name.into(),
+        image: image.into(),
+        ..Default::default()
+    }
+}
+
+/// The pod's shim (still `shim`) runs a hello to its end; then the pod is removed and the
+/// node counted as `before`.
+fn hello_then_no_pod(mut cri: Cri, pod: &cri::Pod, shim: i32, before: &NodeSnapshot) {
     let id = cri
-        .create_container(&pod, &spec("hello", hello))
-        .expect("CreateContainer after the zygote died");
+        .create_container(pod, &container("hello", HELLO))
+        .expect("CreateContainer (hello)");
     cri.start_container(&id).expect("StartContainer");
     wait_exited(&mut cri, &id);
     cri.remove_container(&id).expect("RemoveContainer");
@@ -378,10 +394,10 @@ fn the_zygote_killed_mid_create_costs_the_pod_nothing() {
         Some(shim),
         "the pod's shim survived"
     );
-    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    cri.remove_pod(pod).expect("RemovePodSandbox");
     // The CRI connection is containerd's fd, not a leak.
     drop(cri);
-    assert_no_leak(&before);
+    assert_no_leak(before);
 }
 
 fn wait_exited(cri: &mut Cri, id: &str) {
@@ -568,27 +584,9 @@ fn a_guest_filling_a_tmpfs_past_its_memory_limit_is_oom_killed_alone() {
 /// pause container, and the pod runs its next container.
 #[test]
 fn containerd_restarted_during_a_pods_start_container_keeps_the_pod() {
-    let slow = "docker.io/wasmpod/fault-slow:e2e";
-    let hello = "docker.io/wasmpod/fault-hello:e2e";
-    cri::import_k8s(&ctr::wasm_image(slow, &slow_module()), slow);
-    cri::import_k8s(
-        &ctr::wasm_image(hello, &fixtures::wat(fixtures::HELLO_WAT)),
-        hello,
-    );
-    cri::ensure_pause_image();
-    let before = stress::quiet_snapshot(None);
-    let mut cri = Cri::connect();
-    let pod = cri
-        .run_pod("wasmpod", &PodSpec::default())
-        .expect("RunPodSandbox");
-    let shim = leaks::shim_pid(&ctr::address(), &pod.id).expect("the pod's shim");
-    let spec = |name: &str, image: &str| ContainerSpec {
-        name: name.into(),
-        image: image.into(),
-        ..Default::default()
-    };
+    let (mut cri, pod, shim, before) = slow_pod();
     let slow_id = cri
-        .create_container(&pod, &spec("slow", slow))
+        .create_container(&pod, &container("slow", SLOW))
         .expect("CreateContainer (slow)");
     let (started, compile) = std::thread::scope(|scope| {
         let restarter = scope.spawn(|| {
@@ -631,13 +629,5 @@ fn containerd_restarted_during_a_pods_start_container_keeps_the_pod() {
     let _ = cri.stop_container(&slow_id, 5);
     cri.remove_container(&slow_id)
         .expect("RemoveContainer (slow)");
-    let id = cri
-        .create_container(&pod, &spec("hello", hello))
-        .expect("CreateContainer after the restart");
-    cri.start_container(&id).expect("StartContainer");
-    wait_exited(&mut cri, &id);
-    cri.remove_container(&id).expect("RemoveContainer");
-    cri.remove_pod(&pod).expect("RemovePodSandbox");
-    drop(cri);
-    assert_no_leak(&before);
+    hello_then_no_pod(cri, &pod, shim, &before);
 }
