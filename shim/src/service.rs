@@ -86,7 +86,7 @@ impl Drop for Reservation<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         creating.remove(&self.id);
-        let idle = creating.is_empty() && self.service.table().is_empty();
+        let idle = self.service.idle(&creating);
         drop(creating);
         self.done.cancel();
         // A Shutdown that came while this Create was in flight is honoured once nothing is
@@ -169,6 +169,12 @@ impl TaskService {
         })
     }
 
+    /// Whether the shim serves no task and creates none (`creating` is the locked set of
+    /// Creates in flight: the lock is taken before the table's, as everywhere).
+    fn idle(&self, creating: &HashMap<String, InFlight>) -> bool {
+        creating.is_empty() && self.table().is_empty()
+    }
+
     /// Exits the shim if it still serves no task and creates none after
     /// [`IDLE_AFTER_GIVE_UP`] (the Delete that gave the Create up has been answered by then).
     fn exit_if_still_idle(&self) {
@@ -178,7 +184,7 @@ impl TaskService {
         tokio::spawn(async move {
             tokio::time::sleep(IDLE_AFTER_GIVE_UP).await;
             let creating = me.creating.lock().unwrap_or_else(|e| e.into_inner());
-            if creating.is_empty() && me.table().is_empty() {
+            if me.idle(&creating) {
                 log::info!("a given-up Create left nothing to serve: shutting down");
                 me.exit.signal();
             }

@@ -259,10 +259,7 @@ pub fn containerd_fds() -> Vec<String> {
             let target = std::fs::read_link(entry.path())
                 .map(|t| t.display().to_string())
                 .unwrap_or_else(|e| e.to_string());
-            let about = target
-                .strip_prefix("socket:[")
-                .and_then(|t| t.strip_suffix(']'))
-                .and_then(|inode| sockets.iter().find(|s| s.inode == inode))
+            let about = leaks::socket_behind(&target, &sockets)
                 .map(|s| {
                     let peer = sockets.iter().find(|p| p.inode == s.peer);
                     format!(

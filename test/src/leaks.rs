@@ -340,17 +340,16 @@ pub fn containerd_fd_count(pid: i32) -> usize {
         .flatten()
         .flatten()
         .filter_map(|entry| std::fs::read_link(entry.path()).ok())
-        .filter_map(|target| {
-            let inode = target
-                .to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .to_string();
-            sockets.iter().find(|s| s.inode == inode)
-        })
+        .filter_map(|target| socket_behind(&target.to_string_lossy(), &sockets))
         .filter(|s| clients.contains(s.peer.as_str()))
         .count();
     fd_count(pid) - held_by_clients
+}
+
+/// The unix socket an fd's link target (`socket:[inode]`) names, if `sockets` lists it.
+pub fn socket_behind<'a>(target: &str, sockets: &'a [UnixSocket]) -> Option<&'a UnixSocket> {
+    let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+    sockets.iter().find(|s| s.inode == inode)
 }
 
 /// How many descriptors process `pid` has open.
