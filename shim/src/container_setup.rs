@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
@@ -252,8 +253,9 @@ fn open_stdin(path: &str) -> Result<OwnedFd, String> {
     Ok(file.into())
 }
 
-/// stdout or stderr: a FIFO is opened read-write, so opening never waits for containerd's
-/// reader; a file is appended to; no path means `/dev/null`.
+/// stdout or stderr: a FIFO is opened read-write, so that a guest keeps writing while
+/// containerd's reader is away (a containerd restart), once that reader is there (see
+/// [`wait_for_reader`]); a file is appended to; no path means `/dev/null`.
 fn open_output(path: &str) -> Result<OwnedFd, String> {
     if path.is_empty() {
         return dev_null();
@@ -262,15 +264,53 @@ fn open_output(path: &str) -> Result<OwnedFd, String> {
         .map(|m| m.file_type().is_fifo())
         .unwrap_or(false);
     let mut opts = OpenOptions::new();
-    if is_fifo {
+    let _probe = if is_fifo {
         opts.read(true).write(true);
+        wait_for_reader(Path::new(path), READER_WAIT)
     } else {
         opts.append(true).create(true);
-    }
+        None
+    };
     let file = opts
         .open(path)
         .map_err(|e| format!("open output {path}: {e}"))?;
     Ok(file.into())
+}
+
+/// How long a FIFO's reader is waited for before the guest is started without one.
+const READER_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until the FIFO at `path` has a reader and returns a write end that holds it open.
+///
+/// containerd (or `ctr`, or dockerd) opens its reader on its own schedule, sometimes after the
+/// task has started. A FIFO's buffer lives only while one of its ends is open: a guest that
+/// wrote and exited before the reader came would lose what it wrote. Waiting here makes the
+/// reader be there first. `None` when no reader came within `limit` (or the requester left).
+fn wait_for_reader(path: &Path, limit: Duration) -> Option<std::fs::File> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(file) => return Some(file),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
+            Err(_) => return None,
+        }
+        if start.elapsed() >= limit || requester::gone() {
+            eprintln!(
+                "{WARNING_PREFIX}no reader opened {} within {:?}; output written before one \
+                 opens may be lost",
+                path.display(),
+                start.elapsed()
+            );
+            return None;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
 }
 
 fn dev_null() -> Result<OwnedFd, String> {
@@ -307,4 +347,44 @@ pub fn chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fifo(dir: &Path) -> PathBuf {
+        let path = dir.join("stdout");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        path
+    }
+
+    #[test]
+    fn output_written_before_the_reader_opens_reaches_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = fifo(dir.path());
+        let reader_path = path.clone();
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::read_to_string(reader_path).expect("read fifo")
+        });
+        let out = open_output(path.to_str().expect("utf-8 path")).expect("open output");
+        let mut out = std::fs::File::from(out);
+        out.write_all(b"hello\n").expect("write");
+        drop(out);
+        assert_eq!(reader.join().expect("reader thread"), "hello\n");
+    }
+
+    #[test]
+    fn a_fifo_nobody_reads_is_given_up_after_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = fifo(dir.path());
+        assert!(wait_for_reader(&path, Duration::from_millis(30)).is_none());
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .expect("open reader");
+        assert!(wait_for_reader(&path, Duration::from_millis(30)).is_some());
+    }
 }
