@@ -1,7 +1,9 @@
-//! Keeping a guest inside its container's memory limit: linear memories and tables may not
-//! grow past a cap derived from `linux.resources.memory.limit`, so a guest that asks for
-//! too much sees `memory.grow` fail (and a line on its stderr saying why) instead of the
-//! cgroup OOM-killing the whole process.
+//! Keeping a guest inside its container's memory limit: a store's linear memories and tables,
+//! counted together, may not grow past a cap derived from `linux.resources.memory.limit`, so
+//! a guest that asks for too much sees `memory.grow` fail, or its instantiation fail (with a
+//! line on its stderr saying why), instead of the cgroup OOM-killing the whole process. A
+//! component that instantiates many core instances, each with its own memory, is held to the
+//! same cap as one big memory.
 
 use wasmtime::ResourceLimiter;
 
@@ -16,10 +18,12 @@ pub fn guest_memory_cap(container_limit: u64) -> u64 {
     container_limit.saturating_sub(headroom).max(1 << 20)
 }
 
-/// A [`ResourceLimiter`] with one cap for all of a store's memories and tables.
+/// A [`ResourceLimiter`] with one cap for all of a store's memories and tables together.
 #[derive(Debug, Clone)]
 pub struct GuestLimits {
     cap: Option<usize>,
+    /// Bytes of the store's memories and tables so far.
+    used: usize,
     /// Where the cap comes from, for the message when growth is refused.
     source: &'static str,
     denied_once: bool,
@@ -31,6 +35,7 @@ impl GuestLimits {
         GuestLimits {
             cap: container_limit.map(|l| guest_memory_cap(l) as usize),
             source: "the container's memory limit",
+            used: 0,
             denied_once: false,
         }
     }
@@ -47,18 +52,34 @@ impl GuestLimits {
         self
     }
 
-    fn allow(&mut self, what: &str, desired_bytes: usize) -> bool {
+    /// Whether one memory or table may go from `current_bytes` to `desired_bytes`, counting
+    /// all the store's others; counts it when it may.
+    fn allow(&mut self, what: &str, current_bytes: usize, desired_bytes: usize) -> bool {
+        let total = self
+            .used
+            .saturating_sub(current_bytes)
+            .saturating_add(desired_bytes);
         let Some(cap) = self.cap else {
+            self.used = total;
             return true;
         };
-        if desired_bytes <= cap {
+        if total <= cap {
+            self.used = total;
             return true;
         }
         if !self.denied_once {
             self.denied_once = true;
+            let of = if self.used > current_bytes {
+                format!(
+                    " ({} MiB in all with the guest's other memories and tables)",
+                    total >> 20
+                )
+            } else {
+                String::new()
+            };
             eprintln!(
-                "wasmpod: the guest asked to grow its {what} to {} MiB, past its limit of {} MiB \
-                 (from {}); the growth fails",
+                "wasmpod: the guest asked to grow a {what} to {} MiB{of}, past its limit of {} \
+                 MiB (from {}); the growth fails",
                 desired_bytes >> 20,
                 cap >> 20,
                 self.source
@@ -71,20 +92,24 @@ impl GuestLimits {
 impl ResourceLimiter for GuestLimits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(self.allow("linear memory", desired))
+        Ok(self.allow("linear memory", current, desired))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(self.allow("table", desired.saturating_mul(TABLE_ELEMENT_BYTES)))
+        Ok(self.allow(
+            "table",
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
     }
 }
 
@@ -107,6 +132,9 @@ mod tests {
         assert!(!l.memory_growing(40 << 20, 49 << 20, None).unwrap());
         assert!(l.table_growing(0, 1000, None).unwrap());
         assert!(!l.table_growing(0, 10 << 20, None).unwrap());
+        // A second memory counts with the first: 40 + 8 MiB fit the 48 MiB cap, 40 + 9 not.
+        assert!(!l.memory_growing(0, 9 << 20, None).unwrap());
+        assert!(l.memory_growing(0, (8 << 20) - 16_000, None).unwrap());
         let mut free = GuestLimits::for_container(None);
         assert!(free.memory_growing(0, usize::MAX, None).unwrap());
     }
@@ -120,6 +148,27 @@ mod tests {
         assert!(!l.memory_growing(0, 49 << 20, None).unwrap());
         let mut l = GuestLimits::for_container(None).with_instance_cap(Some(8 << 20));
         assert!(!l.memory_growing(0, 9 << 20, None).unwrap());
+    }
+
+    #[test]
+    fn many_memories_are_held_to_one_cap() {
+        use wasmtime::{Config, Engine, Module, Store};
+        let mut config = Config::new();
+        config.wasm_multi_memory(true);
+        let engine = Engine::new(&config).unwrap();
+        // Four memories of 5 MiB (80 pages each): 20 MiB, past an 8 MiB cap, though each fits.
+        let module = Module::new(
+            &engine,
+            r#"(module (memory 80) (memory 80) (memory 80) (memory 80))"#,
+        )
+        .unwrap();
+        let mut store = Store::new(&engine, GuestLimits::for_container(Some(16 << 20)));
+        store.limiter(|l| l);
+        let err = wasmtime::Instance::new(&mut store, &module, &[]).unwrap_err();
+        assert!(format!("{err:?}").contains("memory"), "{err:?}");
+        let mut store = Store::new(&engine, GuestLimits::for_container(Some(64 << 20)));
+        store.limiter(|l| l);
+        wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
     }
 
     #[test]

@@ -61,6 +61,29 @@ pub const MEMORY_BOMB_WAT: &str = r#"
       (br $grow))))
 "#;
 
+/// A `wasi:cli/run` component that instantiates one core module four times; each instance
+/// has a 30 MiB memory whose every page its start function touches: 120 MiB in all, though
+/// each memory alone fits a 64 MiB container.
+pub const MANY_MEMORIES_COMPONENT_WAT: &str = r#"
+(component
+  (core module $m
+    (memory 480)
+    (func $touch (local $p i32)
+      (loop $l
+        (i32.store8 (local.get $p) (i32.const 1))
+        (local.set $p (i32.add (local.get $p) (i32.const 4096)))
+        (br_if $l (i32.lt_u (local.get $p) (i32.const 31457280)))))
+    (start $touch)
+    (func (export "run") (result i32) (i32.const 0)))
+  (core instance $a (instantiate $m))
+  (core instance $b (instantiate $m))
+  (core instance $c (instantiate $m))
+  (core instance $d (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $a "run")))
+  (instance $cli (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $cli)))
+"#;
+
 /// Imports a function no host provides.
 pub const BAD_IMPORT_WAT: &str = r#"
 (module

@@ -718,6 +718,29 @@ fn a_memory_bomb_fails_inside_the_guest() {
     assert!(ran.stderr.contains("past its limit of 48 MiB"), "{ran:?}");
 }
 
+/// A component's memories count together: four core instances of 30 MiB each do not fit a
+/// 64 MiB container, so instantiation fails with the reason and 134, not an OOM kill (137).
+#[test]
+fn a_component_instantiating_past_its_limit_fails_with_the_reason() {
+    let image = image_of(
+        "docker.io/wasmpod/many-memories:e2e",
+        &wat(fixtures::MANY_MEMORIES_COMPONENT_WAT),
+    );
+    let ran = run_with(&["--memory-limit", "67108864"], &image, &[]);
+    assert_eq!(ran.code, 134, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("60 MiB in all with the guest's other memories and tables"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stderr.contains("wasmpod: the Wasm guest trapped"),
+        "{ran:?}"
+    );
+    let ran = run_with(&["--memory-limit", "268435456"], &image, &[]);
+    assert_eq!(ran.code, 0, "the same component fits 256 MiB: {ran:?}");
+}
+
 /// A working directory the image lacks is made, as runc makes it; one that a file is in the
 /// way of fails Create saying so.
 #[test]
