@@ -64,7 +64,7 @@ impl ContainerCgroup {
         }
     }
 
-    fn manager(&self) -> Result<libcgroups::common::AnyCgroupManager, String> {
+    pub(crate) fn manager(&self) -> Result<libcgroups::common::AnyCgroupManager, String> {
         create_cgroup_manager(CgroupConfig {
             cgroup_path: PathBuf::from(&self.path),
             systemd_cgroup: self.driver == CgroupDriver::Systemd,

@@ -5,9 +5,11 @@
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use wasmpod_oci::WasmKind;
@@ -15,9 +17,10 @@ use wasmpod_runtime::cache::CompileCache;
 use wasmpod_runtime::run::compile_spin_component;
 use wasmpod_runtime::{engine, RuntimeError};
 
+use crate::compile_cgroup::CompileCgroup;
 use crate::sandbox::client::self_command;
 use crate::sandbox::protocol::{HelperResponse, COMPILE_ARG};
-use crate::sandbox::requester;
+use crate::sandbox::requester::{self, Stopped};
 
 /// What to compile.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,10 +71,24 @@ fn compile(req: &CompileRequest) -> Result<(), RuntimeError> {
     cache.compile(&engine, &bytes, req.kind, &key)
 }
 
+/// What one compile may take: the cgroup it is charged to, and how long it may run.
+#[derive(Clone, Copy)]
+pub struct CompileBudget<'a> {
+    /// The container's cgroup (none: the shim's, see `compile_cgroup`).
+    pub cgroup: Option<&'a CompileCgroup>,
+    /// How long one compile may take (the `CompileTimeoutSeconds` option).
+    pub timeout: Duration,
+}
+
 /// Runs compile mode as a child process and waits for it (for the helper, which has no
-/// other children running and may wait directly). The child dies with the helper, and is
+/// other children running and may wait directly). The child is moved into the container's
+/// cgroup before it is given its request, so that its memory and CPU count against the
+/// container's limits; it is killed when it runs out of time; it dies with the helper, and is
 /// killed when the shim gives the request up (see `sandbox::requester`).
-pub fn compile_in_child(req: &CompileRequest) -> Result<(), RuntimeError> {
+pub fn compile_in_child(
+    req: &CompileRequest,
+    budget: CompileBudget<'_>,
+) -> Result<(), RuntimeError> {
     let input = serde_json::to_vec(req).map_err(|e| RuntimeError::Cache(e.to_string()))?;
     let mut command = self_command(Path::new("/proc/self/exe"), "wasmpod-compile", COMPILE_ARG);
     command
@@ -85,18 +102,50 @@ pub fn compile_in_child(req: &CompileRequest) -> Result<(), RuntimeError> {
             Ok(())
         });
     }
+    let deadline = Instant::now() + budget.timeout;
     let mut child = command
         .spawn()
         .map_err(|e| RuntimeError::Cache(format!("start the compiler: {e}")))?;
+    let stop = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    // The child waits for its request on stdin, so it compiles nothing before it is in the
+    // container's cgroup.
+    if let Some(cgroup) = budget.cgroup {
+        if let Err(e) = i32::try_from(child.id())
+            .map_err(|e| e.to_string())
+            .and_then(|pid| cgroup.join(pid))
+        {
+            stop(&mut child);
+            return Err(RuntimeError::Cache(format!(
+                "move the compile into the container's cgroup: {e}"
+            )));
+        }
+    }
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&input);
     }
     let mut out = Vec::new();
     if let Some(mut stdout) = child.stdout.take() {
-        if let Err(gone) = requester::read_to_end_unless_gone(&mut stdout, &mut out) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(RuntimeError::Cache(format!("compile stopped: {gone}")));
+        match requester::read_to_end_unless_gone(&mut stdout, &mut out, deadline) {
+            Ok(()) => {}
+            Err(Stopped::Gone) => {
+                stop(&mut child);
+                return Err(RuntimeError::Cache(format!(
+                    "compile stopped: {}",
+                    requester::Gone
+                )));
+            }
+            Err(Stopped::OutOfTime) => {
+                stop(&mut child);
+                return Err(RuntimeError::Cache(format!(
+                    "compiling {} took longer than {} s, the compile time limit \
+                     (CompileTimeoutSeconds in the runtime options)",
+                    req.wasm.display(),
+                    budget.timeout.as_secs()
+                )));
+            }
         }
     }
     let status = child
@@ -105,8 +154,37 @@ pub fn compile_in_child(req: &CompileRequest) -> Result<(), RuntimeError> {
     match serde_json::from_slice::<HelperResponse>(&out) {
         Ok(HelperResponse::Ok { .. }) => Ok(()),
         Ok(HelperResponse::Error { message }) => Err(RuntimeError::Cache(message)),
-        Err(_) => Err(RuntimeError::Cache(format!(
-            "the compiler failed ({status})"
+        Err(_) => Err(RuntimeError::Cache(died(
+            status,
+            budget.cgroup.and_then(|c| c.memory_limit()),
         ))),
+    }
+}
+
+/// Why a compiler that gave no answer ended, as the user is told.
+/// `memory_limit` is the limit of the cgroup it ran in.
+fn died(status: std::process::ExitStatus, memory_limit: Option<u64>) -> String {
+    match (status.signal(), memory_limit) {
+        (Some(libc::SIGKILL), Some(limit)) => format!(
+            "the compiler was killed ({status}), most likely for going past the container's \
+             memory limit of {} MiB: compiling this Wasm needs more memory than that",
+            limit >> 20
+        ),
+        _ => format!("the compiler failed ({status})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compiler_killed_under_a_memory_limit_is_reported_as_such() {
+        let killed = std::process::ExitStatus::from_raw(libc::SIGKILL);
+        let message = died(killed, Some(32 << 20));
+        assert!(message.contains("memory limit of 32 MiB"), "{message}");
+        assert!(died(killed, None).starts_with("the compiler failed"));
+        let crashed = std::process::ExitStatus::from_raw(libc::SIGSEGV);
+        assert!(died(crashed, Some(32 << 20)).starts_with("the compiler failed"));
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
 
 use wasmpod_oci::spin::SpinApp;
@@ -19,7 +20,8 @@ use wasmpod_oci::{Program, WasmKind};
 use wasmpod_runtime::cache::CompileCache;
 use wasmpod_runtime::Prepared;
 
-use crate::compile_cmd::{compile_in_child, CompileRequest};
+use crate::compile_cgroup::CompileCgroup;
+use crate::compile_cmd::{compile_in_child, CompileBudget, CompileRequest};
 use crate::executor::WasmpodExecutor;
 use crate::sandbox::protocol::{HelperRequest, HelperResponse, Launch, WARNING_PREFIX};
 use crate::sandbox::requester;
@@ -67,13 +69,23 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             launch,
             systemd_cgroup,
         } => {
-            let container = builder(id, &root, launch)?
-                .as_init(&bundle)
-                .with_systemd(systemd_cgroup)
-                .with_detach(true)
-                .build()
-                .map_err(|e| chain(&e))?;
-            Ok(container.pid().map(|p| p.as_raw()))
+            let cgroup = create_cgroup(&bundle, systemd_cgroup);
+            let made = builder(id, &root, launch, cgroup.as_ref()).and_then(|b| {
+                b.as_init(&bundle)
+                    .with_systemd(systemd_cgroup)
+                    .with_detach(true)
+                    .build()
+                    .map_err(|e| chain(&e))
+            });
+            match made {
+                Ok(container) => Ok(container.pid().map(|p| p.as_raw())),
+                Err(e) => {
+                    if let Some(cgroup) = &cgroup {
+                        cgroup.remove_if_made();
+                    }
+                    Err(e)
+                }
+            }
         }
         HelperRequest::Exec {
             root,
@@ -81,8 +93,8 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             process,
             launch,
         } => {
-            mark_running(&root.join(&id))?;
-            let pid = builder(id, &root, launch)?
+            let cgroup = mark_running(&root.join(&id))?;
+            let pid = builder(id, &root, launch, cgroup.as_ref())?
                 .as_tenant()
                 .with_process(Some(&process))
                 .with_detach(true)
@@ -115,12 +127,18 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
 /// stop the container: the code is compiled into a scratch cache of this container's own
 /// under `/run/wasmpod`, mapped, and the scratch files removed at once, with a warning in the
 /// shim's log naming the cache's error.
-fn prepare(launch: &Launch) -> Result<Option<Prepared>, String> {
+///
+/// Compiles run in the container's cgroup (`cgroup`), within the compile time limit.
+fn prepare(launch: &Launch, cgroup: Option<&CompileCgroup>) -> Result<Option<Prepared>, String> {
     if matches!(launch.workload.program, Program::Native { .. }) {
         return Ok(None);
     }
+    let budget = CompileBudget {
+        cgroup,
+        timeout: launch.cache.compile_timeout(),
+    };
     let node_cache = (launch.cache.dir.as_path(), launch.cache.max_bytes);
-    let cache_error = match prepare_with(launch, node_cache) {
+    let cache_error = match prepare_with(launch, node_cache, budget) {
         Ok(prepared) => return Ok(Some(prepared)),
         Err(e) => e,
     };
@@ -128,7 +146,7 @@ fn prepare(launch: &Launch) -> Result<Option<Prepared>, String> {
         return Err(cache_error);
     }
     let scratch = scratch_dir();
-    let prepared = prepare_with(launch, (&scratch, u64::MAX));
+    let prepared = prepare_with(launch, (&scratch, u64::MAX), budget);
     let _ = std::fs::remove_dir_all(&scratch);
     match prepared {
         Ok(prepared) => {
@@ -150,7 +168,11 @@ fn scratch_dir() -> PathBuf {
 }
 
 /// [`prepare`] through the compile cache at `dir` (bounded to `max_bytes`).
-fn prepare_with(launch: &Launch, (dir, max_bytes): (&Path, u64)) -> Result<Prepared, String> {
+fn prepare_with(
+    launch: &Launch,
+    (dir, max_bytes): (&Path, u64),
+    budget: CompileBudget<'_>,
+) -> Result<Prepared, String> {
     let cache = CompileCache::open(dir, max_bytes).map_err(|e| e.to_string())?;
     let request = |wasm: &Path, kind, spin| CompileRequest {
         cache_dir: dir.to_path_buf(),
@@ -160,14 +182,14 @@ fn prepare_with(launch: &Launch, (dir, max_bytes): (&Path, u64)) -> Result<Prepa
         spin,
     };
     match &launch.workload.program {
-        Program::Spin(app) => prepare_spin(app, &cache, request),
+        Program::Spin(app) => prepare_spin(app, &cache, request, budget),
         Program::Wasm {
             kind, host_path, ..
         } => {
             let shown = host_path.display().to_string();
             let bytes = std::fs::read(host_path).map_err(|e| format!("read {shown}: {e}"))?;
             Prepared::from_cache(&cache, &bytes, *kind, || {
-                compile_in_child(&request(host_path, *kind, false))
+                compile_in_child(&request(host_path, *kind, false), budget)
             })
             .map_err(|e| e.to_string())
         }
@@ -181,22 +203,28 @@ fn prepare_spin(
     app: &SpinApp,
     cache: &CompileCache,
     request: impl Fn(&Path, WasmKind, bool) -> CompileRequest,
+    budget: CompileBudget<'_>,
 ) -> Result<Prepared, String> {
     Prepared::spin(app.clone(), cache, |component| {
-        compile_in_child(&request(&component.host_path, component.kind, true)).map_err(|e| {
-            wasmpod_runtime::RuntimeError::SpinApp {
+        compile_in_child(&request(&component.host_path, component.kind, true), budget).map_err(
+            |e| wasmpod_runtime::RuntimeError::SpinApp {
                 app: app.name.clone(),
                 reason: format!("component {}: {e}", component.id),
-            }
-        })
+            },
+        )
     })
     .map_err(|e| e.to_string())
 }
 
 /// A builder for a process running `launch`: its executor (with the Wasm prepared) and its
 /// stdio (containerd's FIFOs, or a terminal sent to the console socket).
-fn builder(id: String, root: &Path, launch: Launch) -> Result<ContainerBuilder, String> {
-    let prepared = prepare(&launch)?;
+fn builder(
+    id: String,
+    root: &Path,
+    launch: Launch,
+    cgroup: Option<&CompileCgroup>,
+) -> Result<ContainerBuilder, String> {
+    let prepared = prepare(&launch, cgroup)?;
     // A shim that gave the request up while the Wasm compiled gets no container; one that
     // gives it up from here on gets the container in the answer, and removes it.
     if requester::gone() {
@@ -227,7 +255,8 @@ fn builder(id: String, root: &Path, launch: Launch) -> Result<ContainerBuilder, 
 
 /// The shim starts containers through the notify socket, so libcontainer's record may still
 /// say `Created`; the shim only asks for an exec when its own state says the task runs.
-fn mark_running(container_dir: &Path) -> Result<(), String> {
+/// Returns the container's cgroup, for compiles of the exec'd process.
+fn mark_running(container_dir: &Path) -> Result<Option<CompileCgroup>, String> {
     let mut container = Container::load(container_dir.to_path_buf()).map_err(|e| chain(&e))?;
     if container.status() == ContainerStatus::Created {
         container
@@ -235,7 +264,23 @@ fn mark_running(container_dir: &Path) -> Result<(), String> {
             .save()
             .map_err(|e| chain(&e))?;
     }
-    Ok(())
+    let systemd = container.systemd();
+    Ok(container
+        .spec()
+        .ok()
+        .and_then(|config| CompileCgroup::for_exec(&config.cgroup_path.to_string_lossy(), systemd)))
+}
+
+/// The cgroup of the container the bundle's `config.json` describes, for its compiles.
+fn create_cgroup(bundle: &Path, systemd: bool) -> Option<CompileCgroup> {
+    let spec = Spec::load(bundle.join("config.json")).ok()?;
+    let linux = spec.linux().as_ref()?;
+    let path = linux
+        .cgroups_path()
+        .as_ref()?
+        .to_string_lossy()
+        .into_owned();
+    CompileCgroup::for_create(Some(&path), systemd, linux.resources().clone())
 }
 
 /// The container's stdin: containerd's FIFO, opened without waiting for a writer, or

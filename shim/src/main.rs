@@ -9,6 +9,7 @@
 //!   of exec'ing the binary, when it can.
 
 mod cgroup;
+mod compile_cgroup;
 mod compile_cmd;
 mod container_setup;
 mod content;

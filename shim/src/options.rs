@@ -10,7 +10,13 @@ use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::oci::Options as RuncOptions;
 
 /// The keys of the handler's `options` table that wasmpod reads; any other fails the Create.
-const KNOWN: [&str; 4] = ["ConfigPath", "SystemdCgroup", "CacheDir", "CacheMaxBytes"];
+const KNOWN: [&str; 5] = [
+    "ConfigPath",
+    "SystemdCgroup",
+    "CacheDir",
+    "CacheMaxBytes",
+    "CompileTimeoutSeconds",
+];
 
 /// The options wasmpod understands.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,6 +27,8 @@ pub struct RuntimeOptions {
     pub cache_dir: Option<String>,
     /// `CacheMaxBytes`: the compile cache's size bound.
     pub cache_max_bytes: Option<u64>,
+    /// `CompileTimeoutSeconds`: how long compiling one Wasm file may take.
+    pub compile_timeout_secs: Option<u64>,
 }
 
 impl RuntimeOptions {
@@ -93,19 +101,13 @@ impl RuntimeOptions {
             Some(toml::Value::String(s)) if s.starts_with('/') => Some(s.clone()),
             Some(other) => return Err(format!("CacheDir must be an absolute path, not {other}")),
         };
-        let cache_max_bytes = match table.get("CacheMaxBytes") {
-            None => None,
-            Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as u64),
-            Some(other) => {
-                return Err(format!(
-                    "CacheMaxBytes must be a positive number, not {other}"
-                ))
-            }
-        };
+        let cache_max_bytes = positive(&table, "CacheMaxBytes")?;
+        let compile_timeout_secs = positive(&table, "CompileTimeoutSeconds")?;
         Ok(RuntimeOptions {
             systemd_cgroup,
             cache_dir,
             cache_max_bytes,
+            compile_timeout_secs,
         })
     }
 
@@ -158,6 +160,15 @@ fn decode_runtime_options(bytes: &[u8]) -> Result<(String, Vec<u8>), String> {
         }
     }
     Ok((path, body))
+}
+
+/// The positive integer at `key`, if the table has one.
+fn positive(table: &toml::Table, key: &str) -> Result<Option<u64>, String> {
+    match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Integer(n)) if *n > 0 => Ok(Some(*n as u64)),
+        Some(other) => Err(format!("{key} must be a positive number, not {other}")),
+    }
 }
 
 fn varint(bytes: &[u8]) -> Result<(u64, usize), String> {
@@ -242,6 +253,13 @@ mod tests {
             RuntimeOptions::default()
         );
         assert!(RuntimeOptions::from_toml("SystemdCgroup = \"yes\"").is_err());
+        let timeout = RuntimeOptions::from_toml("CompileTimeoutSeconds = 30").unwrap();
+        assert_eq!(timeout.compile_timeout_secs, Some(30));
+        let zero = RuntimeOptions::from_toml("CompileTimeoutSeconds = 0").unwrap_err();
+        assert!(
+            zero.contains("CompileTimeoutSeconds must be a positive number"),
+            "{zero}"
+        );
         assert!(RuntimeOptions::from_toml("not toml = = =").is_err());
         assert!(RuntimeOptions::from_any(Some(&any("something.Else", vec![]))).is_err());
         let unknown =

@@ -44,7 +44,7 @@ use crate::oom;
 use crate::ops::ContainerOps;
 use crate::options::RuntimeOptions;
 use crate::reaper::Reaper;
-use crate::sandbox::protocol::{CacheConfig, HelperRequest, Launch};
+use crate::sandbox::protocol::{CacheConfig, HelperRequest, Launch, DEFAULT_COMPILE_TIMEOUT_SECS};
 use crate::task::{Process, Stdio, Task, TaskConfig};
 use crate::tty::{Console, ConsoleSocket};
 
@@ -290,6 +290,9 @@ impl TaskService {
         let cache = CacheConfig {
             dir: PathBuf::from(cache_dir),
             max_bytes: cache_max,
+            compile_timeout_secs: options
+                .compile_timeout_secs
+                .unwrap_or(DEFAULT_COMPILE_TIMEOUT_SECS),
         };
         let driver = if options.systemd_cgroup {
             CgroupDriver::Systemd

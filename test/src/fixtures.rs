@@ -139,6 +139,16 @@ pub fn probe() -> Vec<u8> {
     std::fs::read(c_module("probe")).expect("read probe.wasm")
 }
 
+/// A module whose `_start` is `depth` nested blocks: a few hundred kilobytes whose compile
+/// takes time that grows with the square of `depth` (half a minute for 100 000).
+pub fn nesting_bomb(depth: usize) -> Vec<u8> {
+    let mut text = String::from("(module (memory (export \"memory\") 1) (func (export \"_start\")");
+    text.push_str(&"(block ".repeat(depth));
+    text.push_str(&")".repeat(depth));
+    text.push_str("))");
+    wat(&text)
+}
+
 /// A module with `functions` functions (megabytes of code for a few thousand), unique to
 /// `seed`: for exercising the compile cache with compiles that take a while.
 pub fn big_module(functions: usize, seed: u64) -> Vec<u8> {

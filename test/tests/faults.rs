@@ -22,11 +22,15 @@ fn import(name: &str, wasm: &[u8]) -> String {
 
 /// A module no cache has seen that takes a while to compile (a few seconds in a debug build).
 fn slow_module() -> Vec<u8> {
-    let seed = std::time::SystemTime::now()
+    fixtures::big_module(20_000, fresh_seed())
+}
+
+/// A seed no earlier run used, so that the module is compiled, not found in the cache.
+fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
-        .as_nanos() as u64;
-    fixtures::big_module(20_000, seed)
+        .as_nanos() as u64
 }
 
 fn wait_serving(addr: SocketAddr) {
@@ -630,4 +634,82 @@ fn containerd_restarted_during_a_pods_start_container_keeps_the_pod() {
     cri.remove_container(&slow_id)
         .expect("RemoveContainer (slow)");
     hello_then_no_pod(cri, &pod, shim, &before);
+}
+
+/// A compile is charged to the container's cgroup: a module whose compile needs more memory
+/// than the container's limit fails Create saying so (the compiler is OOM-killed alone; the
+/// shim and the pod's other tasks do not notice), the cgroup made for it is gone, and the
+/// same module runs with room.
+#[test]
+fn a_compile_past_the_containers_memory_limit_fails_create_saying_so() {
+    let before = stress::quiet_snapshot(None);
+    let image = import(
+        "docker.io/wasmpod/fault-huge:e2e",
+        &fixtures::big_module(60_000, fresh_seed()),
+    );
+    let id = unique_id("fault-huge");
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--memory-limit",
+        "33554432",
+        &image,
+        &id,
+    ]);
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(
+        ran.stderr.contains("the compiler was killed")
+            && ran.stderr.contains("memory limit of 32 MiB"),
+        "{ran:?}"
+    );
+    remove(&id);
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        "--memory-limit",
+        "2147483648",
+        &image,
+        &unique_id("fault-huge"),
+    ]);
+    assert_eq!(ran.code, 0, "with room: {ran:?}");
+    assert_no_leak(&before);
+}
+
+/// A module that takes too long to compile (a nesting bomb) fails Create once the compile
+/// time limit passes, naming the limit, and leaves nothing running.
+#[test]
+fn a_compile_past_its_time_limit_fails_create_naming_the_limit() {
+    let before = stress::quiet_snapshot(None);
+    let options = tempfile::tempdir().expect("tempdir");
+    let config = options.path().join("wasmpod.toml");
+    std::fs::write(&config, "CompileTimeoutSeconds = 2\n").expect("write options");
+    let image = import(
+        "docker.io/wasmpod/fault-nesting:e2e",
+        &fixtures::nesting_bomb(100_000 + (fresh_seed() % 1000) as usize),
+    );
+    let id = unique_id("fault-nesting");
+    let start = Instant::now();
+    let ran = run_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        WASMPOD,
+        &format!("--runtime-config-path={}", config.display()),
+        &image,
+        &id,
+    ]);
+    let took = start.elapsed();
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("took longer than 2 s, the compile time limit"),
+        "{ran:?}"
+    );
+    assert!(took < Duration::from_secs(20), "failed only after {took:?}");
+    remove(&id);
+    assert_no_leak(&before);
 }

@@ -22,6 +22,23 @@ pub struct CacheConfig {
     pub dir: PathBuf,
     /// The cache's size bound.
     pub max_bytes: u64,
+    /// How long compiling one Wasm file may take, in seconds.
+    #[serde(default = "default_compile_timeout_secs")]
+    pub compile_timeout_secs: u64,
+}
+
+/// How long a compile may take when the runtime options do not say.
+pub const DEFAULT_COMPILE_TIMEOUT_SECS: u64 = 120;
+
+fn default_compile_timeout_secs() -> u64 {
+    DEFAULT_COMPILE_TIMEOUT_SECS
+}
+
+impl CacheConfig {
+    /// How long compiling one Wasm file may take.
+    pub fn compile_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.compile_timeout_secs)
+    }
 }
 
 /// A new container process: the workload it runs (located by the shim, see
@@ -141,6 +158,7 @@ mod tests {
                 cache: CacheConfig {
                     dir: "/var/lib/wasmpod/cache".into(),
                     max_bytes: 1 << 30,
+                    compile_timeout_secs: DEFAULT_COMPILE_TIMEOUT_SECS,
                 },
                 stdin: String::new(),
                 stdout: "/o".into(),

@@ -12,6 +12,7 @@
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -51,35 +52,49 @@ pub fn gone() -> bool {
     slot.as_ref().is_some_and(|fd| hung_up(fd.as_fd()))
 }
 
-/// Reads `reader` to its end into `out`, unless the requester goes away first.
+/// Why a read stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The requester went away.
+    Gone,
+    /// The deadline passed.
+    OutOfTime,
+}
+
+/// Reads `reader` to its end into `out`, unless the requester goes away or `deadline` passes
+/// first.
 pub fn read_to_end_unless_gone<R: Read + AsFd>(
     reader: &mut R,
     out: &mut Vec<u8>,
-) -> Result<(), Gone> {
+    deadline: Instant,
+) -> Result<(), Stopped> {
     let requester = REQUESTER
         .lock()
         .ok()
         .and_then(|slot| slot.as_ref().and_then(|fd| fd.try_clone().ok()));
-    let Some(requester) = requester else {
-        let _ = reader.read_to_end(out);
-        return Ok(());
-    };
-    read_until_hangup(reader, requester.as_fd(), out)
+    read_until_hangup(reader, requester.as_ref().map(|r| r.as_fd()), out, deadline)
 }
 
-/// [`read_to_end_unless_gone`] with the requester pipe given.
+/// [`read_to_end_unless_gone`] with the requester pipe given (if there is one).
 fn read_until_hangup<R: Read + AsFd>(
     reader: &mut R,
-    requester: BorrowedFd<'_>,
+    requester: Option<BorrowedFd<'_>>,
     out: &mut Vec<u8>,
-) -> Result<(), Gone> {
+    deadline: Instant,
+) -> Result<(), Stopped> {
     let mut buf = [0u8; 8192];
     loop {
-        let mut fds = [
-            PollFd::new(reader.as_fd(), PollFlags::POLLIN),
-            PollFd::new(requester, PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Stopped::OutOfTime);
+        }
+        let timeout = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = vec![PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        if let Some(requester) = requester {
+            fds.push(PollFd::new(requester, PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             // poll itself failing: read without watching rather than lose the answer.
@@ -88,10 +103,13 @@ fn read_until_hangup<R: Read + AsFd>(
                 return Ok(());
             }
         }
-        let requester_events = fds[1].revents().unwrap_or(PollFlags::empty());
+        let requester_events = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .unwrap_or(PollFlags::empty());
         if requester_events.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLIN)
         {
-            return Err(Gone);
+            return Err(Stopped::Gone);
         }
         if fds[0].revents().is_some_and(|r| !r.is_empty()) {
             match reader.read(&mut buf) {
@@ -116,6 +134,10 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    fn far() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
     fn pipe() -> (std::fs::File, std::fs::File) {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         (std::fs::File::from(r), std::fs::File::from(w))
@@ -130,7 +152,7 @@ mod tests {
         });
         let mut out = Vec::new();
         assert_eq!(
-            read_until_hangup(&mut out_r, requester_r.as_fd(), &mut out),
+            read_until_hangup(&mut out_r, Some(requester_r.as_fd()), &mut out, far()),
             Ok(())
         );
         writer.join().unwrap();
@@ -151,9 +173,21 @@ mod tests {
         });
         let mut out = Vec::new();
         assert_eq!(
-            read_until_hangup(&mut out_r, requester_r.as_fd(), &mut out),
-            Err(Gone)
+            read_until_hangup(&mut out_r, Some(requester_r.as_fd()), &mut out, far()),
+            Err(Stopped::Gone)
         );
         closer.join().unwrap();
+    }
+
+    #[test]
+    fn stops_at_the_deadline() {
+        let (mut out_r, _out_w) = pipe();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + std::time::Duration::from_millis(50);
+        assert_eq!(
+            read_until_hangup(&mut out_r, None, &mut out, deadline),
+            Err(Stopped::OutOfTime)
+        );
+        assert!(Instant::now() >= deadline);
     }
 }
