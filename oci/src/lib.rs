@@ -18,6 +18,7 @@
 pub mod artifact;
 pub mod classify;
 pub mod error;
+pub mod filesystem;
 pub mod image;
 pub mod locate;
 pub mod reference;

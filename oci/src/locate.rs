@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{EntrypointKind, NativeKind, WasmKind};
+use crate::filesystem::GuestFilesystem;
 use crate::resolve::{host_path, resolve_entrypoint, resolve_in_root};
 use crate::spin::{rootfs as spin_rootfs, SpinApp};
 use crate::workload::{env_and_cwd, Confinement, WorkloadSpec};
@@ -66,6 +67,9 @@ pub struct Workload {
     pub cwd: String,
     /// The container's memory limit in bytes, if any.
     pub memory_limit: Option<u64>,
+    /// What of the container's filesystem is read-only.
+    #[serde(default)]
+    pub filesystem: GuestFilesystem,
     /// What the init must apply itself, beyond what libcontainer applies.
     pub confinement: Confinement,
 }
@@ -87,6 +91,7 @@ pub struct NotInRootfs {
     env: Vec<(String, String)>,
     cwd: String,
     memory_limit: Option<u64>,
+    filesystem: GuestFilesystem,
     confinement: Confinement,
     error: OciError,
 }
@@ -113,6 +118,7 @@ impl NotInRootfs {
             env: self.env,
             cwd: self.cwd,
             memory_limit: self.memory_limit,
+            filesystem: self.filesystem,
             confinement: self.confinement,
         })
     }
@@ -127,6 +133,7 @@ impl NotInRootfs {
             env: self.env,
             cwd: self.cwd,
             memory_limit: self.memory_limit,
+            filesystem: self.filesystem,
             confinement: self.confinement,
         })
     }
@@ -160,6 +167,7 @@ pub fn locate(spec: &WorkloadSpec) -> Result<Located, OciError> {
                 env: spec.env.clone(),
                 cwd: spec.cwd.clone(),
                 memory_limit: spec.memory_limit,
+                filesystem: spec.filesystem.clone(),
                 confinement: spec.confinement.clone(),
                 error,
             }))
@@ -172,6 +180,7 @@ pub fn locate(spec: &WorkloadSpec) -> Result<Located, OciError> {
         env: spec.env.clone(),
         cwd: spec.cwd.clone(),
         memory_limit: spec.memory_limit,
+        filesystem: spec.filesystem.clone(),
         confinement: spec.confinement.clone(),
     }))
 }
@@ -210,12 +219,13 @@ pub fn retain_components(app: &mut SpinApp, env: &[(String, String)]) -> Result<
 }
 
 /// Locates an exec'd process (`process`, the OCI `Process` of `ctr task exec` or a CRI
-/// ExecSync) in a running container whose rootfs is `rootfs` and whose memory limit is
-/// `memory_limit`.
+/// ExecSync) in a running container whose rootfs is `rootfs`, whose memory limit is
+/// `memory_limit` and whose filesystem is `filesystem`.
 pub fn locate_exec(
     process: &oci_spec::runtime::Process,
     rootfs: &Path,
     memory_limit: Option<u64>,
+    filesystem: &GuestFilesystem,
 ) -> Result<Workload, OciError> {
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args
@@ -230,6 +240,7 @@ pub fn locate_exec(
         env,
         cwd,
         memory_limit,
+        filesystem: filesystem.clone(),
         confinement: Confinement::of_process(process),
     })
 }
@@ -468,7 +479,13 @@ mod tests {
             "user": {"uid": 0, "gid": 0}
         }))
         .unwrap();
-        let w = locate_exec(&process, root.path(), container.memory_limit).unwrap();
+        let w = locate_exec(
+            &process,
+            root.path(),
+            container.memory_limit,
+            &container.filesystem,
+        )
+        .unwrap();
         assert_eq!(w.args, ["/app.wasm", "probe"]);
         assert_eq!(w.memory_limit, Some(64 << 20));
         assert_eq!(w.env, [("A".to_string(), "1".to_string())]);
@@ -477,7 +494,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            locate_exec(&empty, root.path(), None),
+            locate_exec(&empty, root.path(), None, &Default::default()),
             Err(OciError::NoArgs)
         ));
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
+use crate::filesystem::GuestFilesystem;
 use crate::OciError;
 
 /// Annotation CRI sets to the pod sandbox's id on every container of the pod.
@@ -30,6 +31,8 @@ pub struct WorkloadSpec {
     pub cgroups_path: Option<String>,
     /// `linux.resources.memory.limit` in bytes, if set and positive.
     pub memory_limit: Option<u64>,
+    /// What of the filesystem is read-only.
+    pub filesystem: GuestFilesystem,
     /// Whether the spec has `poststart` hooks (which only libcontainer's start runs).
     pub has_poststart_hooks: bool,
     /// What the container's init applies itself.
@@ -121,6 +124,7 @@ impl WorkloadSpec {
             terminal: process.terminal().unwrap_or(false),
             cgroups_path,
             memory_limit,
+            filesystem: GuestFilesystem::of_spec(spec),
             confinement: Confinement::of_process(process),
             has_poststart_hooks: spec
                 .hooks()

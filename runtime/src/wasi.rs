@@ -14,12 +14,29 @@
 //!
 //! The working directory is also given as `PWD` (Go reads it) and as `wasi:cli`'s
 //! `initial-cwd`.
+//!
+//! Read-only parts of the container (a read-only rootfs, mounts marked `ro`) are preopened
+//! read-only: each directory mount under its own name, which wins over `/` by the same
+//! longest-match rule, with the access of the mount it is in.
 
 use std::path::{Path, PathBuf};
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use wasmpod_oci::filesystem::GuestFilesystem;
+
 use crate::RuntimeError;
+
+/// A directory opened for the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// Its path in this process.
+    pub host: PathBuf,
+    /// The name the guest sees.
+    pub guest: String,
+    /// Whether the guest may only read it.
+    pub read_only: bool,
+}
 
 /// What the guest sees. Everything else is denied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,8 +47,8 @@ pub struct GuestSetup {
     pub env: Vec<(String, String)>,
     /// The working directory (absolute, in the container).
     pub cwd: String,
-    /// Directories opened for the guest: (path in this process, name the guest sees).
-    pub preopens: Vec<(PathBuf, String)>,
+    /// Directories opened for the guest, in order.
+    pub preopens: Vec<Preopen>,
     /// Whether the guest may use the network of its (container's) network namespace.
     pub network: bool,
     /// The container's memory limit in bytes, if any (see [`crate::limits`]).
@@ -42,7 +59,7 @@ impl GuestSetup {
     /// The usual container setup: `/` preopened as `/`, and the working directory as `.`
     /// (see the module comment).
     pub fn for_container(args: Vec<String>, env: Vec<(String, String)>, cwd: String) -> Self {
-        let preopens = container_preopens(Path::new("/"), &cwd);
+        let preopens = container_preopens(Path::new("/"), &cwd, &GuestFilesystem::default());
         let mut env = env;
         if !env.iter().any(|(k, _)| k == "PWD") {
             env.push(("PWD".into(), cwd.clone()));
@@ -66,6 +83,7 @@ impl GuestSetup {
             workload.cwd.clone(),
         );
         setup.memory_limit = workload.memory_limit;
+        setup.preopens = container_preopens(Path::new("/"), &workload.cwd, &workload.filesystem);
         setup
     }
 
@@ -76,9 +94,14 @@ impl GuestSetup {
         if !self.cwd.is_empty() {
             b.initial_cwd(&self.cwd);
         }
-        for (host, guest) in &self.preopens {
-            b.preopened_dir(host, guest, FsPerms::ReadWrite)
-                .map_err(|e| RuntimeError::Wasi(format!("preopen {}: {e:#}", host.display())))?;
+        for p in &self.preopens {
+            let perms = if p.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            b.preopened_dir(&p.host, &p.guest, perms)
+                .map_err(|e| RuntimeError::Wasi(format!("preopen {}: {e:#}", p.host.display())))?;
         }
         if self.network {
             b.inherit_network().allow_ip_name_lookup(true);
@@ -87,36 +110,64 @@ impl GuestSetup {
     }
 }
 
-/// The preopens for a container whose `/` is at `root` (in this process) and whose working
-/// directory is `cwd`, in the order they must be opened.
-fn container_preopens(root: &Path, cwd: &str) -> Vec<(PathBuf, String)> {
-    let mut preopens = vec![(root.to_path_buf(), "/".to_string())];
+/// The preopens for a container whose `/` is at `root` (in this process), whose working
+/// directory is `cwd` and whose filesystem is `fs`, in the order they must be opened.
+fn container_preopens(root: &Path, cwd: &str, fs: &GuestFilesystem) -> Vec<Preopen> {
+    let at = |guest: &str| Preopen {
+        host: root.join(guest.trim_start_matches('/')),
+        guest: guest.to_string(),
+        read_only: fs.read_only(guest),
+    };
+    let mut preopens = vec![at("/")];
     let cwd = cwd.trim_end_matches('/');
-    if cwd.is_empty() {
-        return preopens;
+    if !cwd.is_empty() {
+        let mut top: Vec<String> = std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| is_dir(&e.path()))
+            .filter_map(|e| e.file_name().to_str().map(|n| format!("/{n}")))
+            .collect();
+        top.sort();
+        preopens.extend(top.iter().map(|name| at(name)));
     }
-    let mut top: Vec<String> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            std::fs::metadata(e.path())
-                .map(|m| m.is_dir())
-                .unwrap_or(false)
-        })
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
-    top.sort();
-    for name in top {
-        preopens.push((root.join(&name), format!("/{name}")));
+    // Directory mounts whose access differs from what the preopens so far give them.
+    for mount in &fs.mounts {
+        let covered = preopens
+            .iter()
+            .filter(|p| {
+                p.guest == "/"
+                    || mount.path == p.guest
+                    || mount.path.starts_with(&format!("{}/", p.guest))
+            })
+            .max_by_key(|p| p.guest.len())
+            .is_some_and(|p| p.read_only == fs.read_only(&mount.path));
+        if !covered && is_dir(&root.join(mount.path.trim_start_matches('/'))) {
+            preopens.retain(|p| p.guest != mount.path);
+            preopens.push(at(&mount.path));
+        }
     }
-    preopens.push((root.join(cwd.trim_start_matches('/')), ".".to_string()));
+    if !cwd.is_empty() {
+        preopens.push(Preopen {
+            guest: ".".to_string(),
+            ..at(cwd)
+        });
+    }
     preopens
+}
+
+fn is_dir(path: &Path) -> bool {
+    std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmpod_oci::filesystem::GuestMount;
+
+    fn names(p: &[Preopen]) -> Vec<(&str, bool)> {
+        p.iter().map(|p| (p.guest.as_str(), p.read_only)).collect()
+    }
 
     #[test]
     fn container_setup() {
@@ -125,23 +176,75 @@ mod tests {
             std::fs::create_dir(root.path().join(dir)).unwrap();
         }
         std::fs::write(root.path().join("file"), "").unwrap();
-        let p = container_preopens(root.path(), "/work");
-        let names: Vec<&str> = p.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(names, ["/", "/etc", "/work", "."]);
-        assert_eq!(p[3].0, root.path().join("work"));
-        let at_root = container_preopens(root.path(), "/");
-        assert_eq!(at_root, vec![(root.path().to_path_buf(), "/".to_string())]);
+        let writable = GuestFilesystem::default();
+        let p = container_preopens(root.path(), "/work", &writable);
+        assert_eq!(
+            names(&p),
+            [
+                ("/", false),
+                ("/etc", false),
+                ("/work", false),
+                (".", false)
+            ]
+        );
+        assert_eq!(p[3].host, root.path().join("work"));
+        let at_root = container_preopens(root.path(), "/", &writable);
+        assert_eq!(names(&at_root), [("/", false)]);
+        assert_eq!(at_root[0].host, root.path());
 
         let s = GuestSetup::for_container(
             vec!["a".into()],
             vec![("K".into(), "v".into())],
             "/work".into(),
         );
-        assert_eq!(s.preopens[0], (PathBuf::from("/"), "/".to_string()));
-        assert_eq!(s.preopens.last().unwrap().1, ".");
+        assert_eq!(s.preopens[0].host, PathBuf::from("/"));
+        assert_eq!(s.preopens.last().unwrap().guest, ".");
         assert!(s.env.contains(&("PWD".into(), "/work".into())));
         let root = GuestSetup::for_container(vec![], vec![("PWD".into(), "/x".into())], "/".into());
         assert_eq!(root.preopens.len(), 1);
         assert_eq!(root.env, vec![("PWD".to_string(), "/x".to_string())]);
+    }
+
+    #[test]
+    fn read_only_mounts_and_roots_are_preopened_read_only() {
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["data", "data/scratch", "tmp", "work"] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        std::fs::write(root.path().join("hosts"), "").unwrap();
+        let mount = |path: &str, read_only| GuestMount {
+            path: path.into(),
+            read_only,
+        };
+        let fs = GuestFilesystem {
+            read_only_root: false,
+            mounts: vec![
+                mount("/data", true),
+                mount("/data/scratch", false),
+                mount("/hosts", true),
+                mount("/tmp", false),
+            ],
+        };
+        // `/` as the cwd: only `/` and the mounts whose access differs from their parent's.
+        assert_eq!(
+            names(&container_preopens(root.path(), "/", &fs)),
+            [("/", false), ("/data", true), ("/data/scratch", false)]
+        );
+        // A read-only root: everything read-only but the writable mounts; the cwd with it.
+        let fs = GuestFilesystem {
+            read_only_root: true,
+            ..fs
+        };
+        assert_eq!(
+            names(&container_preopens(root.path(), "/work", &fs)),
+            [
+                ("/", true),
+                ("/data", true),
+                ("/tmp", false),
+                ("/work", true),
+                ("/data/scratch", false),
+                (".", true)
+            ]
+        );
     }
 }

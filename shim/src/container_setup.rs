@@ -69,7 +69,11 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             launch,
             systemd_cgroup,
         } => {
-            let cgroup = create_cgroup(&bundle, systemd_cgroup);
+            let cgroup = launch
+                .cache
+                .compile_in_container
+                .then(|| create_cgroup(&bundle, systemd_cgroup))
+                .flatten();
             let made = builder(id, &root, launch, cgroup.as_ref()).and_then(|b| {
                 b.as_init(&bundle)
                     .with_systemd(systemd_cgroup)
@@ -93,7 +97,8 @@ fn handle(request: HelperRequest) -> Result<Option<i32>, String> {
             process,
             launch,
         } => {
-            let cgroup = mark_running(&root.join(&id))?;
+            let cgroup =
+                mark_running(&root.join(&id))?.filter(|_| launch.cache.compile_in_container);
             let pid = builder(id, &root, launch, cgroup.as_ref())?
                 .as_tenant()
                 .with_process(Some(&process))

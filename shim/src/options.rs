@@ -10,12 +10,13 @@ use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::oci::Options as RuncOptions;
 
 /// The keys of the handler's `options` table that wasmpod reads; any other fails the Create.
-const KNOWN: [&str; 5] = [
+const KNOWN: [&str; 6] = [
     "ConfigPath",
     "SystemdCgroup",
     "CacheDir",
     "CacheMaxBytes",
     "CompileTimeoutSeconds",
+    "CompileCgroup",
 ];
 
 /// The options wasmpod understands.
@@ -29,6 +30,8 @@ pub struct RuntimeOptions {
     pub cache_max_bytes: Option<u64>,
     /// `CompileTimeoutSeconds`: how long compiling one Wasm file may take.
     pub compile_timeout_secs: Option<u64>,
+    /// `CompileCgroup = "shim"`: compiles run in the shim's cgroup instead of the container's.
+    pub compile_in_shim: bool,
 }
 
 impl RuntimeOptions {
@@ -103,11 +106,21 @@ impl RuntimeOptions {
         };
         let cache_max_bytes = positive(&table, "CacheMaxBytes")?;
         let compile_timeout_secs = positive(&table, "CompileTimeoutSeconds")?;
+        let compile_in_shim = match table.get("CompileCgroup").map(|v| (v, v.as_str())) {
+            None | Some((_, Some("container"))) => false,
+            Some((_, Some("shim"))) => true,
+            Some((other, _)) => {
+                return Err(format!(
+                    "CompileCgroup must be \"container\" or \"shim\", not {other}"
+                ))
+            }
+        };
         Ok(RuntimeOptions {
             systemd_cgroup,
             cache_dir,
             cache_max_bytes,
             compile_timeout_secs,
+            compile_in_shim,
         })
     }
 
@@ -255,6 +268,13 @@ mod tests {
         assert!(RuntimeOptions::from_toml("SystemdCgroup = \"yes\"").is_err());
         let timeout = RuntimeOptions::from_toml("CompileTimeoutSeconds = 30").unwrap();
         assert_eq!(timeout.compile_timeout_secs, Some(30));
+        let shim = RuntimeOptions::from_toml("CompileCgroup = \"shim\"").unwrap();
+        assert!(shim.compile_in_shim);
+        let pod = RuntimeOptions::from_toml("CompileCgroup = \"pod\"").unwrap_err();
+        assert!(
+            pod.contains("CompileCgroup must be \"container\" or \"shim\", not \"pod\""),
+            "{pod}"
+        );
         let zero = RuntimeOptions::from_toml("CompileTimeoutSeconds = 0").unwrap_err();
         assert!(
             zero.contains("CompileTimeoutSeconds must be a positive number"),

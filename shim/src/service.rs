@@ -70,6 +70,11 @@ struct InFlight {
 /// exits on its own (containerd, stopping, may never send the Shutdown it would otherwise).
 const IDLE_AFTER_GIVE_UP: Duration = Duration::from_secs(1);
 
+/// How long a new shim waits for its first Create before it exits on its own: containerd
+/// may fail after starting it (its `start` could not write the bundle's `address` file, on
+/// a full disk) and never send one, nor a Shutdown.
+pub const NO_TASK_AFTER_START: Duration = Duration::from_secs(30);
+
 /// An id whose Create is in progress; released when dropped.
 struct Reservation<'a> {
     service: &'a TaskService,
@@ -95,7 +100,10 @@ impl Drop for Reservation<'_> {
             log::info!("no tasks left after a Create: shutting down");
             self.service.exit.signal();
         } else if idle && self.give_up.is_cancelled() {
-            self.service.exit_if_still_idle();
+            self.service.exit_if_still_idle(
+                IDLE_AFTER_GIVE_UP,
+                "a given-up Create left nothing to serve",
+            );
         }
     }
 }
@@ -175,17 +183,17 @@ impl TaskService {
         creating.is_empty() && self.table().is_empty()
     }
 
-    /// Exits the shim if it still serves no task and creates none after
-    /// [`IDLE_AFTER_GIVE_UP`] (the Delete that gave the Create up has been answered by then).
-    fn exit_if_still_idle(&self) {
+    /// Exits the shim if it still serves no task and creates none `after` from now, logging
+    /// `why`.
+    pub fn exit_if_still_idle(&self, after: Duration, why: &'static str) {
         let Some(me) = self.me.upgrade() else {
             return;
         };
         tokio::spawn(async move {
-            tokio::time::sleep(IDLE_AFTER_GIVE_UP).await;
+            tokio::time::sleep(after).await;
             let creating = me.creating.lock().unwrap_or_else(|e| e.into_inner());
             if me.idle(&creating) {
-                log::info!("a given-up Create left nothing to serve: shutting down");
+                log::info!("{why}: shutting down");
                 me.exit.signal();
             }
         });
@@ -293,6 +301,7 @@ impl TaskService {
             compile_timeout_secs: options
                 .compile_timeout_secs
                 .unwrap_or(DEFAULT_COMPILE_TIMEOUT_SECS),
+            compile_in_container: !options.compile_in_shim,
         };
         let driver = if options.systemd_cgroup {
             CgroupDriver::Systemd
@@ -399,6 +408,7 @@ impl TaskService {
                 start_with_hooks: spec.has_poststart_hooks,
                 cache: cache.clone(),
                 memory_limit: spec.memory_limit,
+                filesystem: spec.filesystem.clone(),
             },
             stdio.clone(),
             pid,
@@ -595,7 +605,12 @@ impl TaskService {
     async fn run_exec(&self, task: &Arc<Task>, process: &Arc<Process>) -> ShimResult<i32> {
         let spec: oci_spec::runtime::Process = serde_json::from_slice(&process.exec_spec)
             .map_err(|e| ShimError::InvalidArgument(format!("exec process spec: {e}")))?;
-        let workload = locate_exec(&spec, &task.config.rootfs, task.config.memory_limit)?;
+        let workload = locate_exec(
+            &spec,
+            &task.config.rootfs,
+            task.config.memory_limit,
+            &task.config.filesystem,
+        )?;
         refuse_precompiled_program(&workload)?;
         check_terminal(process.stdio.terminal, &workload.program)?;
         let file = self

@@ -31,7 +31,7 @@ use crate::rootfs;
 use crate::sandbox::client::{ChildWait, HelperRunner};
 use crate::sandbox::protocol::HelperRequest;
 use crate::sandbox::zygote::{self, Zygote};
-use crate::service::TaskService;
+use crate::service::{TaskService, NO_TASK_AFTER_START};
 
 const TASK_V3: &str = "containerd.task.v3.Task";
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -144,6 +144,7 @@ async fn start(flags: &Flags) -> Result<(), String> {
     let bundle = bundle_dir(flags);
     let group = grouping(&bundle, &flags.id);
     let address = containerd_shim::socket_address(&flags.address, &flags.namespace, &group);
+    let mut spawned = None;
     if !is_serving(&address) {
         let mut cmd = Command::new("/proc/self/exe");
         // Keep the name containerd started us under, so `ps` shows which shim this is.
@@ -179,8 +180,18 @@ async fn start(flags: &Flags) -> Result<(), String> {
         if !is_serving(&address) {
             return Err(format!("the shim daemon does not answer at {address}"));
         }
+        spawned = Some(child);
     }
-    std::fs::write(bundle.join("address"), &address).map_err(|e| format!("write address: {e}"))?;
+    if let Err(e) = std::fs::write(bundle.join("address"), &address) {
+        // containerd gives the task up on this error: a daemon started for it would serve
+        // nobody.
+        if let Some(mut daemon) = spawned {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            let _ = std::fs::remove_file(socket_path(&address));
+        }
+        return Err(format!("write address: {e}"));
+    }
     print!("{address}");
     let _ = std::io::stdout().flush();
     Ok(())
@@ -312,7 +323,7 @@ async fn serve_tasks(flags: &Flags, zygote: Option<Arc<Zygote>>) -> Result<(), S
         queue,
     ));
     let exit = Arc::new(ExitSignal::default());
-    let service: Arc<dyn TaskApi + Send + Sync> = TaskService::new(
+    let tasks = TaskService::new(
         sink,
         reaper.clone(),
         Arc::new(HostOps::new(
@@ -322,6 +333,8 @@ async fn serve_tasks(flags: &Flags, zygote: Option<Arc<Zygote>>) -> Result<(), S
         exit.clone(),
         ContentStore::new(&flags.address, &flags.namespace),
     );
+    tasks.exit_if_still_idle(NO_TASK_AFTER_START, "no task came after the shim started");
+    let service: Arc<dyn TaskApi + Send + Sync> = tasks;
     let listener = Listener::try_from(listener).map_err(|e| format!("ttrpc listener: {e}"))?;
     let mut server = Server::new()
         .add_listener(listener)

@@ -14,6 +14,8 @@ use containerd_shim::protos::topics::{
 use std::sync::Arc;
 use tokio::sync::watch;
 
+use wasmpod_oci::filesystem::GuestFilesystem;
+
 use crate::cgroup::ContainerCgroup;
 use crate::events::timestamp;
 use crate::events::EventSink;
@@ -247,6 +249,8 @@ pub struct TaskConfig {
     pub cache: CacheConfig,
     /// The container's memory limit, which its execs share.
     pub memory_limit: Option<u64>,
+    /// What of the container's filesystem is read-only, which its execs share.
+    pub filesystem: GuestFilesystem,
 }
 
 /// A task (a container) and what it owns on the node.

@@ -119,51 +119,71 @@ pub fn containerd_log_since(offset: u64) -> String {
 
 /// A tmpfs mounted on a new directory for the test's life (unmounted when dropped).
 pub struct Tmpfs {
-    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Tmpfs {
     /// A tmpfs of `size` (as `mount -o size=` takes it: `64k`, `1m`).
     pub fn new(size: &str) -> Tmpfs {
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut tmpfs = Tmpfs::at(dir.path(), size);
+        tmpfs._dir = Some(dir);
+        tmpfs
+    }
+
+    /// A tmpfs of `size` mounted at `path` (made if missing).
+    pub fn at(path: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("mkdir");
         let status = Command::new("mount")
             .args([
                 "-t",
                 "tmpfs",
                 "-o",
-                &format!("size={size},mode=0700"),
+                &format!("size={size},mode=0711"),
                 "tmpfs",
             ])
-            .arg(dir.path())
+            .arg(path)
             .status()
             .expect("mount");
-        assert!(
-            status.success(),
-            "mount a tmpfs on {}",
-            dir.path().display()
-        );
-        Tmpfs { dir }
+        assert!(status.success(), "mount a tmpfs on {}", path.display());
+        Tmpfs {
+            path: path.to_path_buf(),
+            _dir: None,
+        }
     }
 
     /// Where it is mounted.
     pub fn path(&self) -> &std::path::Path {
-        self.dir.path()
+        &self.path
     }
 
     /// Makes it read-only.
     pub fn read_only(&self) {
         let status = Command::new("mount")
             .args(["-o", "remount,ro"])
-            .arg(self.dir.path())
+            .arg(&self.path)
             .status()
             .expect("mount");
-        assert!(status.success(), "remount {} ro", self.dir.path().display());
+        assert!(status.success(), "remount {} ro", self.path.display());
+    }
+
+    /// Fills it up but for `room` bytes, with a file named `.filler`.
+    pub fn fill_leaving(&self, room: u64) {
+        use std::io::Write;
+        let filler = self.path.join(".filler");
+        let mut file = std::fs::File::create(&filler).expect("create filler");
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        file.set_len(written.saturating_sub(room))
+            .expect("truncate filler");
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let _ = Command::new("umount").arg(&self.path).status();
     }
 }
 

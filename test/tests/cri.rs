@@ -442,7 +442,9 @@ fn j_http_proxy_components_in_a_pod() {
             name: "py".into(),
             image: PROXY.into(),
             env: vec![("FROM_POD".into(), "pod env".into())],
-            memory_limit: 256 << 20,
+            // Compiling the Python component takes about 370 MiB at its first start, and a
+            // compile is charged to the container.
+            memory_limit: 512 << 20,
             ..Default::default()
         },
     );

@@ -741,6 +741,66 @@ fn a_component_instantiating_past_its_limit_fails_with_the_reason() {
     assert_eq!(ran.code, 0, "the same component fits 256 MiB: {ran:?}");
 }
 
+/// Mounts marked `ro` and a read-only rootfs are read-only at the WASI level too: WASI refuses
+/// the write ("Operation not permitted") before the kernel would ("Read-only file system"); a
+/// writable mount inside a read-only rootfs stays writable.
+#[test]
+fn read_only_mounts_and_rootfs_are_preopened_read_only() {
+    let probe = probe_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("in.txt"), "from the node\n").expect("write");
+    let bind = |access: &str| {
+        format!(
+            "type=bind,src={},dst=/mnt/vol,options=rbind:{access}",
+            dir.path().display()
+        )
+    };
+    let ro = bind("ro");
+    let ran = run_with(
+        &["--mount", &ro],
+        &probe,
+        &["/app.wasm", "cat", "/mnt/vol/in.txt"],
+    );
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "from the node\n"),
+        "{ran:?}"
+    );
+    // The probe's write, refused by WASI.
+    let refused = |extra: &[&str], path: &str| {
+        let ran = run_with(extra, &probe, &["/app.wasm", "write", path, "x"]);
+        assert_eq!(ran.code, 1, "{extra:?}: {ran:?}");
+        assert!(
+            ran.stderr
+                .contains(&format!("open {path}: Operation not permitted")),
+            "{extra:?}: {ran:?}"
+        );
+    };
+    refused(&["--mount", &ro], "/mnt/vol/new.txt");
+    assert!(!dir.path().join("new.txt").exists());
+
+    let rw = bind("rw");
+    for extra in [
+        vec!["--mount", rw.as_str()],
+        vec!["--read-only", "--mount", rw.as_str()],
+    ] {
+        let ran = run_with(
+            &extra,
+            &probe,
+            &["/app.wasm", "write", "/mnt/vol/new.txt", "x"],
+        );
+        assert_eq!(ran.code, 0, "{extra:?}: {ran:?}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("new.txt"))
+                .ok()
+                .as_deref(),
+            Some("x")
+        );
+        std::fs::remove_file(dir.path().join("new.txt")).expect("remove");
+    }
+    refused(&["--read-only"], "/data/new.txt");
+}
+
 /// A working directory the image lacks is made, as runc makes it; one that a file is in the
 /// way of fails Create saying so.
 #[test]

@@ -713,3 +713,101 @@ fn a_compile_past_its_time_limit_fails_create_naming_the_limit() {
     remove(&id);
     assert_no_leak(&before);
 }
+
+/// How long a shim nobody gives a task to lives (`NO_TASK_AFTER_START` in the shim).
+const NO_TASK_AFTER_START: Duration = Duration::from_secs(30);
+
+/// containerd's task directory (where each container's bundle is made) full, or nearly so:
+/// each Create either runs or fails with the disk's error reaching `ctr`, and a failed one
+/// leaves no bundle, mount, process or cgroup behind.
+#[test]
+fn a_full_bundle_directory_fails_create_with_its_error_and_leaves_nothing() {
+    let before = stress::quiet_snapshot(None);
+    let ns = format!("fault-full-{}", std::process::id());
+    let in_ns = |args: &[&str]| -> Ran {
+        std::process::Command::new("ctr")
+            .args(["--address", &ctr::address(), "--namespace", &ns])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run ctr")
+            .into()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tar = dir.path().join("hello.tar");
+    let image = "docker.io/wasmpod/fault-full:e2e";
+    ctr::wasm_image(image, &fixtures::wat(fixtures::HELLO_WAT))
+        .write_tar(&tar)
+        .expect("write tar");
+    let ran = in_ns(&[
+        "images",
+        "import",
+        "--all-platforms",
+        tar.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let tasks = std::path::Path::new(&ctr::state_dir())
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&ns);
+    let full = faults::Tmpfs::at(&tasks, "256k");
+    let (mut ran_ok, mut failed) = (0, 0);
+    for room in [0u64, 2, 6, 10, 16, 64, 200] {
+        full.fill_leaving(room << 10);
+        let id = unique_id("fault-full");
+        let ran = in_ns(&["run", "--rm", "--runtime", WASMPOD, image, &id]);
+        if ran.code == 0 {
+            assert_eq!(
+                ran.stdout, "hello from wasmpod\n",
+                "{room} KiB free: {ran:?}"
+            );
+            ran_ok += 1;
+        } else {
+            assert!(
+                ran.stderr
+                    .to_lowercase()
+                    .contains("no space left on device"),
+                "{room} KiB free: {ran:?}"
+            );
+            failed += 1;
+        }
+        in_ns(&["tasks", "delete", "--force", &id]);
+        in_ns(&["containers", "delete", &id]);
+        let left: Vec<_> = std::fs::read_dir(&tasks)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.iter().all(|n| n == ".filler"),
+            "{room} KiB free: left in the task directory: {left:?}"
+        );
+    }
+    assert!(failed > 0 && ran_ok > 0, "ran {ran_ok}, failed {failed}");
+    // A shim that containerd started and then dropped (it could not write the bundle's
+    // `shim-binary-path` after the shim's `start`) exits once no task has come for it.
+    let pattern = format!("-namespace {ns} ");
+    let deadline = Instant::now() + NO_TASK_AFTER_START + Duration::from_secs(15);
+    while std::process::Command::new("pgrep")
+        .args(["-f", "--", &pattern])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a shim for {ns} is still running"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(full);
+    in_ns(&["images", "rm", image]);
+    in_ns(&["namespaces", "remove", &ns]);
+    let _ = std::fs::remove_dir(&tasks);
+    // The shims' (empty) state directory of the namespace, which outlives its containers.
+    for entry in std::fs::read_dir("/run/wasmpod")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::remove_dir(entry.path().join(&ns));
+    }
+    assert_no_leak(&before);
+    assert_hello_runs();
+}

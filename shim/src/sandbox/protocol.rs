@@ -25,6 +25,13 @@ pub struct CacheConfig {
     /// How long compiling one Wasm file may take, in seconds.
     #[serde(default = "default_compile_timeout_secs")]
     pub compile_timeout_secs: u64,
+    /// Whether compiles run in the container's cgroup (else in the shim's).
+    #[serde(default = "in_container")]
+    pub compile_in_container: bool,
+}
+
+fn in_container() -> bool {
+    true
 }
 
 /// How long a compile may take when the runtime options do not say.
@@ -153,12 +160,14 @@ mod tests {
                     env: vec![("K".into(), "v".into())],
                     cwd: "/".into(),
                     memory_limit: Some(1 << 26),
+                    filesystem: Default::default(),
                     confinement: Default::default(),
                 },
                 cache: CacheConfig {
                     dir: "/var/lib/wasmpod/cache".into(),
                     max_bytes: 1 << 30,
                     compile_timeout_secs: DEFAULT_COMPILE_TIMEOUT_SECS,
+                    compile_in_container: true,
                 },
                 stdin: String::new(),
                 stdout: "/o".into(),
