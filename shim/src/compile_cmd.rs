@@ -3,6 +3,7 @@
 //! helper itself stays single-threaded (Cranelift compiles on many threads) until it has
 //! created the container, and the container process then maps the cached code.
 
+use std::cell::Cell;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
@@ -78,6 +79,9 @@ pub struct CompileBudget<'a> {
     pub cgroup: Option<&'a CompileCgroup>,
     /// How long one compile may take (the `CompileTimeoutSeconds` option).
     pub timeout: Duration,
+    /// Set when a compile was stopped (out of time, killed, given up) rather than failing on
+    /// its own: compiling it again elsewhere would only fail the same way.
+    pub stopped: &'a Cell<bool>,
 }
 
 /// Runs compile mode as a child process and waits for it (for the helper, which has no
@@ -118,6 +122,7 @@ pub fn compile_in_child(
             .and_then(|pid| cgroup.join(pid))
         {
             stop(&mut child);
+            budget.stopped.set(true);
             return Err(RuntimeError::Cache(format!(
                 "move the compile into the container's cgroup: {e}"
             )));
@@ -132,6 +137,7 @@ pub fn compile_in_child(
             Ok(()) => {}
             Err(Stopped::Gone) => {
                 stop(&mut child);
+                budget.stopped.set(true);
                 return Err(RuntimeError::Cache(format!(
                     "compile stopped: {}",
                     requester::Gone
@@ -139,6 +145,7 @@ pub fn compile_in_child(
             }
             Err(Stopped::OutOfTime) => {
                 stop(&mut child);
+                budget.stopped.set(true);
                 return Err(RuntimeError::Cache(format!(
                     "compiling {} took longer than {} s, the compile time limit \
                      (CompileTimeoutSeconds in the runtime options)",
@@ -154,10 +161,13 @@ pub fn compile_in_child(
     match serde_json::from_slice::<HelperResponse>(&out) {
         Ok(HelperResponse::Ok { .. }) => Ok(()),
         Ok(HelperResponse::Error { message }) => Err(RuntimeError::Cache(message)),
-        Err(_) => Err(RuntimeError::Cache(died(
-            status,
-            budget.cgroup.and_then(|c| c.memory_limit()),
-        ))),
+        Err(_) => {
+            budget.stopped.set(status.signal().is_some());
+            Err(RuntimeError::Cache(died(
+                status,
+                budget.cgroup.and_then(|c| c.memory_limit()),
+            )))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! libcontainer may fork: a worker forked by the shim's zygote, or (for the `delete` action,
 //! and when there is no zygote) a freshly exec'd copy of the binary reading stdin.
 
+use std::cell::Cell;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -138,16 +139,19 @@ fn prepare(launch: &Launch, cgroup: Option<&CompileCgroup>) -> Result<Option<Pre
     if matches!(launch.workload.program, Program::Native { .. }) {
         return Ok(None);
     }
+    let stopped = Cell::new(false);
     let budget = CompileBudget {
         cgroup,
         timeout: launch.cache.compile_timeout(),
+        stopped: &stopped,
     };
     let node_cache = (launch.cache.dir.as_path(), launch.cache.max_bytes);
     let cache_error = match prepare_with(launch, node_cache, budget) {
         Ok(prepared) => return Ok(Some(prepared)),
         Err(e) => e,
     };
-    if requester::gone() {
+    // Only a cache at fault is worth a second compile: not a compile that was stopped.
+    if stopped.get() || requester::gone() {
         return Err(cache_error);
     }
     let scratch = scratch_dir();
