@@ -92,6 +92,15 @@ pub fn wasm_image(name: &str, wasm: &[u8]) -> ImageBuilder {
         .file("/app.wasm", wasm.to_vec(), 0o755)
 }
 
+/// `ctr run --rm --runtime wasmpod EXTRA... IMAGE ID ARGS...` to completion.
+pub fn run_as(id: &str, extra: &[&str], image: &str, args: &[&str]) -> Ran {
+    let mut all = vec!["run", "--rm", "--runtime", WASMPOD];
+    all.extend_from_slice(extra);
+    all.extend_from_slice(&[image, id]);
+    all.extend_from_slice(args);
+    run_ctr(&all)
+}
+
 /// `ctr run --rm --runtime RUNTIME IMAGE ID ARGS...`.
 pub fn run_image(runtime: &str, image: &str, args: &[&str]) -> Ran {
     let id = unique_id("run");

@@ -51,13 +51,7 @@ fn busybox_image() -> String {
 
 /// `ctr run --rm --runtime wasmpod EXTRA... IMAGE ID ARGS...` to completion.
 fn run_with(extra: &[&str], image: &str, args: &[&str]) -> Ran {
-    let id = unique_id("run");
-    let mut all = vec!["run", "--rm", "--runtime", WASMPOD];
-    all.extend_from_slice(extra);
-    all.push(image);
-    all.push(&id);
-    all.extend_from_slice(args);
-    run_ctr(&all)
+    ctr::run_as(&unique_id("run"), extra, image, args)
 }
 
 /// `ctr tasks exec --exec-id EXEC ID ARGS...` to completion.

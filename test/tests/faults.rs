@@ -449,15 +449,8 @@ fn an_unusable_compile_cache_costs_a_warning_not_the_container() {
         .expect("write options");
         let offset = faults::containerd_log_offset();
         let id = unique_id("fault-cache");
-        let ran = run_ctr(&[
-            "run",
-            "--rm",
-            "--runtime",
-            WASMPOD,
-            &format!("--runtime-config-path={}", config.display()),
-            &image,
-            &id,
-        ]);
+        let options = format!("--runtime-config-path={}", config.display());
+        let ran = ctr::run_as(&id, &[&options], &image, &[]);
         assert_eq!(ran.code, 0, "a {what} cache: {ran:?}");
         let log = faults::containerd_log_since(offset);
         assert!(
@@ -648,16 +641,7 @@ fn a_compile_past_the_containers_memory_limit_fails_create_saying_so() {
         &fixtures::big_module(60_000, fresh_seed()),
     );
     let id = unique_id("fault-huge");
-    let ran = run_ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        WASMPOD,
-        "--memory-limit",
-        "33554432",
-        &image,
-        &id,
-    ]);
+    let ran = ctr::run_as(&id, &["--memory-limit", "33554432"], &image, &[]);
     assert_ne!(ran.code, 0, "{ran:?}");
     assert!(
         ran.stderr.contains("the compiler was killed")
@@ -665,16 +649,8 @@ fn a_compile_past_the_containers_memory_limit_fails_create_saying_so() {
         "{ran:?}"
     );
     remove(&id);
-    let ran = run_ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        WASMPOD,
-        "--memory-limit",
-        "2147483648",
-        &image,
-        &unique_id("fault-huge"),
-    ]);
+    let roomy = ["--memory-limit", "2147483648"];
+    let ran = ctr::run_as(&unique_id("fault-huge"), &roomy, &image, &[]);
     assert_eq!(ran.code, 0, "with room: {ran:?}");
     assert_no_leak(&before);
 }
@@ -693,15 +669,8 @@ fn a_compile_past_its_time_limit_fails_create_naming_the_limit() {
     );
     let id = unique_id("fault-nesting");
     let start = Instant::now();
-    let ran = run_ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        WASMPOD,
-        &format!("--runtime-config-path={}", config.display()),
-        &image,
-        &id,
-    ]);
+    let options = format!("--runtime-config-path={}", config.display());
+    let ran = ctr::run_as(&id, &[&options], &image, &[]);
     let took = start.elapsed();
     assert_ne!(ran.code, 0, "{ran:?}");
     assert!(
