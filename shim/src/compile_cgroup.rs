@@ -129,11 +129,11 @@ impl<C: CgroupControl> CompileCgroup<C> {
 
     /// Moves the compile process `pid` into the cgroup, with the container's resources.
     pub fn join(&self, pid: i32) -> Result<(), String> {
-        let existed = self.control.exists();
-        self.control.add(pid)?;
-        if !existed {
+        // Counted as made before the move, which may make some of its directories and fail.
+        if !self.control.exists() {
             self.made.set(true);
         }
+        self.control.add(pid)?;
         if let Some(resources) = &self.resources {
             self.control.apply(resources)?;
         }
