@@ -81,8 +81,8 @@ fn normalize(path: &str) -> Option<String> {
     })
 }
 
-/// Whether `path` is `tree` or under it.
-fn within(path: &str, tree: &str) -> bool {
+/// Whether `path` is `tree` or under it (both absolute, without a trailing `/`).
+pub fn within(path: &str, tree: &str) -> bool {
     tree == "/"
         || path == tree
         || path

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use wasmpod_oci::filesystem::GuestFilesystem;
+use wasmpod_oci::filesystem::{within, GuestFilesystem};
 
 use crate::RuntimeError;
 
@@ -59,7 +59,30 @@ impl GuestSetup {
     /// The usual container setup: `/` preopened as `/`, and the working directory as `.`
     /// (see the module comment).
     pub fn for_container(args: Vec<String>, env: Vec<(String, String)>, cwd: String) -> Self {
-        let preopens = container_preopens(Path::new("/"), &cwd, &GuestFilesystem::default());
+        GuestSetup::in_container(args, env, cwd, &GuestFilesystem::default())
+    }
+
+    /// The setup of a container process running `workload`: its arguments, environment,
+    /// working directory and memory limit, with the container's `/` preopened (read-only
+    /// where its filesystem is).
+    pub fn for_workload(workload: &wasmpod_oci::Workload) -> Self {
+        let mut setup = GuestSetup::in_container(
+            workload.args.clone(),
+            workload.env.clone(),
+            workload.cwd.clone(),
+            &workload.filesystem,
+        );
+        setup.memory_limit = workload.memory_limit;
+        setup
+    }
+
+    fn in_container(
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        cwd: String,
+        fs: &GuestFilesystem,
+    ) -> Self {
+        let preopens = container_preopens(Path::new("/"), &cwd, fs);
         let mut env = env;
         if !env.iter().any(|(k, _)| k == "PWD") {
             env.push(("PWD".into(), cwd.clone()));
@@ -72,19 +95,6 @@ impl GuestSetup {
             network: true,
             memory_limit: None,
         }
-    }
-
-    /// The setup of a container process running `workload`: its arguments, environment,
-    /// working directory and memory limit, with the container's `/` preopened.
-    pub fn for_workload(workload: &wasmpod_oci::Workload) -> Self {
-        let mut setup = GuestSetup::for_container(
-            workload.args.clone(),
-            workload.env.clone(),
-            workload.cwd.clone(),
-        );
-        setup.memory_limit = workload.memory_limit;
-        setup.preopens = container_preopens(Path::new("/"), &workload.cwd, &workload.filesystem);
-        setup
     }
 
     /// A WASI builder for this setup with the process's stdio inherited.
@@ -135,11 +145,7 @@ fn container_preopens(root: &Path, cwd: &str, fs: &GuestFilesystem) -> Vec<Preop
     for mount in &fs.mounts {
         let covered = preopens
             .iter()
-            .filter(|p| {
-                p.guest == "/"
-                    || mount.path == p.guest
-                    || mount.path.starts_with(&format!("{}/", p.guest))
-            })
+            .filter(|p| within(&mount.path, &p.guest))
             .max_by_key(|p| p.guest.len())
             .is_some_and(|p| p.read_only == fs.read_only(&mount.path));
         if !covered && is_dir(&root.join(mount.path.trim_start_matches('/'))) {
