@@ -110,9 +110,11 @@ pub fn compile_in_child(
     let mut child = command
         .spawn()
         .map_err(|e| RuntimeError::Cache(format!("start the compiler: {e}")))?;
+    // Stops the compile: compiling it again elsewhere would fail the same way.
     let stop = |child: &mut std::process::Child| {
         let _ = child.kill();
         let _ = child.wait();
+        budget.stopped.set(true);
     };
     // The child waits for its request on stdin, so it compiles nothing before it is in the
     // container's cgroup.
@@ -122,7 +124,6 @@ pub fn compile_in_child(
             .and_then(|pid| cgroup.join(pid))
         {
             stop(&mut child);
-            budget.stopped.set(true);
             return Err(RuntimeError::Cache(format!(
                 "move the compile into the container's cgroup: {e}"
             )));
@@ -137,7 +138,6 @@ pub fn compile_in_child(
             Ok(()) => {}
             Err(Stopped::Gone) => {
                 stop(&mut child);
-                budget.stopped.set(true);
                 return Err(RuntimeError::Cache(format!(
                     "compile stopped: {}",
                     requester::Gone
@@ -145,7 +145,6 @@ pub fn compile_in_child(
             }
             Err(Stopped::OutOfTime) => {
                 stop(&mut child);
-                budget.stopped.set(true);
                 return Err(RuntimeError::Cache(format!(
                     "compiling {} took longer than {} s, the compile time limit \
                      (CompileTimeoutSeconds in the runtime options)",

@@ -70,9 +70,9 @@ struct InFlight {
 /// exits on its own (containerd, stopping, may never send the Shutdown it would otherwise).
 const IDLE_AFTER_GIVE_UP: Duration = Duration::from_secs(1);
 
-/// How long a new shim waits for its first Create before it exits on its own: containerd
-/// may fail after starting it (its `start` could not write the bundle's `address` file, on
-/// a full disk) and never send one, nor a Shutdown.
+/// How long after it starts a shim that serves no task (and creates none) exits on its own:
+/// containerd may fail after starting it (writing the bundle's `address` or
+/// `shim-binary-path` file, on a full disk) and never send a Create, nor a Shutdown.
 pub const NO_TASK_AFTER_START: Duration = Duration::from_secs(30);
 
 /// An id whose Create is in progress; released when dropped.
