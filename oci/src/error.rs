@@ -89,6 +89,14 @@ pub enum OciError {
     /// Bad input to the image builder.
     #[error("image: {0}")]
     Image(String),
+    /// A `wasmpod.dev/` annotation that is unknown or has a bad value.
+    #[error("annotation {key}: {reason}")]
+    Annotation {
+        /// The annotation's key.
+        key: String,
+        /// What is wrong, with the value.
+        reason: String,
+    },
 }
 
 impl OciError {

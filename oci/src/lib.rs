@@ -13,6 +13,8 @@
 //! 4. [`artifact`] finds Wasm layers in image manifests (the shim reads the blobs).
 //! 5. [`image::ImageBuilder`] writes image tarballs that `ctr images import` and `docker load`
 //!    load, under full names ([`reference::ImageName`]).
+//! 6. [`settings`] reads the `wasmpod.dev/` annotations (and the same knobs as runtime
+//!    options) into the [`settings::Settings`] a workload carries.
 #![deny(missing_docs)]
 
 pub mod artifact;
@@ -23,6 +25,7 @@ pub mod image;
 pub mod locate;
 pub mod reference;
 pub mod resolve;
+pub mod settings;
 pub mod spin;
 pub mod workload;
 

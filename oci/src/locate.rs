@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::classify::{EntrypointKind, NativeKind, WasmKind};
 use crate::filesystem::GuestFilesystem;
 use crate::resolve::{host_path, resolve_entrypoint, resolve_in_root};
+use crate::settings::Settings;
 use crate::spin::{rootfs as spin_rootfs, SpinApp};
 use crate::workload::{env_and_cwd, Confinement, WorkloadSpec};
 use crate::OciError;
@@ -72,6 +73,9 @@ pub struct Workload {
     pub filesystem: GuestFilesystem,
     /// What the init must apply itself, beyond what libcontainer applies.
     pub confinement: Confinement,
+    /// The knobs it runs with (annotations over the handler's options).
+    #[serde(default)]
+    pub settings: Settings,
 }
 
 /// Where [`locate`] looked.
@@ -93,6 +97,7 @@ pub struct NotInRootfs {
     memory_limit: Option<u64>,
     filesystem: GuestFilesystem,
     confinement: Confinement,
+    settings: Settings,
     error: OciError,
 }
 
@@ -120,6 +125,7 @@ impl NotInRootfs {
             memory_limit: self.memory_limit,
             filesystem: self.filesystem,
             confinement: self.confinement,
+            settings: self.settings,
         })
     }
 
@@ -135,6 +141,7 @@ impl NotInRootfs {
             memory_limit: self.memory_limit,
             filesystem: self.filesystem,
             confinement: self.confinement,
+            settings: self.settings,
         })
     }
 
@@ -169,6 +176,7 @@ pub fn locate(spec: &WorkloadSpec) -> Result<Located, OciError> {
                 memory_limit: spec.memory_limit,
                 filesystem: spec.filesystem.clone(),
                 confinement: spec.confinement.clone(),
+                settings: spec.settings.clone(),
                 error,
             }))
         }
@@ -182,6 +190,7 @@ pub fn locate(spec: &WorkloadSpec) -> Result<Located, OciError> {
         memory_limit: spec.memory_limit,
         filesystem: spec.filesystem.clone(),
         confinement: spec.confinement.clone(),
+        settings: spec.settings.clone(),
     }))
 }
 
@@ -220,12 +229,13 @@ pub fn retain_components(app: &mut SpinApp, env: &[(String, String)]) -> Result<
 
 /// Locates an exec'd process (`process`, the OCI `Process` of `ctr task exec` or a CRI
 /// ExecSync) in a running container whose rootfs is `rootfs`, whose memory limit is
-/// `memory_limit` and whose filesystem is `filesystem`.
+/// `memory_limit`, whose filesystem is `filesystem` and whose knobs are `settings`.
 pub fn locate_exec(
     process: &oci_spec::runtime::Process,
     rootfs: &Path,
     memory_limit: Option<u64>,
     filesystem: &GuestFilesystem,
+    settings: &Settings,
 ) -> Result<Workload, OciError> {
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args
@@ -242,6 +252,7 @@ pub fn locate_exec(
         memory_limit,
         filesystem: filesystem.clone(),
         confinement: Confinement::of_process(process),
+        settings: settings.clone(),
     })
 }
 
@@ -484,6 +495,7 @@ mod tests {
             root.path(),
             container.memory_limit,
             &container.filesystem,
+            &container.settings,
         )
         .unwrap();
         assert_eq!(w.args, ["/app.wasm", "probe"]);
@@ -494,7 +506,13 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            locate_exec(&empty, root.path(), None, &Default::default()),
+            locate_exec(
+                &empty,
+                root.path(),
+                None,
+                &Default::default(),
+                &Default::default()
+            ),
             Err(OciError::NoArgs)
         ));
     }

@@ -7,6 +7,7 @@ use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::filesystem::GuestFilesystem;
+use crate::settings::Settings;
 use crate::OciError;
 
 /// Annotation CRI sets to the pod sandbox's id on every container of the pod.
@@ -37,6 +38,8 @@ pub struct WorkloadSpec {
     pub has_poststart_hooks: bool,
     /// What the container's init applies itself.
     pub confinement: Confinement,
+    /// The `wasmpod.dev/` annotations' settings (the shim puts them over the handler's).
+    pub settings: Settings,
 }
 
 /// A capability set of a process.
@@ -126,6 +129,7 @@ impl WorkloadSpec {
             memory_limit,
             filesystem: GuestFilesystem::of_spec(spec),
             confinement: Confinement::of_process(process),
+            settings: Settings::from_annotations(spec.annotations().iter().flatten())?,
             has_poststart_hooks: spec
                 .hooks()
                 .as_ref()

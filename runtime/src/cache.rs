@@ -364,7 +364,7 @@ mod tests {
     }
 
     fn engine() -> Engine {
-        crate::engine::new_engine().unwrap()
+        crate::engine::new_engine(&Default::default()).unwrap()
     }
 
     #[test]

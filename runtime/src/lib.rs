@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod cpu_limit;
 pub mod engine;
 pub mod error;
 pub mod http;

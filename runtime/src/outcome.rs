@@ -13,6 +13,9 @@ pub enum GuestOutcome {
     Trapped(String),
     /// The container was told to stop with this signal.
     Terminated(i32),
+    /// The guest used up its CPU time limit (`wasmpod.dev/cpu-time-limit`) of this many
+    /// seconds, and was stopped.
+    OutOfCpuTime(u64),
 }
 
 /// The status a trap is reported with: 134 (SIGABRT's status), never 137, which operators
@@ -30,6 +33,8 @@ impl GuestOutcome {
             GuestOutcome::Exited(code) => *code,
             GuestOutcome::Trapped(_) => TRAP_EXIT_CODE,
             GuestOutcome::Terminated(signal) => 128 + signal,
+            // What the kernel's own CPU limit (SIGXCPU) reports.
+            GuestOutcome::OutOfCpuTime(_) => 128 + libc::SIGXCPU,
         }
     }
 
@@ -56,6 +61,12 @@ impl GuestOutcome {
             (false, false) if top == root => top,
             (false, false) => format!("{}: {root}", top.trim_end_matches(':')),
         };
+        if reason.contains("shared memory support is disabled") {
+            return GuestOutcome::Trapped(format!(
+                "the guest makes a shared memory, which needs the threads proposal turned on \
+                 (wasmpod.dev/wasm-features=threads, or the WasmFeatures runtime option): {reason}"
+            ));
+        }
         GuestOutcome::Trapped(reason)
     }
 
@@ -65,6 +76,11 @@ impl GuestOutcome {
             GuestOutcome::Trapped(reason) => {
                 Some(format!("wasmpod: the Wasm guest trapped: {reason}"))
             }
+            GuestOutcome::OutOfCpuTime(secs) => Some(format!(
+                "wasmpod: the Wasm guest used up its CPU time limit of {secs} s \
+                 (wasmpod.dev/cpu-time-limit or the CpuTimeLimitSeconds runtime option) and was \
+                 stopped"
+            )),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use wasmpod_oci::settings::WasmFeatures;
 use wasmpod_oci::WasmKind;
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, InstancePre, Linker, Module, Store, UpdateDeadline};
@@ -30,19 +31,28 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Reads and compiles `path`.
-    pub fn from_file(path: &Path, kind: WasmKind) -> Result<Prepared, RuntimeError> {
+    /// Reads and compiles `path`, with the proposals `features` chooses.
+    pub fn from_file(
+        path: &Path,
+        kind: WasmKind,
+        features: &WasmFeatures,
+    ) -> Result<Prepared, RuntimeError> {
         let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Prepared::compile(&bytes, kind)
+        Prepared::compile(&bytes, kind, features)
     }
 
-    /// Compiles `bytes` as `kind` (without a cache) and links it against WASI.
-    pub fn compile(bytes: &[u8], kind: WasmKind) -> Result<Prepared, RuntimeError> {
+    /// Compiles `bytes` as `kind` (without a cache, with the proposals `features` chooses)
+    /// and links it against WASI.
+    pub fn compile(
+        bytes: &[u8],
+        kind: WasmKind,
+        features: &WasmFeatures,
+    ) -> Result<Prepared, RuntimeError> {
         let world = world_of(bytes, kind);
-        let engine = engine_for(world)?;
+        let engine = engine_for(world, features)?;
         let compiled = match kind {
             WasmKind::CoreModule => Module::new(&engine, bytes).map(Compiled::Module),
             WasmKind::Component => {
@@ -57,16 +67,18 @@ impl Prepared {
         Prepared::link(engine, compiled, world)
     }
 
-    /// Loads `bytes` from `cache`, compiling them first with `compile_elsewhere` when the
-    /// cache has no entry (it must leave one, or fail), then links against WASI.
+    /// Loads `bytes` from `cache` (compiled with the proposals `features` chooses),
+    /// compiling them first with `compile_elsewhere` when the cache has no entry (it must
+    /// leave one, or fail), then links against WASI.
     pub fn from_cache(
         cache: &CompileCache,
         bytes: &[u8],
         kind: WasmKind,
+        features: &WasmFeatures,
         compile_elsewhere: impl FnOnce() -> Result<(), RuntimeError>,
     ) -> Result<Prepared, RuntimeError> {
         let world = world_of(bytes, kind);
-        let engine = engine_for(world)?;
+        let engine = engine_for(world, features)?;
         let key = CompileCache::key(&engine, bytes, kind);
         let compiled = match cache.load(&engine, &key, kind) {
             Some(c) => c,
@@ -89,9 +101,10 @@ impl Prepared {
     pub fn spin(
         app: SpinApp,
         cache: &CompileCache,
+        features: &WasmFeatures,
         compile_elsewhere: impl Fn(&SpinComponent) -> Result<(), RuntimeError>,
     ) -> Result<Prepared, RuntimeError> {
-        let engine = engine::new_server_engine()?;
+        let engine = engine::new_server_engine(features)?;
         let mut components = Vec::new();
         for c in &app.components {
             let bytes = std::fs::read(&c.host_path).map_err(|source| RuntimeError::Read {
@@ -293,8 +306,8 @@ fn command_store<T: Limited + 'static>(
 }
 
 /// Runs a guest once on a current-thread runtime: `guest` gets the WASI builder and the
-/// container's limits, and its exit code (or error) becomes the outcome; a stop signal
-/// abandons it.
+/// container's limits, and its exit code (or error) becomes the outcome; a stop signal, or
+/// the end of its CPU time limit, abandons it.
 fn run_once<'a, F, Fut>(
     engine: &'a Engine,
     setup: &GuestSetup,
@@ -308,12 +321,16 @@ where
     let wasi = setup.builder()?;
     let limits = GuestLimits::for_container(setup.memory_limit);
     watch.attach(engine);
+    let cpu_limit = setup.settings.cpu_time_limit_secs;
+    if let Some(secs) = cpu_limit {
+        crate::cpu_limit::limit_cpu_time(secs)?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| RuntimeError::Wasi(format!("cannot start the I/O runtime: {e}")))?;
     let guest = guest(wasi, limits);
-    Ok(rt.block_on(async {
+    let outcome = rt.block_on(async {
         tokio::select! {
             result = guest => match result {
                 Ok(code) => GuestOutcome::Exited(code),
@@ -321,7 +338,11 @@ where
             },
             sig = watch.stopped() => GuestOutcome::Terminated(sig),
         }
-    }))
+    });
+    Ok(match (outcome, cpu_limit) {
+        (GuestOutcome::Terminated(libc::SIGXCPU), Some(secs)) => GuestOutcome::OutOfCpuTime(secs),
+        (outcome, _) => outcome,
+    })
 }
 
 /// How a workload of `kind` made of `bytes` is run.
@@ -334,10 +355,10 @@ fn world_of(bytes: &[u8], kind: WasmKind) -> ComponentWorld {
 
 /// The engine for a workload: HTTP services instantiate per request and get the pooling
 /// allocator.
-fn engine_for(world: ComponentWorld) -> Result<Engine, RuntimeError> {
+fn engine_for(world: ComponentWorld, features: &WasmFeatures) -> Result<Engine, RuntimeError> {
     match world {
-        ComponentWorld::Command => engine::new_engine(),
-        ComponentWorld::HttpProxy => engine::new_server_engine(),
+        ComponentWorld::Command => engine::new_engine(features),
+        ComponentWorld::HttpProxy => engine::new_server_engine(features),
     }
 }
 
@@ -369,16 +390,20 @@ mod tests {
     #[test]
     fn rejects_truncated_modules() {
         let bytes = module(r#"(module (func (export "_start")))"#);
-        let err = Prepared::compile(&bytes[..bytes.len() - 3], WasmKind::CoreModule)
-            .err()
-            .unwrap();
+        let err = Prepared::compile(
+            &bytes[..bytes.len() - 3],
+            WasmKind::CoreModule,
+            &WasmFeatures::default(),
+        )
+        .err()
+        .unwrap();
         assert!(matches!(err, RuntimeError::Compile { .. }), "{err}");
     }
 
     #[test]
     fn rejects_unknown_imports() {
         let bytes = module(r#"(module (import "env" "nope" (func)) (func (export "_start")))"#);
-        let err = Prepared::compile(&bytes, WasmKind::CoreModule)
+        let err = Prepared::compile(&bytes, WasmKind::CoreModule, &WasmFeatures::default())
             .err()
             .unwrap();
         assert!(matches!(err, RuntimeError::Link { .. }), "{err}");
@@ -394,13 +419,13 @@ mod tests {
                 (memory (export "memory") 1)
                 (func (export "_start")))"#,
         );
-        assert!(Prepared::compile(&bytes, WasmKind::CoreModule).is_ok());
+        assert!(Prepared::compile(&bytes, WasmKind::CoreModule, &WasmFeatures::default()).is_ok());
     }
 
     #[test]
     fn requires_start() {
         let bytes = module(r#"(module (func (export "main")))"#);
-        let err = Prepared::compile(&bytes, WasmKind::CoreModule)
+        let err = Prepared::compile(&bytes, WasmKind::CoreModule, &WasmFeatures::default())
             .err()
             .unwrap();
         assert!(matches!(err, RuntimeError::NoStart), "{err}");
@@ -411,22 +436,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = CompileCache::open(dir.path(), crate::cache::DEFAULT_MAX_BYTES).unwrap();
         let bytes = module(r#"(module (func (export "_start")))"#);
-        let engine = engine::new_engine().unwrap();
+        let engine = engine::new_engine(&WasmFeatures::default()).unwrap();
         let key = CompileCache::key(&engine, &bytes, WasmKind::CoreModule);
         let compile = || cache.compile(&engine, &bytes, WasmKind::CoreModule, &key);
-        assert!(Prepared::from_cache(&cache, &bytes, WasmKind::CoreModule, compile).is_ok());
+        assert!(Prepared::from_cache(
+            &cache,
+            &bytes,
+            WasmKind::CoreModule,
+            &WasmFeatures::default(),
+            compile
+        )
+        .is_ok());
         // Second time: from the cache, nothing compiled.
         let never = || -> Result<(), RuntimeError> { panic!("compiled twice") };
-        assert!(Prepared::from_cache(&cache, &bytes, WasmKind::CoreModule, never).is_ok());
+        assert!(Prepared::from_cache(
+            &cache,
+            &bytes,
+            WasmKind::CoreModule,
+            &WasmFeatures::default(),
+            never
+        )
+        .is_ok());
         // A compile that leaves nothing behind is an error, not a hang or a panic.
         let other = module(r#"(module (func (export "_start") nop))"#);
         let nothing = || Ok(());
-        assert!(Prepared::from_cache(&cache, &other, WasmKind::CoreModule, nothing).is_err());
+        assert!(Prepared::from_cache(
+            &cache,
+            &other,
+            WasmKind::CoreModule,
+            &WasmFeatures::default(),
+            nothing
+        )
+        .is_err());
     }
 
     #[test]
     fn module_is_not_a_component() {
         let bytes = module(r#"(module (func (export "_start")))"#);
-        assert!(Prepared::compile(&bytes, WasmKind::Component).is_err());
+        assert!(Prepared::compile(&bytes, WasmKind::Component, &WasmFeatures::default()).is_err());
     }
 }

@@ -10,6 +10,9 @@
 //!   and, as a last resort, ends the process if it is still alive after [`BACKSTOP`];
 //! - an HTTP service: wakes the server, which stops accepting and lets the requests in
 //!   flight finish (the container's stop timeout, then SIGKILL, bounds that).
+//!
+//! SIGXCPU is watched the same way: it is the kernel telling a command that it used up its
+//! CPU time limit (see [`crate::cpu_limit`]).
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,7 +60,7 @@ pub struct StopSignalsBlocked {
 
 extern "C" fn ignore(_: libc::c_int) {}
 
-const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGXCPU];
 
 impl TerminationWatch {
     /// Installs the handlers and blocks the stop signals in the calling thread (threads

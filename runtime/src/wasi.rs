@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use wasmpod_oci::filesystem::{within, GuestFilesystem};
+use wasmpod_oci::settings::Settings;
 
 use crate::RuntimeError;
 
@@ -53,6 +54,8 @@ pub struct GuestSetup {
     pub network: bool,
     /// The container's memory limit in bytes, if any (see [`crate::limits`]).
     pub memory_limit: Option<u64>,
+    /// The workload's knobs (HTTP limits, CPU time limit).
+    pub settings: Settings,
 }
 
 impl GuestSetup {
@@ -73,6 +76,7 @@ impl GuestSetup {
             &workload.filesystem,
         );
         setup.memory_limit = workload.memory_limit;
+        setup.settings = workload.settings.clone();
         setup
     }
 
@@ -94,6 +98,7 @@ impl GuestSetup {
             preopens,
             network: true,
             memory_limit: None,
+            settings: Settings::default(),
         }
     }
 

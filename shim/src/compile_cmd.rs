@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use wasmpod_oci::settings::WasmFeatures;
 use wasmpod_oci::WasmKind;
 use wasmpod_runtime::cache::CompileCache;
 use wasmpod_runtime::run::compile_spin_component;
@@ -37,6 +38,9 @@ pub struct CompileRequest {
     /// Whether it is a Spin component (a core module is componentized first).
     #[serde(default)]
     pub spin: bool,
+    /// The Wasm proposals turned on or off for it.
+    #[serde(default)]
+    pub features: WasmFeatures,
 }
 
 /// Entry point of compile mode; never returns.
@@ -64,7 +68,7 @@ fn compile(req: &CompileRequest) -> Result<(), RuntimeError> {
         source,
     })?;
     let cache = CompileCache::open(&req.cache_dir, req.cache_max_bytes)?;
-    let engine = engine::new_engine()?;
+    let engine = engine::new_engine(&req.features)?;
     if req.spin {
         return compile_spin_component(&cache, &engine, &bytes, req.kind);
     }

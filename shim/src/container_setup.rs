@@ -16,6 +16,7 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
 
+use wasmpod_oci::settings::WasmFeatures;
 use wasmpod_oci::spin::SpinApp;
 use wasmpod_oci::{Program, WasmKind};
 use wasmpod_runtime::cache::CompileCache;
@@ -183,21 +184,23 @@ fn prepare_with(
     budget: CompileBudget<'_>,
 ) -> Result<Prepared, String> {
     let cache = CompileCache::open(dir, max_bytes).map_err(|e| e.to_string())?;
+    let features = &launch.workload.settings.wasm_features;
     let request = |wasm: &Path, kind, spin| CompileRequest {
         cache_dir: dir.to_path_buf(),
         cache_max_bytes: max_bytes,
         wasm: wasm.to_path_buf(),
         kind,
         spin,
+        features: features.clone(),
     };
     match &launch.workload.program {
-        Program::Spin(app) => prepare_spin(app, &cache, request, budget),
+        Program::Spin(app) => prepare_spin(app, &cache, features, request, budget),
         Program::Wasm {
             kind, host_path, ..
         } => {
             let shown = host_path.display().to_string();
             let bytes = std::fs::read(host_path).map_err(|e| format!("read {shown}: {e}"))?;
-            Prepared::from_cache(&cache, &bytes, *kind, || {
+            Prepared::from_cache(&cache, &bytes, *kind, features, || {
                 compile_in_child(&request(host_path, *kind, false), budget)
             })
             .map_err(|e| e.to_string())
@@ -211,10 +214,11 @@ fn prepare_with(
 fn prepare_spin(
     app: &SpinApp,
     cache: &CompileCache,
+    features: &WasmFeatures,
     request: impl Fn(&Path, WasmKind, bool) -> CompileRequest,
     budget: CompileBudget<'_>,
 ) -> Result<Prepared, String> {
-    Prepared::spin(app.clone(), cache, |component| {
+    Prepared::spin(app.clone(), cache, features, |component| {
         compile_in_child(&request(&component.host_path, component.kind, true), budget).map_err(
             |e| wasmpod_runtime::RuntimeError::SpinApp {
                 app: app.name.clone(),

@@ -58,7 +58,9 @@ impl From<wasmpod_oci::OciError> for ShimError {
     fn from(e: wasmpod_oci::OciError) -> Self {
         use wasmpod_oci::OciError as E;
         match e {
-            E::NoArgs | E::Spec { .. } => ShimError::InvalidArgument(e.to_string()),
+            E::NoArgs | E::Spec { .. } | E::Annotation { .. } => {
+                ShimError::InvalidArgument(e.to_string())
+            }
             E::EntrypointNotFound(_) => ShimError::NotFound(e.to_string()),
             _ => ShimError::FailedPrecondition(e.to_string()),
         }

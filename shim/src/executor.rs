@@ -156,7 +156,12 @@ impl Executor for WasmpodExecutor {
         let ready = self.prepared.lock().ok().and_then(|mut p| p.take());
         let mut prepared = match (ready, wasm) {
             (Some(p), _) => p,
-            (None, Some((kind, path))) => Prepared::from_file(path, kind).map_err(|e| {
+            (None, Some((kind, path))) => Prepared::from_file(
+                path,
+                kind,
+                &self.workload.settings.wasm_features,
+            )
+            .map_err(|e| {
                 ExecutorValidationError::ArgValidationError(format!("{}: {e}", path.display()))
             })?,
             (None, None) => {

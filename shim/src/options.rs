@@ -8,8 +8,11 @@
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::oci::Options as RuncOptions;
+use wasmpod_oci::settings::{Knob, Settings};
 
-/// The keys of the handler's `options` table that wasmpod reads; any other fails the Create.
+/// The keys of the handler's `options` table that wasmpod reads besides the knobs of
+/// `wasmpod_oci::settings` (defaults for the `wasmpod.dev/` annotations); any other fails the
+/// Create.
 const KNOWN: [&str; 6] = [
     "ConfigPath",
     "SystemdCgroup",
@@ -32,6 +35,8 @@ pub struct RuntimeOptions {
     pub compile_timeout_secs: Option<u64>,
     /// `CompileCgroup = "shim"`: compiles run in the shim's cgroup instead of the container's.
     pub compile_in_shim: bool,
+    /// The knobs set for every container of the handler (its annotations go on top).
+    pub settings: Settings,
 }
 
 impl RuntimeOptions {
@@ -88,11 +93,21 @@ impl RuntimeOptions {
             }
             Some(other) => return Err(format!("ConfigPath must be a path, not {other}")),
         }
-        if let Some(unknown) = table.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(format!(
-                "runtime option {unknown:?} is not one wasmpod reads (it reads {})",
-                KNOWN.join(", ")
-            ));
+        let mut settings = Settings::default();
+        for (key, value) in &table {
+            if KNOWN.contains(&key.as_str()) {
+                continue;
+            }
+            let Some(knob) = Knob::of_option(key) else {
+                return Err(format!(
+                    "runtime option {key:?} is not one wasmpod reads (it reads {}, {})",
+                    KNOWN.join(", "),
+                    Knob::ALL.map(Knob::option).join(", ")
+                ));
+            };
+            settings
+                .set(knob, &knob_text(value))
+                .map_err(|e| format!("runtime option {key} = {value}: {e}"))?;
         }
         let systemd_cgroup = match table.get("SystemdCgroup") {
             None => false,
@@ -121,6 +136,7 @@ impl RuntimeOptions {
             cache_max_bytes,
             compile_timeout_secs,
             compile_in_shim,
+            settings,
         })
     }
 
@@ -140,6 +156,15 @@ impl RuntimeOptions {
             self.cache_max_bytes
                 .unwrap_or(wasmpod_runtime::cache::DEFAULT_MAX_BYTES),
         )
+    }
+}
+
+/// A knob's value as the text its annotation would hold: a list becomes comma-separated.
+fn knob_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => items.iter().map(knob_text).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
     }
 }
 
@@ -288,5 +313,32 @@ mod tests {
             unknown.contains("\"SystemdCgrup\" is not one wasmpod reads"),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn knobs_as_handler_options() {
+        let o = RuntimeOptions::from_toml(
+            "WasmFeatures = [\"-threads\", \"wide-arithmetic\"]\nCpuTimeLimitSeconds = 60\n\
+             HttpRequestTimeoutSeconds = 2.5\nHttpInstanceMemory = \"64Mi\"\n",
+        )
+        .unwrap();
+        let mut want = Settings::default();
+        want.set(Knob::WasmFeatures, "-threads,wide-arithmetic")
+            .unwrap();
+        want.set(Knob::CpuTimeLimit, "60").unwrap();
+        want.set(Knob::HttpRequestTimeout, "2.5").unwrap();
+        want.set(Knob::HttpInstanceMemory, "64Mi").unwrap();
+        assert_eq!(o.settings, want);
+        for (text, says) in [
+            (
+                "WasmFeatures = \"threads,warp\"",
+                "runtime option WasmFeatures",
+            ),
+            ("CpuTimeLimitSeconds = 0", "whole seconds above 0"),
+            ("HttpMaxConnections = true", "a whole number above 0"),
+        ] {
+            let err = RuntimeOptions::from_toml(text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 }

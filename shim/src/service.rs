@@ -291,9 +291,11 @@ impl TaskService {
         mounted: Option<PathBuf>,
         give_up: &CancellationToken,
     ) -> ShimResult<CreateTaskResponse> {
-        let spec = WorkloadSpec::from_bundle(bundle)?;
+        let mut spec = WorkloadSpec::from_bundle(bundle)?;
         let options =
             RuntimeOptions::from_any(req.options.as_ref()).map_err(ShimError::InvalidArgument)?;
+        // The handler's knobs, with the container's annotations on top.
+        spec.settings = options.settings.clone().overlaid(&spec.settings);
         let (cache_dir, cache_max) = options.cache();
         let cache = CacheConfig {
             dir: PathBuf::from(cache_dir),
@@ -409,6 +411,7 @@ impl TaskService {
                 cache: cache.clone(),
                 memory_limit: spec.memory_limit,
                 filesystem: spec.filesystem.clone(),
+                settings: spec.settings.clone(),
             },
             stdio.clone(),
             pid,
@@ -610,6 +613,7 @@ impl TaskService {
             &task.config.rootfs,
             task.config.memory_limit,
             &task.config.filesystem,
+            &task.config.settings,
         )?;
         refuse_precompiled_program(&workload)?;
         check_terminal(process.stdio.terminal, &workload.program)?;

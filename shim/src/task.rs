@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use wasmpod_oci::filesystem::GuestFilesystem;
+use wasmpod_oci::settings::Settings;
 
 use crate::cgroup::ContainerCgroup;
 use crate::events::timestamp;
@@ -251,6 +252,8 @@ pub struct TaskConfig {
     pub memory_limit: Option<u64>,
     /// What of the container's filesystem is read-only, which its execs share.
     pub filesystem: GuestFilesystem,
+    /// The knobs the container runs with, which its execs share.
+    pub settings: Settings,
 }
 
 /// A task (a container) and what it owns on the node.

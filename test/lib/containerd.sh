@@ -99,6 +99,8 @@ TOML
     cat >>"$dir/config.toml" <<TOML
     [$r.wasmpod]
       runtime_type = "io.containerd.wasmpod.v1"
+      # As the node installer writes it: pods' wasmpod.dev/ annotations reach the shim.
+      pod_annotations = ["wasmpod.dev/*"]
     [$r.spin]
       runtime_type = "io.containerd.spin.v2"
     [$r.wasmtime]

@@ -51,6 +51,8 @@ pub struct PodSpec {
     pub host_pid: bool,
     /// Allow privileged containers (kubelet sets this when any container is privileged).
     pub privileged: bool,
+    /// The pod's annotations (`metadata.annotations`).
+    pub annotations: Vec<(String, String)>,
 }
 
 /// What a container should look like.
@@ -224,6 +226,7 @@ impl Cri {
                 name.clone()
             },
             log_directory: log_dir.display().to_string(),
+            annotations: spec.annotations.iter().cloned().collect(),
             linux: Some(LinuxPodSandboxConfig {
                 cgroup_parent: cgroup_parent.clone(),
                 security_context: Some(LinuxSandboxSecurityContext {

@@ -43,6 +43,13 @@ pub const SPIN_WAT: &str = r#"
   (func (export "_start") (loop $l (br $l))))
 "#;
 
+/// Reads a shared memory with an atomic load: needs the threads proposal.
+pub const SHARED_MEMORY_WAT: &str = r#"
+(module
+  (memory (export "memory") 1 1 shared)
+  (func (export "_start") (drop (i32.atomic.load (i32.const 0)))))
+"#;
+
 /// Grows its memory 1 MiB at a time and touches every page, until something stops it.
 pub const MEMORY_BOMB_WAT: &str = r#"
 (module

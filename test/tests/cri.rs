@@ -45,11 +45,10 @@ fn setup() -> Cri {
             PROBE,
         );
         cri::import_k8s(
-            &ImageBuilder::new(TRAP).entrypoint(["/trap.wasm"]).file(
-                "/trap.wasm",
-                wat(fixtures::TRAP_WAT),
-                0o755,
-            ),
+            &ImageBuilder::new(TRAP)
+                .entrypoint(["/trap.wasm"])
+                .file("/trap.wasm", wat(fixtures::TRAP_WAT), 0o755)
+                .file("/spin.wasm", wat(fixtures::SPIN_WAT), 0o755),
             TRAP,
         );
         let busybox = std::fs::read("/bin/busybox").expect("busybox-static (make setup)");
@@ -179,6 +178,50 @@ fn a_trap_is_reported_in_the_log() {
         "{lines:?}"
     );
     teardown(&mut cri, &pod, &[&id]);
+}
+
+/// A pod's `wasmpod.dev/` annotations reach its Wasm containers (the handler passes them,
+/// as the node installer configures it): a spinning command under
+/// `wasmpod.dev/cpu-time-limit` exits 152 with the reason in its log; a pod whose annotation
+/// is unknown fails to start, naming it.
+#[test]
+fn a_pods_annotations_set_its_knobs() {
+    let mut cri = setup();
+    let annotated = |key: &str, value: &str| PodSpec {
+        annotations: vec![(key.to_string(), value.to_string())],
+        ..Default::default()
+    };
+    let pod = cri
+        .run_pod("wasmpod", &annotated("wasmpod.dev/cpu-time-limit", "1"))
+        .unwrap();
+    let id = run(
+        &mut cri,
+        &pod,
+        &ContainerSpec {
+            name: "spin".into(),
+            image: TRAP.into(),
+            command: vec!["/spin.wasm".into()],
+            ..Default::default()
+        },
+    );
+    let status = cri.wait_exited(&id, Duration::from_secs(30));
+    assert_eq!(status.exit_code, 152, "{status:?}");
+    let lines = cri::log_lines(&pod.log_dir.join("spin.log"));
+    assert!(
+        lines
+            .iter()
+            .any(|(s, t)| s == "stderr" && t.contains("CPU time limit of 1 s")),
+        "{lines:?}"
+    );
+    teardown(&mut cri, &pod, &[&id]);
+    let err = cri
+        .run_pod("wasmpod", &annotated("wasmpod.dev/cpu-limit", "1"))
+        .unwrap_err();
+    assert!(
+        err.message()
+            .contains("annotation wasmpod.dev/cpu-limit: not one wasmpod reads"),
+        "{err:?}"
+    );
 }
 
 /// (b) A Wasm container with a native busybox httpd sidecar, reached on 127.0.0.1 inside the

@@ -735,6 +735,91 @@ fn a_component_instantiating_past_its_limit_fails_with_the_reason() {
     assert_eq!(ran.code, 0, "the same component fits 256 MiB: {ran:?}");
 }
 
+/// A `wasmpod.dev/` annotation wasmpod does not read, or one with a bad value, fails Create
+/// with a message naming it; the shim goes on serving.
+#[test]
+fn unknown_or_bad_wasmpod_annotations_fail_create_naming_them() {
+    let image = image_of("docker.io/wasmpod/hello:e2e", &wat(fixtures::HELLO_WAT));
+    for (annotation, says) in [
+        (
+            "wasmpod.dev/wasm-feature=threads",
+            "annotation wasmpod.dev/wasm-feature: not one wasmpod reads",
+        ),
+        (
+            "wasmpod.dev/cpu-time-limit=soon",
+            "annotation wasmpod.dev/cpu-time-limit: \"soon\": whole seconds above 0",
+        ),
+        (
+            "wasmpod.dev/wasm-features=threads,warp-drive",
+            "\"warp-drive\" is not a Wasm proposal",
+        ),
+    ] {
+        let ran = run_with(&["--annotation", annotation], &image, &[]);
+        assert_ne!(ran.code, 0, "{annotation}: {ran:?}");
+        assert!(ran.stderr.contains(says), "{annotation}: {ran:?}");
+    }
+    // Annotations that are not wasmpod's are not its business.
+    let ran = run_with(&["--annotation", "example.com/anything=x"], &image, &[]);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "hello from wasmpod\n"),
+        "{ran:?}"
+    );
+}
+
+/// Wasm proposals are chosen per workload (`wasmpod.dev/wasm-features`) and per handler (the
+/// `WasmFeatures` runtime option), the annotation winning. A module making a shared memory
+/// fails by default (Wasmtime validates threads but makes no shared memory unless asked),
+/// naming the annotation that allows it; runs with threads turned on; fails Create naming
+/// the proposal when the handler turns threads off; and runs when its annotation turns them
+/// back on over the handler's choice.
+#[test]
+fn wasm_features_are_chosen_per_workload_and_per_handler() {
+    let image = image_of(
+        "docker.io/wasmpod/shared-memory:e2e",
+        &wat(fixtures::SHARED_MEMORY_WAT),
+    );
+    let ran = run_with(&[], &image, &[]);
+    assert_eq!(ran.code, 134, "{ran:?}");
+    assert!(
+        ran.stderr.contains("wasmpod.dev/wasm-features=threads"),
+        "{ran:?}"
+    );
+    let on = ["--annotation", "wasmpod.dev/wasm-features=threads"];
+    let ran = run_with(&on, &image, &[]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let options = tempfile::tempdir().expect("tempdir");
+    let config = options.path().join("wasmpod.toml");
+    std::fs::write(&config, "WasmFeatures = [\"-threads\"]\n").expect("write options");
+    let handler = format!("--runtime-config-path={}", config.display());
+    let ran = run_with(&[&handler], &image, &[]);
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(ran.stderr.contains("threads must be enabled"), "{ran:?}");
+    let ran = run_with(&[&handler, on[0], on[1]], &image, &[]);
+    assert_eq!(ran.code, 0, "the annotation wins: {ran:?}");
+}
+
+/// A command spinning in Wasm code past its CPU time limit is stopped: 152 (SIGXCPU's
+/// status, as the kernel's own limit reports it) and a line naming the limit.
+#[test]
+fn a_command_past_its_cpu_time_limit_is_stopped_naming_the_limit() {
+    let image = image_of("docker.io/wasmpod/spin:e2e", &wat(fixtures::SPIN_WAT));
+    let start = Instant::now();
+    let ran = run_with(
+        &["--annotation", "wasmpod.dev/cpu-time-limit=1"],
+        &image,
+        &[],
+    );
+    let took = start.elapsed();
+    assert_eq!(ran.code, 152, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("used up its CPU time limit of 1 s (wasmpod.dev/cpu-time-limit"),
+        "{ran:?}"
+    );
+    assert!(took < Duration::from_secs(20), "stopped after {took:?}");
+}
+
 /// Mounts marked `ro` and a read-only rootfs are read-only at the WASI level too: WASI refuses
 /// the write ("Operation not permitted") before the kernel would ("Read-only file system"); a
 /// writable mount inside a read-only rootfs stays writable.
@@ -1298,12 +1383,13 @@ fn an_http_service_stops_a_runaway_request_and_bounds_its_drain() {
     );
     assert!(
         ran.stderr
-            .contains("ran past its limit of 3s (WASMPOD_HTTP_REQUEST_TIMEOUT)"),
+            .contains("ran past its limit of 3s (WASMPOD_HTTP_REQUEST_TIMEOUT or"),
         "{ran:?}"
     );
     assert!(
-        ran.stderr
-            .contains("(WASMPOD_HTTP_DRAIN_TIMEOUT); stopping anyway"),
+        ran.stderr.contains(
+            "(WASMPOD_HTTP_DRAIN_TIMEOUT or wasmpod.dev/http-drain-timeout); stopping anyway"
+        ),
         "{ran:?}"
     );
     let bad = run_with(&["--env", "WASMPOD_HTTP_MAX_CONNECTIONS=none"], &image, &[]);
@@ -1311,6 +1397,29 @@ fn an_http_service_stops_a_runaway_request_and_bounds_its_drain() {
     assert!(
         bad.stderr.contains("WASMPOD_HTTP_MAX_CONNECTIONS=\"none\""),
         "{bad:?}"
+    );
+}
+
+/// The HTTP limits can be annotations too: `wasmpod.dev/http-request-timeout` stops a
+/// spinning request with a 500 at its deadline, and the log names both ways to set it.
+#[test]
+fn an_http_request_timeout_set_by_annotation_holds() {
+    let (_, id, addr, child) = serve_c_proxy(
+        "limits-annotation",
+        &["--annotation", "wasmpod.dev/http-request-timeout=2"],
+    );
+    let stopped = http::get(addr, "/spin").expect("the spinning request is answered");
+    assert_eq!(stopped.status, 500, "{stopped:?}");
+    assert_eq!(http::get(addr, "/hello").unwrap().status, 200);
+    assert_ok(&run_ctr(&["tasks", "kill", &id]));
+    let (ran, _) = finish(child);
+    assert_eq!(ran.code, 143, "{ran:?}");
+    assert!(
+        ran.stderr.contains(
+            "ran past its limit of 2s (WASMPOD_HTTP_REQUEST_TIMEOUT or \
+             wasmpod.dev/http-request-timeout)"
+        ),
+        "{ran:?}"
     );
 }
 

@@ -1,5 +1,7 @@
-//! The limits an HTTP service runs under, read from the container's environment (so `ctr run
-//! --env`, `docker run -e` and a pod's `env` all set them), each with a default:
+//! The limits an HTTP service runs under. Each has a default, which the handler's runtime
+//! options and the container's `wasmpod.dev/http-*` annotations change (see
+//! `wasmpod_oci::settings`), and the container's environment changes last (so `ctr run
+//! --env`, `docker run -e` and a pod's `env` all set them):
 //!
 //! | variable | meaning | default |
 //! | --- | --- | --- |
@@ -9,6 +11,8 @@
 //! | `WASMPOD_HTTP_INSTANCE_MEMORY` (for Spin apps also `SPIN_MAX_INSTANCE_MEMORY`) | bytes (suffix `Ki`, `Mi`, `Gi` allowed) one instance's memories and tables may use, below the container's own cap | the container's cap |
 
 use std::time::Duration;
+
+use wasmpod_oci::settings::{parse_bytes as bytes, parse_seconds, HttpSettings};
 
 use crate::RuntimeError;
 
@@ -48,15 +52,25 @@ impl Default for HttpLimits {
 }
 
 impl HttpLimits {
-    /// The limits set in `env` (the last value of a name wins), defaults for the rest.
-    pub fn from_env(env: &[(String, String)]) -> Result<HttpLimits, RuntimeError> {
+    /// The limits set in `env` (the last value of a name wins), then those in `settings`,
+    /// defaults for the rest.
+    pub fn resolve(
+        settings: &HttpSettings,
+        env: &[(String, String)],
+    ) -> Result<HttpLimits, RuntimeError> {
         let get = |name: &str| {
             env.iter()
                 .rev()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.trim())
         };
-        let mut limits = HttpLimits::default();
+        let defaults = HttpLimits::default();
+        let mut limits = HttpLimits {
+            request_timeout: settings.request_timeout.unwrap_or(defaults.request_timeout),
+            drain_timeout: settings.drain_timeout.unwrap_or(defaults.drain_timeout),
+            max_connections: settings.max_connections.unwrap_or(defaults.max_connections),
+            instance_memory: settings.instance_memory,
+        };
         if let Some(v) = get(REQUEST_TIMEOUT_ENV) {
             limits.request_timeout = seconds(REQUEST_TIMEOUT_ENV, v)?;
         }
@@ -127,29 +141,7 @@ fn bad(name: &str, value: &str, expected: &str) -> RuntimeError {
 
 /// Whole or fractional seconds above 0.
 fn seconds(name: &str, value: &str) -> Result<Duration, RuntimeError> {
-    value
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| bad(name, value, "seconds above 0"))
-}
-
-/// `N`, `NKi`, `NMi` or `NGi` bytes, above 0.
-fn bytes(value: &str) -> Option<u64> {
-    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => value.split_at(at),
-        None => (value, ""),
-    };
-    let shift = match unit {
-        "" => 0,
-        "Ki" => 10,
-        "Mi" => 20,
-        "Gi" => 30,
-        _ => return None,
-    };
-    let n: u64 = digits.parse().ok()?;
-    n.checked_mul(1 << shift).filter(|b| *b > 0)
+    parse_seconds(value).ok_or_else(|| bad(name, value, "seconds above 0"))
 }
 
 #[cfg(test)]
@@ -160,14 +152,20 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        assert_eq!(HttpLimits::from_env(&[]).unwrap(), HttpLimits::default());
-        let l = HttpLimits::from_env(&env(&[
-            (REQUEST_TIMEOUT_ENV, "2.5"),
-            (DRAIN_TIMEOUT_ENV, "1"),
-            (MAX_CONNECTIONS_ENV, "10"),
-            (INSTANCE_MEMORY_ENV, "64Mi"),
-            (MAX_CONNECTIONS_ENV, "12"),
-        ]))
+        assert_eq!(
+            HttpLimits::resolve(&HttpSettings::default(), &[]).unwrap(),
+            HttpLimits::default()
+        );
+        let l = HttpLimits::resolve(
+            &HttpSettings::default(),
+            &env(&[
+                (REQUEST_TIMEOUT_ENV, "2.5"),
+                (DRAIN_TIMEOUT_ENV, "1"),
+                (MAX_CONNECTIONS_ENV, "10"),
+                (INSTANCE_MEMORY_ENV, "64Mi"),
+                (MAX_CONNECTIONS_ENV, "12"),
+            ]),
+        )
         .unwrap();
         assert_eq!(l.request_timeout, Duration::from_millis(2500));
         assert_eq!(l.drain_timeout, Duration::from_secs(1));
@@ -175,6 +173,21 @@ mod tests {
         assert_eq!(l.instance_memory, Some(64 << 20));
         assert_eq!(bytes("1048576"), Some(1 << 20));
         assert_eq!(bytes("2Gi"), Some(2 << 30));
+    }
+
+    #[test]
+    fn the_environment_goes_over_the_settings() {
+        let settings = HttpSettings {
+            request_timeout: Some(Duration::from_secs(5)),
+            max_connections: Some(7),
+            instance_memory: Some(32 << 20),
+            ..Default::default()
+        };
+        let l = HttpLimits::resolve(&settings, &env(&[(MAX_CONNECTIONS_ENV, "9")])).unwrap();
+        assert_eq!(l.request_timeout, Duration::from_secs(5));
+        assert_eq!(l.drain_timeout, HttpLimits::default().drain_timeout);
+        assert_eq!(l.max_connections, 9);
+        assert_eq!(l.instance_memory, Some(32 << 20));
     }
 
     #[test]
@@ -203,7 +216,7 @@ mod tests {
             (INSTANCE_MEMORY_ENV, "64MB"),
             (INSTANCE_MEMORY_ENV, "0"),
         ] {
-            let err = HttpLimits::from_env(&env(&[(name, value)]))
+            let err = HttpLimits::resolve(&HttpSettings::default(), &env(&[(name, value)]))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(name) && err.contains(value), "{err}");

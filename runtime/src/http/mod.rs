@@ -99,7 +99,7 @@ pub async fn serve(
     watch: &TerminationWatch,
 ) -> Result<GuestOutcome, RuntimeError> {
     let addr = listen_addr(&setup.env)?;
-    let limits = limits::HttpLimits::from_env(&setup.env)?;
+    let limits = limits::HttpLimits::resolve(&setup.settings.http, &setup.env)?;
     // A request needs a WASI context; fail now, not on every request, if it cannot be built.
     setup.builder()?;
     let engine = pre.engine().clone();

@@ -31,6 +31,7 @@ use crate::engine::CONCURRENT_REQUESTS;
 use crate::limits::GuestLimits;
 use crate::state::{ComponentState, Limited};
 use crate::{GuestOutcome, GuestSetup};
+use wasmpod_oci::settings::Knob;
 
 /// Epoch ticks (see [`super::ticker::TICK`]) an instance runs Wasm code before it is
 /// checked against its deadline and yields: 100 ms.
@@ -40,7 +41,10 @@ const LATE: &str = "the request ran past its limit";
 
 /// The message for a request stopped at its deadline.
 fn late(timeout: std::time::Duration) -> String {
-    format!("{LATE} of {timeout:?} ({REQUEST_TIMEOUT_ENV}) and was stopped")
+    format!(
+        "{LATE} of {timeout:?} ({REQUEST_TIMEOUT_ENV} or {}) and was stopped",
+        Knob::HttpRequestTimeout.annotation()
+    )
 }
 
 /// The HTTP handler a component exports, pre-linked.

@@ -21,6 +21,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::limits::{HttpLimits, DRAIN_TIMEOUT_ENV};
 use crate::signals::TerminationWatch;
+use wasmpod_oci::settings::Knob;
 
 /// Answers one request. Failures are the handler's to turn into a response.
 pub trait Handler: Send + Sync + 'static {
@@ -84,8 +85,9 @@ pub async fn serve<H: Handler>(
     {
         eprintln!(
             "wasmpod: requests were still running {:?} after the stop signal \
-             ({DRAIN_TIMEOUT_ENV}); stopping anyway",
-            limits.drain_timeout
+             ({DRAIN_TIMEOUT_ENV} or {}); stopping anyway",
+            limits.drain_timeout,
+            Knob::HttpDrainTimeout.annotation()
         );
     }
     signal

@@ -21,6 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use wasmpod_oci::settings::HttpSettings;
 use wasmpod_oci::spin::app::{HttpRoute, HttpTarget, MqttTrigger};
 use wasmpod_oci::spin::SpinApp;
 use wasmtime::component::{Component, InstancePre, Linker};
@@ -246,7 +247,12 @@ impl SpinTriggers {
 
     /// Reads the runtime config at `config_path` and resolves what the components share,
     /// from the container's environment `env`.
-    fn start(&self, config_path: &Path, env: &[(String, String)]) -> Result<Started, RuntimeError> {
+    fn start(
+        &self,
+        config_path: &Path,
+        env: &[(String, String)],
+        http: &HttpSettings,
+    ) -> Result<Started, RuntimeError> {
         let app = &self.app;
         let config = RuntimeConfig::load(config_path).map_err(|e| app_error(app, e))?;
         let values = AppValues::resolve(&app.variables, &config.providers, env)
@@ -320,7 +326,7 @@ impl SpinTriggers {
             t.broker.password = expand("password", &t.broker.password)?;
             mqtt_triggers.push(t);
         }
-        let mut limits = HttpLimits::from_env(env)?;
+        let mut limits = HttpLimits::resolve(http, env)?;
         limits.instance_memory = limits.instance_memory.or(max_instance_memory);
         Ok(Started {
             hosts,
@@ -420,7 +426,11 @@ fn http_export(
 
 impl Trigger for SpinTriggers {
     fn check(&mut self, setup: &GuestSetup) -> Result<(), RuntimeError> {
-        self.started = Some(self.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?);
+        self.started = Some(self.start(
+            Path::new(RUNTIME_CONFIG_PATH),
+            &setup.env,
+            &setup.settings.http,
+        )?);
         Ok(())
     }
 
@@ -439,7 +449,11 @@ impl Trigger for SpinTriggers {
             limits,
         } = match this.started.clone() {
             Some(started) => started,
-            None => this.start(Path::new(RUNTIME_CONFIG_PATH), &setup.env)?,
+            None => this.start(
+                Path::new(RUNTIME_CONFIG_PATH),
+                &setup.env,
+                &setup.settings.http,
+            )?,
         };
         let rt = server_runtime()?;
         // The exporter is a task of the app's runtime.

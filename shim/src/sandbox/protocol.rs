@@ -162,6 +162,12 @@ mod tests {
                     memory_limit: Some(1 << 26),
                     filesystem: Default::default(),
                     confinement: Default::default(),
+                    settings: {
+                        let mut s = wasmpod_oci::settings::Settings::default();
+                        s.set(wasmpod_oci::settings::Knob::WasmFeatures, "-threads")
+                            .unwrap();
+                        s
+                    },
                 },
                 cache: CacheConfig {
                     dir: "/var/lib/wasmpod/cache".into(),
